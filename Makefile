@@ -1,0 +1,34 @@
+# Every target bootstraps itself: on a fresh clone `make test` creates .venv and installs
+# the project with its dev extras first.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8765
+
+.PHONY: install test lint serve bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/pytest -q
+
+serve: $(STAMP)
+	$(BIN)/agechat server --data-dir .data/relay --host $(HOST) --port $(PORT)
+
+bench: $(STAMP)
+	$(BIN)/python bench/relay_throughput.py
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .ruff_cache

@@ -1,0 +1,34 @@
+"""Client-side refusals: the relay's wire codes plus the client's own, with one shape."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from protocol.errors import wire_message
+
+LOCAL_ERRORS: Final[dict[str, str]] = {
+    "bad_passphrase": "The passphrase does not unlock this profile.",
+    "passphrase_required": "Set AGECHAT_PASSPHRASE or run this at a terminal to type it.",
+    "no_profile": "There is no account in this profile yet: run `agechat account create`.",
+    "profile_exists": "This profile already has an account; use another --profile.",
+    "profile_corrupt": "The profile's files are unreadable or from an unknown version.",
+    "relay_unreachable": "The relay could not be reached.",
+    "timeout": "The relay did not answer in time.",
+    "protocol_error": "The relay sent something this client does not understand.",
+    "invalid_birthdate": "The birth date is not a real date in the past (YYYY-MM-DD).",
+    "invalid_handle": "Handles are 3 to 32 characters: lowercase letters, digits and _.",
+    "invalid_server_url": "The relay URL must start with http:// or https://.",
+}
+
+
+def error_message(code: str) -> str:
+    return LOCAL_ERRORS.get(code) or wire_message(code)
+
+
+class ClientError(Exception):
+    """A refusal with a stable code (matched by scripts and tests) and a sentence (for people)."""
+
+    def __init__(self, code: str, message: str | None = None) -> None:
+        self.code = code
+        self.message = message or error_message(code)
+        super().__init__(f"{code}: {self.message}")

@@ -1,0 +1,208 @@
+"""Local history and outbox (SQLite in the profile directory).
+
+Sent messages go into history as ``pending`` before anything touches the network, so a
+message the user sent survives a crash of the client; the outbox is simply the pending
+outgoing rows, resent in order after every (re)connect. Incoming messages are keyed by
+(sender, id): a redelivery is recognised and never shown twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import aiosqlite
+
+SCHEMA_VERSION = 1
+Direction = Literal["in", "out"]
+State = Literal["pending", "sent", "failed", "received"]
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS messages (
+    rowid INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT 'message',
+    mode TEXT NOT NULL,
+    body TEXT NOT NULL,
+    direction TEXT NOT NULL,
+    state TEXT NOT NULL,
+    error_code TEXT,
+    created_at REAL NOT NULL,
+    sent_at REAL,
+    UNIQUE (sender, msg_id)
+);
+CREATE INDEX IF NOT EXISTS messages_outbox ON messages (rowid) WHERE state = 'pending';
+CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation, rowid);
+"""
+
+_COLUMNS = (
+    "rowid, sender, msg_id, recipient, conversation, kind, mode, body, direction, state, "
+    "error_code, created_at, sent_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryMessage:
+    rowid: int
+    sender: str
+    msg_id: str
+    recipient: str
+    conversation: str
+    kind: str
+    mode: str
+    body: str
+    direction: Direction
+    state: State
+    error_code: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+def _ts(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def _row(r: tuple) -> HistoryMessage:
+    created = _dt(r[11])
+    assert created is not None
+    return HistoryMessage(
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], created, _dt(r[12])
+    )
+
+
+class History:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._db: aiosqlite.Connection | None = None
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("history is not open")
+        return self._db
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path)
+        await self.db.execute("PRAGMA journal_mode=WAL")
+        await self.db.execute("PRAGMA synchronous=FULL")
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(f"{self._path} is from a newer agechat (schema {version})")
+        if version < 1:
+            await self.db.executescript(_SCHEMA_V1)
+            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            await self.db.commit()
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def add_outgoing(
+        self,
+        *,
+        sender: str,
+        msg_id: str,
+        recipient: str,
+        conversation: str,
+        mode: str,
+        body: str,
+        created_at: datetime,
+    ) -> HistoryMessage:
+        async with self.db.execute(
+            "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, "
+            "direction, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'out', 'pending', ?) "
+            f"RETURNING {_COLUMNS}",
+            (sender, msg_id, recipient, conversation, mode, body, _ts(created_at)),
+        ) as cur:
+            row = await cur.fetchone()
+        await self.db.commit()
+        assert row is not None
+        return _row(row)
+
+    async def outbox(self) -> list[HistoryMessage]:
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE state = 'pending' ORDER BY rowid"
+        ) as cur:
+            return [_row(r) for r in await cur.fetchall()]
+
+    async def mark_sent(self, msg_id: str, sender: str, sent_at: datetime) -> None:
+        await self.db.execute(
+            "UPDATE messages SET state = 'sent', sent_at = ? WHERE sender = ? AND msg_id = ?",
+            (_ts(sent_at), sender, msg_id),
+        )
+        await self.db.commit()
+
+    async def mark_failed(self, msg_id: str, sender: str, code: str) -> None:
+        await self.db.execute(
+            "UPDATE messages SET state = 'failed', error_code = ? WHERE sender = ? AND msg_id = ?",
+            (code, sender, msg_id),
+        )
+        await self.db.commit()
+
+    async def add_incoming(
+        self,
+        *,
+        sender: str,
+        msg_id: str,
+        recipient: str,
+        conversation: str,
+        kind: str,
+        mode: str,
+        body: str,
+        sent_at: datetime,
+        received_at: datetime,
+    ) -> HistoryMessage | None:
+        """Store a received message; None when it was already stored (a redelivery)."""
+        async with self.db.execute(
+            "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, kind, "
+            "mode, body, direction, state, created_at, sent_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?) "
+            f"RETURNING {_COLUMNS}",
+            (
+                sender,
+                msg_id,
+                recipient,
+                conversation,
+                kind,
+                mode,
+                body,
+                _ts(received_at),
+                _ts(sent_at),
+            ),
+        ) as cur:
+            row = await cur.fetchone()
+        await self.db.commit()
+        return None if row is None else _row(row)
+
+    async def get(self, sender: str, msg_id: str) -> HistoryMessage | None:
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND msg_id = ?", (sender, msg_id)
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _row(row)
+
+    async def conversation(
+        self, conversation: str, *, limit: int = 100, before_rowid: int | None = None
+    ) -> list[HistoryMessage]:
+        """The latest ``limit`` messages before ``before_rowid``, oldest first (for paging)."""
+        async with self.db.execute(
+            f"SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND rowid < ? "
+            "ORDER BY rowid DESC LIMIT ?",
+            (conversation, before_rowid if before_rowid is not None else 2**62, limit),
+        ) as cur:
+            rows = [_row(r) for r in await cur.fetchall()]
+        rows.reverse()
+        return rows

@@ -1,0 +1,382 @@
+"""RelayClient: one account's connection to the relay, with outbox and reconnects.
+
+The client persists before it acts: an outgoing message is in history (state ``pending``)
+before it is sent, an incoming one is in history before it is acknowledged. So the relay
+deletes only what the client has, and the client resends whatever the relay has not
+confirmed. After every (re)connect the outbox is resent in order; the relay's idempotent
+ids make that safe (PROTOCOL.md §5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+import aiohttp
+
+from client.errors import ClientError
+from client.events import (
+    ClientEvent,
+    Connected,
+    Disconnected,
+    MessageAccepted,
+    MessageReceived,
+    MessageRefused,
+    RelayError,
+    Synced,
+)
+from client.history import History, HistoryMessage
+from client.profile import Identity, Profile
+from client.timeutil import utc_now
+from protocol import identity as identity_messages
+from protocol.codec import FrameError, decode_relay_frame, encode_frame
+from protocol.frames import (
+    Accepted,
+    Ack,
+    Auth,
+    Challenge,
+    Deliver,
+    Error,
+    MessageRef,
+    Ready,
+    RelayFrame,
+    Send,
+    conversation_id,
+)
+from protocol.frames import Synced as SyncedFrame
+from protocol.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+
+log = logging.getLogger("agechat.client")
+
+#: Refusals that will not change on a resend: the message is marked failed, not retried.
+PERMANENT_REFUSALS = frozenset(
+    {
+        "unknown_recipient",
+        "mode_mismatch",
+        "message_too_large",
+        "duplicate_id_conflict",
+        "invalid_frame",
+        "frame_too_large",
+    }
+)
+#: Disconnects after which reconnecting would not help.
+FATAL_CLOSE = frozenset({"auth_failed", "session_replaced"})
+
+HANDSHAKE_TIMEOUT = 10.0
+
+
+def websocket_url(server: str) -> str:
+    if server.startswith("https://"):
+        return "wss://" + server.removeprefix("https://").rstrip("/") + "/v1/ws"
+    if server.startswith("http://"):
+        return "ws://" + server.removeprefix("http://").rstrip("/") + "/v1/ws"
+    raise ClientError("invalid_server_url", f"{server!r} is not an http(s):// URL")
+
+
+def new_message_id() -> str:
+    """128 random bits, URL-safe: unique without coordination."""
+    return secrets.token_urlsafe(16)
+
+
+class RelayClient:
+    """Use as ``async with RelayClient(...) as client:``; read ``client.events()``."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        identity: Identity,
+        history: History,
+        *,
+        reconnect: bool = True,
+        clock: Callable[[], datetime] = utc_now,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.profile = profile
+        self._identity = identity
+        self.history = history
+        self._reconnect = reconnect
+        self._clock = clock
+        self._max_backoff = max_backoff
+        self._events: asyncio.Queue[ClientEvent] = asyncio.Queue()
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._outbox_wake = asyncio.Event()
+        self._pending: dict[str, asyncio.Future[HistoryMessage]] = {}
+        self._connected = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self.last_disconnect: Disconnected | None = None
+        self.synced = asyncio.Event()
+
+    @property
+    def handle(self) -> str:
+        return self.profile.handle
+
+    @property
+    def is_connected(self) -> bool:
+        return self._connected.is_set()
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def __aenter__(self) -> RelayClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self._run(), name=f"relay-client-{self.handle}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(ClientError("relay_unreachable", "The client was closed."))
+
+    async def wait_connected(self, timeout: float = HANDSHAKE_TIMEOUT) -> None:
+        """Return once authenticated; raise the reason if the client gave up first."""
+        connected = asyncio.create_task(self._connected.wait())
+        stopped = asyncio.create_task(self._stopped.wait())
+        _, pending = await asyncio.wait(
+            {connected, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        if self._connected.is_set():
+            return
+        if self.last_disconnect is not None:
+            raise ClientError(self.last_disconnect.code, self.last_disconnect.message)
+        raise ClientError("timeout", "The relay did not answer in time.")
+
+    async def events(self) -> AsyncIterator[ClientEvent]:
+        while True:
+            yield await self._events.get()
+
+    async def next_event(self, timeout: float | None = None) -> ClientEvent | None:
+        """The next event, or None after ``timeout`` seconds."""
+        try:
+            return await asyncio.wait_for(self._events.get(), timeout)
+        except TimeoutError:
+            return None
+
+    # --- sending --------------------------------------------------------------------
+
+    async def send(self, to: str, text: str) -> HistoryMessage:
+        """Put a message in the outbox (durably) and hand it to the connection.
+
+        Returns at once; ``wait_accepted`` waits for the relay to store it.
+        """
+        message = await self.history.add_outgoing(
+            sender=self.handle,
+            msg_id=new_message_id(),
+            recipient=to,
+            conversation=conversation_id(self.handle, to),
+            mode="visible",
+            body=text,
+            created_at=self._clock(),
+        )
+        self._future_for(message.msg_id)
+        self._outbox_wake.set()
+        return message
+
+    async def wait_accepted(
+        self, msg_id: str, timeout: float = HANDSHAKE_TIMEOUT
+    ) -> HistoryMessage:
+        """Return the message once the relay has stored it; raise its refusal otherwise."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._future_for(msg_id)), timeout)
+        except TimeoutError:
+            raise ClientError(
+                "timeout",
+                "The relay has not confirmed the message yet; "
+                "it stays in the outbox and is resent on the next connection.",
+            ) from None
+
+    def _future_for(self, msg_id: str) -> asyncio.Future[HistoryMessage]:
+        future = self._pending.get(msg_id)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            # Mark a refusal as seen even when nobody awaits it (no "never retrieved" noise).
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+            self._pending[msg_id] = future
+        return future
+
+    # --- the connection -------------------------------------------------------------
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        try:
+            while True:
+                try:
+                    await self._connect_once()
+                    code, message = "connection_closed", "The relay closed the connection."
+                    backoff = 0.5
+                except ClientError as exc:
+                    code, message = exc.code, exc.message
+                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                    code, message = "relay_unreachable", f"The relay could not be reached ({exc})."
+                finally:
+                    self._connected.clear()
+                    self._ws = None
+                retry = self._reconnect and code not in FATAL_CLOSE
+                delay = (
+                    min(backoff, self._max_backoff) * (0.5 + random.random() / 2) if retry else None
+                )
+                event = Disconnected(code=code, message=message, retry_in=delay)
+                self.last_disconnect = event
+                await self._events.put(event)
+                if delay is None:
+                    return
+                await asyncio.sleep(delay)
+                backoff *= 2
+        finally:
+            self._stopped.set()
+
+    async def _connect_once(self) -> None:
+        assert self._session is not None
+        url = websocket_url(self.profile.server)
+        async with self._session.ws_connect(
+            url,
+            heartbeat=30.0,
+            max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES,
+            timeout=aiohttp.ClientWSTimeout(ws_close=5.0),
+        ) as ws:
+            await asyncio.wait_for(self._handshake(ws), HANDSHAKE_TIMEOUT)
+            self._ws = ws
+            self.synced.clear()
+            self._connected.set()
+            await self._events.put(Connected(handle=self.handle))
+            sender = asyncio.create_task(self._send_outbox(ws))
+            try:
+                async for msg in ws:
+                    if msg.type == aiohttp.WSMsgType.TEXT:
+                        await self._on_text(ws, msg.data)
+                    elif msg.type == aiohttp.WSMsgType.ERROR:
+                        break
+            finally:
+                sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sender
+            if self._fatal is not None:
+                code, self._fatal = self._fatal, None
+                raise ClientError(code)
+
+    _fatal: str | None = None
+
+    async def _receive_frame(self, ws: aiohttp.ClientWebSocketResponse) -> RelayFrame:
+        msg = await ws.receive()
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise ClientError("relay_unreachable", "The relay closed the connection during login.")
+        try:
+            return decode_relay_frame(msg.data)
+        except FrameError as exc:
+            raise ClientError("protocol_error", str(exc)) from None
+
+    async def _handshake(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Challenge–response (PROTOCOL.md §3.2)."""
+        challenge = await self._receive_frame(ws)
+        if not isinstance(challenge, Challenge):
+            raise ClientError(
+                "protocol_error", f"expected a challenge, got {type(challenge).__name__}"
+            )
+        signed = identity_messages.auth_message(challenge.relay_id, challenge.nonce, self.handle)
+        await ws.send_str(
+            encode_frame(Auth(handle=self.handle, signature=self._identity.sign(signed)))
+        )
+        reply = await self._receive_frame(ws)
+        if isinstance(reply, Error):
+            raise ClientError(reply.code, reply.message)
+        if not isinstance(reply, Ready):
+            raise ClientError("protocol_error", f"expected ready, got {type(reply).__name__}")
+
+    async def _send_outbox(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        """Send every pending message once per connection, oldest first."""
+        sent_here: set[str] = set()
+        while True:
+            self._outbox_wake.clear()
+            for message in await self.history.outbox():
+                if message.msg_id in sent_here:
+                    continue
+                frame = Send(
+                    id=message.msg_id, to=message.recipient, mode="visible", body=message.body
+                )
+                await ws.send_str(encode_frame(frame))
+                sent_here.add(message.msg_id)
+            await self._outbox_wake.wait()
+
+    async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
+        try:
+            frame = decode_relay_frame(text)
+        except FrameError as exc:
+            log.warning("undecodable frame from relay: %s", exc)
+            await self._events.put(RelayError(code="protocol_error", message=str(exc)))
+            return
+        if isinstance(frame, Deliver):
+            await self._on_deliver(ws, frame)
+        elif isinstance(frame, Accepted):
+            await self._on_accepted(frame)
+        elif isinstance(frame, Error):
+            await self._on_error(frame)
+        elif isinstance(frame, SyncedFrame):
+            self.synced.set()
+            await self._events.put(Synced())
+        else:
+            await self._events.put(
+                RelayError(code="protocol_error", message=f"unexpected {type(frame).__name__}")
+            )
+
+    async def _on_deliver(self, ws: aiohttp.ClientWebSocketResponse, frame: Deliver) -> None:
+        stored = await self.history.add_incoming(
+            sender=frame.sender,
+            msg_id=frame.id,
+            recipient=frame.to,
+            conversation=frame.conversation,
+            kind="message",
+            mode=frame.mode,
+            body=frame.body,
+            sent_at=frame.sent_at,
+            received_at=self._clock(),
+        )
+        # Acknowledge only after the local store has it (a redelivery is acknowledged again).
+        await ws.send_str(encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)])))
+        if stored is not None:
+            await self._events.put(MessageReceived(stored))
+
+    async def _on_accepted(self, frame: Accepted) -> None:
+        await self.history.mark_sent(frame.id, self.handle, frame.sent_at)
+        message = await self.history.get(self.handle, frame.id)
+        if message is None:
+            return
+        future = self._pending.pop(frame.id, None)
+        if future is not None and not future.done():
+            future.set_result(message)
+        await self._events.put(MessageAccepted(message))
+
+    async def _on_error(self, frame: Error) -> None:
+        if frame.ref is None:
+            if frame.code in FATAL_CLOSE:
+                self._fatal = frame.code
+            await self._events.put(RelayError(code=frame.code, message=frame.message))
+            return
+        message = await self.history.get(self.handle, frame.ref)
+        if message is None:
+            return
+        if frame.code in PERMANENT_REFUSALS:
+            await self.history.mark_failed(frame.ref, self.handle, frame.code)
+            message = await self.history.get(self.handle, frame.ref) or message
+        future = self._pending.pop(frame.ref, None)
+        if future is not None and not future.done():
+            future.set_exception(ClientError(frame.code, frame.message))
+        await self._events.put(MessageRefused(message, frame.code, frame.message))

@@ -1,0 +1,93 @@
+"""Decode-and-validate in one call, with a stable error code for every way it can fail."""
+
+from __future__ import annotations
+
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from protocol.errors import wire_message
+from protocol.frames import (
+    CLIENT_FRAME_TYPES,
+    RELAY_FRAME_TYPES,
+    ClientFrame,
+    Frame,
+    RelayFrame,
+)
+from protocol.limits import MAX_FRAME_BYTES
+
+T = TypeVar("T")
+
+_encoder = msgspec.json.Encoder()
+
+
+class FrameError(Exception):
+    """A frame that could not be accepted, with its wire error code."""
+
+    def __init__(self, code: str, detail: str | None = None) -> None:
+        self.code = code
+        self.detail = detail
+        super().__init__(f"{code}: {detail or wire_message(code)}")
+
+    @property
+    def message(self) -> str:
+        """The sentence to send back: the code's sentence, plus what exactly was wrong."""
+        base = wire_message(self.code)
+        return f"{base} ({self.detail})" if self.detail else base
+
+
+class _FrameDecoder(Generic[T]):
+    def __init__(self, union: Any, known_types: frozenset[str]) -> None:
+        self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(union)
+        self._known = known_types
+
+    def decode(self, data: str | bytes) -> T:
+        """Parse and validate one frame or raise FrameError with the matching code."""
+        size = len(data.encode() if isinstance(data, str) else data)
+        if size > MAX_FRAME_BYTES:
+            raise FrameError("frame_too_large", f"{size} bytes, limit {MAX_FRAME_BYTES}")
+        try:
+            return self._decoder.decode(data)
+        except msgspec.ValidationError as exc:
+            raise self._classify(data, str(exc)) from None
+        except (msgspec.DecodeError, UnicodeDecodeError):
+            raise FrameError("invalid_json") from None
+
+    def _classify(self, data: str | bytes, detail: str) -> FrameError:
+        # Only on the error path: look again to tell an unknown type from a bad field.
+        try:
+            raw = msgspec.json.decode(data)
+        except msgspec.DecodeError:
+            return FrameError("invalid_json")
+        if not isinstance(raw, dict):
+            return FrameError("invalid_frame", "a frame is a JSON object")
+        frame_type = raw.get("type")
+        if not isinstance(frame_type, str):
+            return FrameError("invalid_frame", "missing string field `type`")
+        if frame_type not in self._known:
+            return FrameError("unknown_frame_type", f"type {frame_type[:40]!r}")
+        return FrameError("invalid_frame", detail)
+
+
+client_frames: _FrameDecoder[ClientFrame] = _FrameDecoder(ClientFrame, CLIENT_FRAME_TYPES)
+relay_frames: _FrameDecoder[RelayFrame] = _FrameDecoder(RelayFrame, RELAY_FRAME_TYPES)
+
+
+def decode_client_frame(data: str | bytes) -> ClientFrame:
+    """Decode a frame a client sent to the relay."""
+    return client_frames.decode(data)
+
+
+def decode_relay_frame(data: str | bytes) -> RelayFrame:
+    """Decode a frame the relay sent to a client."""
+    return relay_frames.decode(data)
+
+
+def encode_frame(frame: Frame) -> str:
+    """Serialise a frame as the JSON text of one WebSocket text message."""
+    return _encoder.encode(frame).decode()
+
+
+def encode(value: object) -> bytes:
+    """Serialise any protocol Struct (HTTP bodies) to JSON bytes."""
+    return _encoder.encode(value)

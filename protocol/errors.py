@@ -1,0 +1,51 @@
+"""Every refusal's stable snake_case code and its human sentence.
+
+Codes are a contract (tests, scripts and other clients match on them); sentences may be
+reworded. docs/PROTOCOL.md §7 lists the wire codes; the client adds its own local ones in
+``client.errors`` with the same shape.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Wire error codes: the relay sends these in `error` frames and HTTP error bodies.
+WIRE_ERRORS: Final[dict[str, str]] = {
+    # Malformed input (PROTOCOL.md §7.1)
+    "invalid_json": "The frame is not valid UTF-8 JSON.",
+    "invalid_frame": "The frame is missing a field or a field has the wrong type or size.",
+    "unknown_frame_type": "The relay does not know this frame type.",
+    "frame_too_large": "The frame is larger than the relay accepts.",
+    "binary_not_supported": "The relay only accepts text frames.",
+    # Authentication (§7.2)
+    "not_authenticated": "Authenticate before sending anything else.",
+    "already_authenticated": "This connection is already authenticated.",
+    "auth_failed": "Authentication failed: unknown account or invalid signature.",
+    "auth_timeout": "Authentication took too long.",
+    "session_replaced": "This account connected again elsewhere; this connection is closed.",
+    # Registration (§7.3)
+    "invalid_handle": "Handles are 3 to 32 characters: lowercase letters, digits and _.",
+    "handle_taken": "That handle is already taken.",
+    "invalid_display_name": "Display names are 1 to 64 characters with no control characters.",
+    "invalid_key": "A public key is missing, the wrong size, or does not match the identity key.",
+    "invalid_birthdate": "The birth date is not a real date in the past (YYYY-MM-DD).",
+    "bad_signature": "The signature does not verify with the account's identity key.",
+    "declaration_mismatch": "The signed age declaration does not match the registration.",
+    "stale_declaration": "The signed age declaration is too old or from the future.",
+    # Delivery (§7.4)
+    "unknown_recipient": "There is no account with that handle.",
+    "message_too_large": "The message is larger than the relay accepts.",
+    "mode_mismatch": "The message's encryption mode does not match the conversation's.",
+    "duplicate_id_conflict": "That message id was already used for a different message.",
+    # HTTP requests
+    "invalid_request": "The request body is missing a field or a field has the wrong type.",
+    "request_too_large": "The request body is larger than the relay accepts.",
+    # Anything else
+    "not_found": "There is nothing at that address.",
+    "internal_error": "The relay hit an unexpected error; nothing was stored.",
+}
+
+
+def wire_message(code: str) -> str:
+    """The sentence for a wire code (unknown codes get a generic sentence, never a KeyError)."""
+    return WIRE_ERRORS.get(code, "The request was refused.")

@@ -1,0 +1,106 @@
+"""The relay application: ``create_app(config)`` builds it, nothing is global."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import AsyncIterator
+
+from aiohttp import WSCloseCode, web
+
+from protocol.codec import encode
+from protocol.limits import DEDUPE_WINDOW_SECONDS, MAX_HTTP_BODY_BYTES
+from protocol.registration import Health
+from server.config import RelayConfig
+from server.group_commit import GroupCommitter
+from server.http_errors import error_response
+from server.hub import Hub
+from server.keys import COMMITTER, CONFIG, DIRECTORY, HUB, RELAY_ID, STORE
+from server.registration import register
+from server.store import SqliteStore
+from server.websocket import websocket_handler
+
+log = logging.getLogger("agechat.relay")
+
+PRUNE_INTERVAL_SECONDS = 3600.0
+
+
+async def healthz(request: web.Request) -> web.Response:
+    body = encode(Health(status="ok", relay_id=request.app[RELAY_ID]))
+    return web.Response(body=body, content_type="application/json")
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Every HTTP failure gets the JSON error shape, never an HTML page or a traceback."""
+    try:
+        return await handler(request)
+    except web.HTTPNotFound:
+        return error_response(404, "not_found")
+    except web.HTTPMethodNotAllowed:
+        return error_response(405, "invalid_request", f"{request.method} is not allowed here")
+    except web.HTTPRequestEntityTooLarge:
+        return error_response(413, "request_too_large")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "internal_error")
+
+
+async def _storage(app: web.Application) -> AsyncIterator[None]:
+    """Open the store, start the single writer; on the way out flush and close in order."""
+    config = app[CONFIG]
+    store = SqliteStore(config.database_path, synchronous=config.synchronous)
+    await store.open()
+    relay_id = await store.get_meta("relay_id")
+    if relay_id is None:
+        relay_id = secrets.token_hex(16)
+        await store.set_meta("relay_id", relay_id)
+    hub = app[HUB]
+    committer = GroupCommitter(store, config.clock, hub.deliver)
+    committer.start()
+    app[STORE] = store
+    app[RELAY_ID] = relay_id
+    app[COMMITTER] = committer
+    app[DIRECTORY] = set(await store.all_handles())
+    pruner = asyncio.create_task(_prune_forever(store, config))
+    log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
+    try:
+        yield
+    finally:
+        pruner.cancel()
+        await committer.stop()
+        await store.close()
+
+
+async def _prune_forever(store: SqliteStore, config: RelayConfig) -> None:
+    from datetime import timedelta
+
+    while True:
+        try:
+            removed = await store.prune(config.clock() - timedelta(seconds=DEDUPE_WINDOW_SECONDS))
+            if removed:
+                log.info("pruned %d acknowledged message ids past the dedupe window", removed)
+        except Exception:
+            log.exception("pruning failed")
+        await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+
+async def _close_sockets(app: web.Application) -> None:
+    """On shutdown tell every client to go away (they reconnect elsewhere or later)."""
+    for connection in app[HUB].connections():
+        await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"relay shutting down")
+
+
+def create_app(config: RelayConfig) -> web.Application:
+    app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES, middlewares=[json_errors])
+    app[CONFIG] = config
+    app[HUB] = Hub()
+    app.cleanup_ctx.append(_storage)
+    app.on_shutdown.append(_close_sockets)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_post("/v1/accounts", register)
+    app.router.add_get("/v1/ws", websocket_handler)
+    return app

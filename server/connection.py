@@ -1,0 +1,102 @@
+"""One authenticated client connection and its in-order delivery loop.
+
+Delivery order comes from the store's sequence numbers. On connect the loop sends the
+backlog from the store, then live messages pushed after each commit, skipping any it already
+sent. If live messages pile up (a slow reader) the in-memory queue is dropped and the loop
+re-reads from the store: the store, not memory, is the source of truth, so this bounds
+memory without losing anything (back-pressure).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+
+from aiohttp import web
+
+from protocol.codec import encode_frame
+from protocol.frames import Frame, Synced
+from server.records import StoredMessage
+from server.store import Store
+
+log = logging.getLogger("agechat.relay.delivery")
+
+LIVE_QUEUE_LIMIT = 1000
+BACKLOG_PAGE = 500
+
+
+class Connection:
+    """Owns the writes to one WebSocket; only the handler task reads it."""
+
+    def __init__(self, handle: str, ws: web.WebSocketResponse, store: Store) -> None:
+        self.handle = handle
+        self.ws = ws
+        self._store = store
+        self._send_lock = asyncio.Lock()
+        self._live: deque[StoredMessage] = deque()
+        self._resync = False
+        self._wake = asyncio.Event()
+        self._last_seq = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def send(self, frame: Frame) -> None:
+        """Send one frame; silently skipped when the socket is already closing."""
+        if self.ws.closed:
+            return
+        async with self._send_lock:
+            # The peer may have gone away; the handler task notices and cleans up.
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await self.ws.send_str(encode_frame(frame))
+
+    def push(self, message: StoredMessage) -> None:
+        """Called after a commit: queue a message for this connection's delivery loop."""
+        if len(self._live) >= LIVE_QUEUE_LIMIT:
+            self._live.clear()
+            self._resync = True
+        else:
+            self._live.append(message)
+        self._wake.set()
+
+    def start_delivery(self) -> None:
+        self._task = asyncio.create_task(self._deliver(), name=f"deliver-{self.handle}")
+
+    async def stop_delivery(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _drain_store(self) -> None:
+        while True:
+            page = await self._store.pending_for(self.handle, self._last_seq, BACKLOG_PAGE)
+            for message in page:
+                await self.send(message.to_deliver())
+                self._last_seq = message.seq
+            if len(page) < BACKLOG_PAGE:
+                return
+
+    async def _deliver(self) -> None:
+        try:
+            await self._drain_store()
+            await self.send(Synced())
+            while not self.ws.closed:
+                await self._wake.wait()
+                self._wake.clear()
+                if self._resync:
+                    self._resync = False
+                    self._live.clear()
+                    await self._drain_store()
+                    continue
+                while self._live:
+                    message = self._live.popleft()
+                    if message.seq <= self._last_seq:
+                        continue
+                    await self.send(message.to_deliver())
+                    self._last_seq = message.seq
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("delivery to %s failed; closing its connection", self.handle)
+            await self.ws.close()

@@ -1,0 +1,106 @@
+"""Group commit: every write that arrives while a flush runs goes into the next flush.
+
+One SQLite commit per message caps the relay at a fraction of its forwarding speed
+(CONVENTIONS.md "Relay performance"); collecting what arrived during the previous flush and
+committing it in one transaction costs a few microseconds per message and adds no timer
+latency. Callers await their own future, which resolves after the commit, so a sender is
+acknowledged only once its message is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from server.records import AckRecord, NewMessage, StoredMessage
+from server.store import Store
+
+log = logging.getLogger("agechat.relay.store")
+
+OnStored = Callable[[list[StoredMessage]], None]
+
+
+class GroupCommitter:
+    """The single writer of messages and acks."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime], on_stored: OnStored) -> None:
+        self._store = store
+        self._clock = clock
+        self._on_stored = on_stored
+        self._messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]] = []
+        self._acks: list[tuple[AckRecord, asyncio.Future[None]]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._closing = False
+        self.batches = 0
+        self.written = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="group-commit")
+
+    async def stop(self) -> None:
+        """Flush what is queued, then stop."""
+        self._closing = True
+        self._wake.set()
+        if self._task is not None:
+            await self._task
+
+    async def store_message(self, message: NewMessage) -> StoredMessage | None:
+        """Return once the message is durably stored: the stored row, or None when a message
+        with the same (sender, id) was already stored (a resend)."""
+        return await self._enqueue(self._messages, message)
+
+    async def ack(self, acks: list[AckRecord]) -> None:
+        """Return once the acknowledged bodies are deleted."""
+        futures = [self._enqueue(self._acks, a) for a in acks]
+        await asyncio.gather(*futures)
+
+    def _enqueue(self, queue: list, item: object) -> asyncio.Future[Any]:
+        if self._closing:
+            raise RuntimeError("the relay is shutting down")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        queue.append((item, future))
+        self._wake.set()
+        return future
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            messages, self._messages = self._messages, []
+            acks, self._acks = self._acks, []
+            if messages or acks:
+                await self._flush(messages, acks)
+            if self._closing and not self._messages and not self._acks:
+                return
+
+    async def _flush(
+        self,
+        messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]],
+        acks: list[tuple[AckRecord, asyncio.Future[None]]],
+    ) -> None:
+        futures: list[asyncio.Future[Any]] = [f for _, f in messages] + [f for _, f in acks]
+        try:
+            stored = await self._store.write_batch(
+                [m for m, _ in messages], [a for a, _ in acks], self._clock()
+            )
+        except Exception as exc:  # the batch failed as a whole: every caller learns it
+            log.exception("write batch of %d messages, %d acks failed", len(messages), len(acks))
+            for f in futures:
+                if not f.done():
+                    f.set_exception(exc)
+            return
+        self.batches += 1
+        self.written += len(stored)
+        by_key = {(s.sender, s.msg_id): s for s in stored}
+        for message, future in messages:
+            if not future.done():
+                future.set_result(by_key.pop((message.sender, message.msg_id), None))
+        for _, future in acks:
+            if not future.done():
+                future.set_result(None)
+        if stored:
+            self._on_stored(stored)

@@ -1,0 +1,34 @@
+"""Who is connected: one connection per handle, and fan-out of committed messages."""
+
+from __future__ import annotations
+
+from server.connection import Connection
+from server.records import StoredMessage
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._connections: dict[str, Connection] = {}
+
+    def attach(self, connection: Connection) -> Connection | None:
+        """Register a connection; return the one it replaces, if any."""
+        previous = self._connections.get(connection.handle)
+        self._connections[connection.handle] = connection
+        return previous
+
+    def detach(self, connection: Connection) -> None:
+        if self._connections.get(connection.handle) is connection:
+            del self._connections[connection.handle]
+
+    def connections(self) -> list[Connection]:
+        """A copy, so callers may close connections while iterating."""
+        return list(self._connections.values())
+
+    def deliver(self, stored: list[StoredMessage]) -> None:
+        for message in stored:
+            connection = self._connections.get(message.recipient)
+            if connection is not None:
+                connection.push(message)
+
+    def __len__(self) -> int:
+        return len(self._connections)

@@ -1,0 +1,66 @@
+"""The relay's stored records, independent of the storage backend."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from protocol.frames import Deliver, Mode
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRecord:
+    handle: str
+    display_name: str
+    identity_key: bytes
+    dh_identity_key: bytes
+    birthdate: date
+    declaration: bytes  # the signed AgeDeclaration as the client sent it (JSON)
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A `send` the relay has validated and is about to store."""
+
+    sender: str
+    msg_id: str
+    recipient: str
+    conversation: str
+    mode: Mode
+    body: str
+    sent_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as stored: ``seq`` orders one recipient's queue."""
+
+    seq: int
+    sender: str
+    msg_id: str
+    recipient: str
+    conversation: str
+    mode: Mode
+    body: str | None  # None once the recipient acknowledged it (body deleted)
+    sent_at: datetime
+
+    def to_deliver(self) -> Deliver:
+        return Deliver(
+            id=self.msg_id,
+            sender=self.sender,
+            to=self.recipient,
+            conversation=self.conversation,
+            mode=self.mode,
+            body=self.body or "",
+            sent_at=self.sent_at,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AckRecord:
+    """The recipient stored the message ``(sender, msg_id)``."""
+
+    recipient: str
+    sender: str
+    msg_id: str

@@ -1,0 +1,109 @@
+"""POST /v1/accounts: register an age-declared account (PROTOCOL.md §3.1)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+import msgspec
+from aiohttp import web
+
+from protocol import identity
+from protocol.codec import encode
+from protocol.limits import DECLARATION_MAX_SKEW_SECONDS, MAX_HTTP_BODY_BYTES
+from protocol.policy import band
+from protocol.registration import Account, RegisterRequest
+from server.http_errors import error_response
+from server.keys import CONFIG, DIRECTORY, STORE
+from server.records import AccountRecord
+from server.store import HandleTakenError
+
+log = logging.getLogger("agechat.relay.accounts")
+
+_decoder = msgspec.json.Decoder(RegisterRequest)
+
+# Which refusal a validation failure at a path maps to; anything else is invalid_request.
+_FIELD_CODES = {
+    "$.handle": "invalid_handle",
+    "$.display_name": "invalid_display_name",
+    "$.identity_key": "invalid_key",
+    "$.dh_identity_key": "invalid_key",
+    "$.birthdate": "invalid_birthdate",
+}
+MAX_AGE_YEARS = 130
+
+
+def _validation_code(detail: str) -> str:
+    for path, code in _FIELD_CODES.items():
+        if detail.endswith(f"`{path}`"):
+            return code
+    if "`$.declaration" in detail:
+        return "declaration_mismatch"
+    return "invalid_request"
+
+
+async def register(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    store = request.app[STORE]
+    if request.content_length is not None and request.content_length > MAX_HTTP_BODY_BYTES:
+        return error_response(413, "request_too_large")
+    raw = await request.content.read(MAX_HTTP_BODY_BYTES + 1)
+    if len(raw) > MAX_HTTP_BODY_BYTES:
+        return error_response(413, "request_too_large")
+    try:
+        req = _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        return error_response(400, _validation_code(str(exc)), str(exc))
+    except msgspec.DecodeError:
+        return error_response(400, "invalid_json")
+
+    now = config.clock()
+    today = now.date()
+    if req.birthdate > today or req.birthdate < today - timedelta(days=366 * MAX_AGE_YEARS):
+        return error_response(400, "invalid_birthdate")
+    try:
+        expected_dh = identity.dh_key_for(req.identity_key)
+    except Exception:  # libsodium refuses keys that are not valid Ed25519 points
+        return error_response(400, "invalid_key", "identity_key is not an Ed25519 public key")
+    if expected_dh != req.dh_identity_key:
+        return error_response(
+            400, "invalid_key", "dh_identity_key is not the identity key's X25519 form"
+        )
+
+    decl = req.declaration
+    if (
+        decl.handle != req.handle
+        or decl.identity_key != req.identity_key
+        or decl.band != band(req.birthdate, decl.declared_at.date())
+    ):
+        return error_response(400, "declaration_mismatch")
+    if abs((decl.declared_at - now).total_seconds()) > DECLARATION_MAX_SKEW_SECONDS:
+        return error_response(400, "stale_declaration")
+    signed = identity.declaration_message(
+        decl.handle, decl.band, decl.identity_key, decl.declared_at
+    )
+    if not identity.verify(req.identity_key, signed, decl.signature):
+        return error_response(400, "bad_signature")
+
+    record = AccountRecord(
+        handle=req.handle,
+        display_name=req.display_name,
+        identity_key=req.identity_key,
+        dh_identity_key=req.dh_identity_key,
+        birthdate=req.birthdate,
+        declaration=encode(decl),
+        created_at=now,
+    )
+    try:
+        await store.create_account(record)
+    except HandleTakenError:
+        return error_response(409, "handle_taken")
+    request.app[DIRECTORY].add(req.handle)
+    log.info("account registered handle=%s band=%s", req.handle, band(req.birthdate, today))
+    body = Account(
+        handle=req.handle,
+        display_name=req.display_name,
+        band=band(req.birthdate, today),
+        created_at=now,
+    )
+    return web.Response(status=201, body=encode(body), content_type="application/json")

@@ -1,0 +1,286 @@
+"""Relay storage: one interface, with SQLite (aiosqlite, WAL) as the embedded backend.
+
+Messages are stored before the sender is acknowledged and their bodies are deleted when the
+recipient acknowledges (Signal-Server's delete-on-ack). The row's (sender, id) stays for the
+dedupe window so a late resend is recognised, then ``prune`` removes it. ``secure_delete``
+overwrites deleted bodies on disk instead of leaving them in free pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiosqlite
+
+from server.records import AccountRecord, AckRecord, NewMessage, StoredMessage
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS accounts (
+    handle TEXT PRIMARY KEY,
+    display_name TEXT NOT NULL,
+    identity_key BLOB NOT NULL,
+    dh_identity_key BLOB NOT NULL,
+    birthdate TEXT NOT NULL,
+    declaration BLOB NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    body TEXT,
+    sent_at REAL NOT NULL,
+    acked_at REAL,
+    UNIQUE (sender, msg_id)
+);
+CREATE INDEX IF NOT EXISTS messages_pending
+    ON messages (recipient, seq) WHERE acked_at IS NULL;
+"""
+
+
+class HandleTakenError(Exception):
+    """Registration of a handle that already exists."""
+
+
+class Store(Protocol):
+    """What the relay needs from storage. Every backend implements all of it."""
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def get_meta(self, key: str) -> str | None: ...
+    async def set_meta(self, key: str, value: str) -> None: ...
+    async def create_account(self, account: AccountRecord) -> None: ...
+    async def get_account(self, handle: str) -> AccountRecord | None: ...
+    async def all_handles(self) -> list[str]: ...
+    async def write_batch(
+        self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
+    ) -> list[StoredMessage]: ...
+    async def find_message(self, sender: str, msg_id: str) -> StoredMessage | None: ...
+    async def pending_for(
+        self, recipient: str, after_seq: int, limit: int
+    ) -> list[StoredMessage]: ...
+    async def prune(self, acked_before: datetime) -> int: ...
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _dt(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def _message(row: sqlite3.Row | tuple) -> StoredMessage:
+    seq, sender, msg_id, recipient, conversation, mode, body, sent_at = row
+    return StoredMessage(seq, sender, msg_id, recipient, conversation, mode, body, _dt(sent_at))
+
+
+_MESSAGE_COLUMNS = "seq, sender, msg_id, recipient, conversation, mode, body, sent_at"
+
+
+class SqliteStore:
+    """The embedded backend: one SQLite file in WAL mode, written by one connection."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self._path = path
+        self._synchronous = synchronous
+        self._db: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        # aiosqlite serialises calls but not transactions: hold this across each write
+        # transaction so nothing else joins (or is rolled back with) it.
+        self._write_lock = asyncio.Lock()
+        self._max_seq = 0
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    @property
+    def reader(self) -> aiosqlite.Connection:
+        """A second connection for reads: in WAL mode it never sees uncommitted writes."""
+        if self._reader is None:
+            raise RuntimeError("store is not open")
+        return self._reader
+
+    async def open(self) -> None:
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self._path, isolation_level=None)
+        await self.db.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the sender is acknowledged, even across power loss.
+        await self.db.execute(f"PRAGMA synchronous={self._synchronous}")
+        await self.db.execute("PRAGMA secure_delete=ON")
+        await self.db.execute("PRAGMA foreign_keys=ON")
+        await self._migrate()
+        self._reader = await aiosqlite.connect(self._path, isolation_level=None)
+        async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages") as cur:
+            row = await cur.fetchone()
+        self._max_seq = int(row[0]) if row else 0
+
+    async def _migrate(self) -> None:
+        async with self.db.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        if version > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{self._path} has schema version {version}; "
+                f"this relay knows up to {SCHEMA_VERSION}"
+            )
+        if version < 1:
+            await self.db.executescript(_SCHEMA_V1)
+            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            await self._reader.close()
+            self._reader = None
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    async def get_meta(self, key: str) -> str | None:
+        async with self.reader.execute("SELECT value FROM meta WHERE key = ?", (key,)) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
+
+    async def set_meta(self, key: str, value: str) -> None:
+        async with self._write_lock:
+            await self.db.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    async def create_account(self, account: AccountRecord) -> None:
+        try:
+            async with self._write_lock:
+                await self.db.execute(
+                    "INSERT INTO accounts (handle, display_name, identity_key, dh_identity_key, "
+                    "birthdate, declaration, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        account.handle,
+                        account.display_name,
+                        account.identity_key,
+                        account.dh_identity_key,
+                        account.birthdate.isoformat(),
+                        account.declaration,
+                        _ts(account.created_at),
+                    ),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise HandleTakenError(account.handle) from exc
+
+    async def get_account(self, handle: str) -> AccountRecord | None:
+        async with self.reader.execute(
+            "SELECT handle, display_name, identity_key, dh_identity_key, birthdate, "
+            "declaration, created_at FROM accounts WHERE handle = ?",
+            (handle,),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return AccountRecord(
+            row[0],
+            row[1],
+            bytes(row[2]),
+            bytes(row[3]),
+            date.fromisoformat(row[4]),
+            bytes(row[5]),
+            _dt(row[6]),
+        )
+
+    async def all_handles(self) -> list[str]:
+        async with self.reader.execute("SELECT handle FROM accounts") as cur:
+            return [str(r[0]) for r in await cur.fetchall()]
+
+    async def write_batch(
+        self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
+    ) -> list[StoredMessage]:
+        """Store messages and apply acks in one transaction; return the newly stored messages.
+
+        Only one writer calls this (the group committer), so the rows with a sequence number
+        above the previous maximum are exactly the ones this batch inserted; a message whose
+        (sender, id) already exists is ignored (an idempotent resend).
+        """
+        async with self._write_lock:
+            return await self._write_batch_locked(messages, acks, now)
+
+    async def _write_batch_locked(
+        self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
+    ) -> list[StoredMessage]:
+        db = self.db
+        await db.execute("BEGIN IMMEDIATE")
+        try:
+            if messages:
+                await db.executemany(
+                    "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
+                    "mode, body, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (
+                            m.sender,
+                            m.msg_id,
+                            m.recipient,
+                            m.conversation,
+                            m.mode,
+                            m.body,
+                            _ts(m.sent_at),
+                        )
+                        for m in messages
+                    ],
+                )
+            if acks:
+                await db.executemany(
+                    "UPDATE messages SET body = NULL, acked_at = ? WHERE recipient = ? "
+                    "AND sender = ? AND msg_id = ? AND acked_at IS NULL",
+                    [(_ts(now), a.recipient, a.sender, a.msg_id) for a in acks],
+                )
+            new: list[StoredMessage] = []
+            if messages:
+                async with db.execute(
+                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq",
+                    (self._max_seq,),
+                ) as cur:
+                    new = [_message(r) for r in await cur.fetchall()]
+            await db.execute("COMMIT")
+        except BaseException:
+            await db.execute("ROLLBACK")
+            raise
+        if new:
+            self._max_seq = new[-1].seq
+        return new
+
+    async def find_message(self, sender: str, msg_id: str) -> StoredMessage | None:
+        async with self.reader.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE sender = ? AND msg_id = ?",
+            (sender, msg_id),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else _message(row)
+
+    async def pending_for(self, recipient: str, after_seq: int, limit: int) -> list[StoredMessage]:
+        async with self.reader.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE recipient = ? AND acked_at IS NULL "
+            "AND seq > ? ORDER BY seq LIMIT ?",
+            (recipient, after_seq, limit),
+        ) as cur:
+            return [_message(r) for r in await cur.fetchall()]
+
+    async def prune(self, acked_before: datetime) -> int:
+        async with self._write_lock:
+            cur = await self.db.execute(
+                "DELETE FROM messages WHERE acked_at IS NOT NULL AND acked_at < ?",
+                (_ts(acked_before),),
+            )
+            return cur.rowcount

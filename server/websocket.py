@@ -1,0 +1,190 @@
+"""GET /v1/ws: the authenticated message channel (PROTOCOL.md §4–§6).
+
+Per connection: send a challenge, accept only `auth` until it verifies, then dispatch frames
+by type through one table. Every bad frame gets an `error` frame with its code and the
+connection lives on; only a failed or late authentication closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from protocol import identity
+from protocol.codec import FrameError, decode_client_frame, encode_frame
+from protocol.errors import wire_message
+from protocol.frames import (
+    Accepted,
+    Ack,
+    Auth,
+    Challenge,
+    ClientFrame,
+    Error,
+    Ready,
+    Send,
+    conversation_id,
+)
+from protocol.limits import AUTH_TIMEOUT_SECONDS, MAX_WEBSOCKET_MESSAGE_BYTES, NONCE_BYTES
+from server.connection import Connection
+from server.keys import COMMITTER, CONFIG, DIRECTORY, HUB, RELAY_ID, STORE
+from server.records import AckRecord, NewMessage
+
+log = logging.getLogger("agechat.relay.ws")
+
+#: Application close codes (RFC 6455 §7.4.2 leaves 4000–4999 to applications).
+CLOSE_AUTH_FAILED = 4001
+CLOSE_AUTH_TIMEOUT = 4002
+CLOSE_REPLACED = 4003
+
+
+class _Session:
+    """State of one WebSocket from challenge to close."""
+
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self.app = request.app
+        self.ws = ws
+        self.peer = request.remote or "?"
+        self.nonce = secrets.token_bytes(NONCE_BYTES)
+        self.connection: Connection | None = None
+        self._handlers: dict[type, Callable[[ClientFrame], Awaitable[None]]] = {
+            Auth: self._on_auth,  # type: ignore[dict-item]
+            Send: self._on_send,  # type: ignore[dict-item]
+            Ack: self._on_ack,  # type: ignore[dict-item]
+        }
+
+    async def send(self, frame: Error | Challenge | Ready | Accepted) -> None:
+        if self.connection is not None:
+            await self.connection.send(frame)
+        elif not self.ws.closed:
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await self.ws.send_str(encode_frame(frame))
+
+    async def refuse(self, code: str, detail: str | None = None, ref: str | None = None) -> None:
+        message = wire_message(code) + (f" ({detail})" if detail else "")
+        await self.send(Error(code=code, message=message, ref=ref))
+
+    async def handle_text(self, text: str) -> None:
+        try:
+            frame = decode_client_frame(text)
+        except FrameError as exc:
+            await self.refuse(exc.code, exc.detail)
+            return
+        if self.connection is None and not isinstance(frame, Auth):
+            await self.refuse("not_authenticated")
+            return
+        await self._handlers[type(frame)](frame)
+
+    async def _on_auth(self, frame: Auth) -> None:
+        if self.connection is not None:
+            await self.refuse("already_authenticated")
+            return
+        account = await self.app[STORE].get_account(frame.handle)
+        message = identity.auth_message(self.app[RELAY_ID], self.nonce, frame.handle)
+        if account is None or not identity.verify(account.identity_key, message, frame.signature):
+            log.info("auth failed peer=%s handle=%s", self.peer, frame.handle)
+            await self.refuse("auth_failed")
+            await self.ws.close(code=CLOSE_AUTH_FAILED, message=b"auth_failed")
+            return
+        connection = Connection(frame.handle, self.ws, self.app[STORE])
+        previous = self.app[HUB].attach(connection)
+        self.connection = connection
+        if previous is not None:
+            await previous.send(
+                Error(code="session_replaced", message=wire_message("session_replaced"))
+            )
+            await previous.ws.close(code=CLOSE_REPLACED, message=b"session_replaced")
+        log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
+        await connection.send(Ready(handle=frame.handle, server_time=self.app[CONFIG].clock()))
+        connection.start_delivery()
+
+    async def _on_send(self, frame: Send) -> None:
+        assert self.connection is not None
+        sender = self.connection.handle
+        if frame.to not in self.app[DIRECTORY]:
+            await self.refuse("unknown_recipient", ref=frame.id)
+            return
+        # Until E2EE lands (issue #4) every conversation is `visible`.
+        if frame.mode != "visible":
+            await self.refuse("mode_mismatch", "this conversation is visible", ref=frame.id)
+            return
+        message = NewMessage(
+            sender=sender,
+            msg_id=frame.id,
+            recipient=frame.to,
+            conversation=conversation_id(sender, frame.to),
+            mode=frame.mode,
+            body=frame.body,
+            sent_at=self.app[CONFIG].clock(),
+        )
+        try:
+            stored = await self.app[COMMITTER].store_message(message)
+            if stored is None:  # a resend of an id the relay already holds: idempotent
+                stored = await self.app[STORE].find_message(sender, frame.id)
+        except Exception:
+            log.exception("storing a message failed")
+            await self.refuse("internal_error", ref=frame.id)
+            return
+        if stored is None or stored.recipient != frame.to:
+            await self.refuse("duplicate_id_conflict", ref=frame.id)
+            return
+        log.debug("message stored from=%s to=%s id=%s", sender, frame.to, frame.id)
+        await self.send(
+            Accepted(id=frame.id, conversation=stored.conversation, sent_at=stored.sent_at)
+        )
+
+    async def _on_ack(self, frame: Ack) -> None:
+        assert self.connection is not None
+        recipient = self.connection.handle
+        acks = [AckRecord(recipient, ref.sender, ref.id) for ref in frame.refs]
+        try:
+            await self.app[COMMITTER].ack(acks)
+        except Exception:
+            await self.refuse("internal_error")
+
+
+async def _auth_deadline(session: _Session) -> None:
+    await asyncio.sleep(AUTH_TIMEOUT_SECONDS)
+    if session.connection is None and not session.ws.closed:
+        await session.refuse("auth_timeout")
+        await session.ws.close(code=CLOSE_AUTH_TIMEOUT, message=b"auth_timeout")
+
+
+async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
+    config = request.app[CONFIG]
+    ws = web.WebSocketResponse(
+        heartbeat=config.heartbeat_seconds, max_msg_size=MAX_WEBSOCKET_MESSAGE_BYTES
+    )
+    await ws.prepare(request)
+    session = _Session(request, ws)
+    deadline = asyncio.create_task(_auth_deadline(session))
+    try:
+        await session.send(
+            Challenge(
+                nonce=session.nonce, relay_id=request.app[RELAY_ID], server_time=config.clock()
+            )
+        )
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                try:
+                    await session.handle_text(msg.data)
+                except Exception:
+                    log.exception("frame handler failed peer=%s", session.peer)
+                    await session.refuse("internal_error")
+            elif msg.type == WSMsgType.BINARY:
+                await session.refuse("binary_not_supported")
+            elif msg.type == WSMsgType.ERROR:
+                log.info("websocket error peer=%s: %s", session.peer, ws.exception())
+    finally:
+        deadline.cancel()
+        if session.connection is not None:
+            request.app[HUB].detach(session.connection)
+            await session.connection.stop_delivery()
+            log.info("closed handle=%s", session.connection.handle)
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.GOING_AWAY)
+    return ws
