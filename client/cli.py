@@ -96,6 +96,10 @@ async def connected_client(options: Options) -> AsyncIterator[RelayClient]:
     try:
         async with RelayClient(profile, identity, history, reconnect=False) as client:
             yield client
+            # Messages left in the outbox by an earlier run go out on any connection.
+            left = await client.drain_outbox()
+            if left and not options.json:
+                click.echo(f"{left} message(s) still waiting in the outbox.", err=True)
     finally:
         await history.close()
 

@@ -8,6 +8,7 @@ outgoing rows, resent in order after every (re)connect. Incoming messages are ke
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,6 +84,9 @@ class History:
     def __init__(self, path: Path) -> None:
         self._path = path
         self._db: aiosqlite.Connection | None = None
+        # One statement-and-commit at a time: aiosqlite serialises calls, not cursors, and a
+        # commit between another task's execute and fetch fails ("statements in progress").
+        self._lock = asyncio.Lock()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -121,36 +125,43 @@ class History:
         body: str,
         created_at: datetime,
     ) -> HistoryMessage:
-        async with self.db.execute(
-            "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, "
-            "direction, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'out', 'pending', ?) "
-            f"RETURNING {_COLUMNS}",
-            (sender, msg_id, recipient, conversation, mode, body, _ts(created_at)),
-        ) as cur:
-            row = await cur.fetchone()
-        await self.db.commit()
-        assert row is not None
-        return _row(row)
+        async with self._lock:
+            async with self.db.execute(
+                "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, "
+                "direction, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'out', 'pending', ?) "
+                f"RETURNING {_COLUMNS}",
+                (sender, msg_id, recipient, conversation, mode, body, _ts(created_at)),
+            ) as cur:
+                row = await cur.fetchone()
+            await self.db.commit()
+            assert row is not None
+            return _row(row)
 
     async def outbox(self) -> list[HistoryMessage]:
-        async with self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE state = 'pending' ORDER BY rowid"
-        ) as cur:
+        async with (
+            self._lock,
+            self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE state = 'pending' ORDER BY rowid"
+            ) as cur,
+        ):
             return [_row(r) for r in await cur.fetchall()]
 
     async def mark_sent(self, msg_id: str, sender: str, sent_at: datetime) -> None:
-        await self.db.execute(
-            "UPDATE messages SET state = 'sent', sent_at = ? WHERE sender = ? AND msg_id = ?",
-            (_ts(sent_at), sender, msg_id),
-        )
-        await self.db.commit()
+        async with self._lock:
+            await self.db.execute(
+                "UPDATE messages SET state = 'sent', sent_at = ? WHERE sender = ? AND msg_id = ?",
+                (_ts(sent_at), sender, msg_id),
+            )
+            await self.db.commit()
 
     async def mark_failed(self, msg_id: str, sender: str, code: str) -> None:
-        await self.db.execute(
-            "UPDATE messages SET state = 'failed', error_code = ? WHERE sender = ? AND msg_id = ?",
-            (code, sender, msg_id),
-        )
-        await self.db.commit()
+        async with self._lock:
+            await self.db.execute(
+                "UPDATE messages SET state = 'failed', error_code = ? "
+                "WHERE sender = ? AND msg_id = ?",
+                (code, sender, msg_id),
+            )
+            await self.db.commit()
 
     async def add_incoming(
         self,
@@ -166,43 +177,46 @@ class History:
         received_at: datetime,
     ) -> HistoryMessage | None:
         """Store a received message; None when it was already stored (a redelivery)."""
-        async with self.db.execute(
-            "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, kind, "
-            "mode, body, direction, state, created_at, sent_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?) "
-            f"RETURNING {_COLUMNS}",
-            (
-                sender,
-                msg_id,
-                recipient,
-                conversation,
-                kind,
-                mode,
-                body,
-                _ts(received_at),
-                _ts(sent_at),
-            ),
-        ) as cur:
-            row = await cur.fetchone()
-        await self.db.commit()
-        return None if row is None else _row(row)
+        async with self._lock:
+            async with self.db.execute(
+                "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, kind, "
+                "mode, body, direction, state, created_at, sent_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?) "
+                f"RETURNING {_COLUMNS}",
+                (
+                    sender,
+                    msg_id,
+                    recipient,
+                    conversation,
+                    kind,
+                    mode,
+                    body,
+                    _ts(received_at),
+                    _ts(sent_at),
+                ),
+            ) as cur:
+                row = await cur.fetchone()
+            await self.db.commit()
+            return None if row is None else _row(row)
 
     async def get(self, sender: str, msg_id: str) -> HistoryMessage | None:
-        async with self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND msg_id = ?", (sender, msg_id)
-        ) as cur:
-            row = await cur.fetchone()
-        return None if row is None else _row(row)
+        async with self._lock:
+            async with self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE sender = ? AND msg_id = ?", (sender, msg_id)
+            ) as cur:
+                row = await cur.fetchone()
+            return None if row is None else _row(row)
 
     async def conversation(
         self, conversation: str, *, limit: int = 100, before_rowid: int | None = None
     ) -> list[HistoryMessage]:
         """The latest ``limit`` messages before ``before_rowid``, oldest first (for paging)."""
-        async with self.db.execute(
-            f"SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND rowid < ? "
-            "ORDER BY rowid DESC LIMIT ?",
-            (conversation, before_rowid if before_rowid is not None else 2**62, limit),
-        ) as cur:
-            rows = [_row(r) for r in await cur.fetchall()]
-        rows.reverse()
-        return rows
+        async with self._lock:
+            async with self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND rowid < ? "
+                "ORDER BY rowid DESC LIMIT ?",
+                (conversation, before_rowid if before_rowid is not None else 2**62, limit),
+            ) as cur:
+                rows = [_row(r) for r in await cur.fetchall()]
+            rows.reverse()
+            return rows

@@ -145,6 +145,12 @@ class RelayClient:
             if not future.done():
                 future.set_exception(ClientError("relay_unreachable", "The client was closed."))
 
+    async def reconnect_now(self) -> None:
+        """Drop the current connection; the client reconnects and resends its outbox."""
+        ws = self._ws
+        if ws is not None:
+            await ws.close()
+
     async def wait_connected(self, timeout: float = HANDSHAKE_TIMEOUT) -> None:
         """Return once authenticated; raise the reason if the client gave up first."""
         connected = asyncio.create_task(self._connected.wait())
@@ -195,14 +201,33 @@ class RelayClient:
         self, msg_id: str, timeout: float = HANDSHAKE_TIMEOUT
     ) -> HistoryMessage:
         """Return the message once the relay has stored it; raise its refusal otherwise."""
+        future = self._future_for(msg_id)  # before looking, so an acceptance can't slip by
+        known = await self.history.get(self.handle, msg_id)
+        if known is not None and known.state == "sent":
+            self._pending.pop(msg_id, None)
+            return known
+        if known is not None and known.state == "failed":
+            self._pending.pop(msg_id, None)
+            raise ClientError(known.error_code or "refused")
         try:
-            return await asyncio.wait_for(asyncio.shield(self._future_for(msg_id)), timeout)
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
         except TimeoutError:
             raise ClientError(
                 "timeout",
                 "The relay has not confirmed the message yet; "
                 "it stays in the outbox and is resent on the next connection.",
             ) from None
+
+    async def drain_outbox(self, timeout: float = HANDSHAKE_TIMEOUT) -> int:
+        """Wait (while connected) until the relay has answered every pending message.
+
+        Returns how many are still pending afterwards.
+        """
+        pending = await self.history.outbox()
+        if pending and self.is_connected:
+            waits = [self.wait_accepted(m.msg_id, timeout) for m in pending]
+            await asyncio.gather(*waits, return_exceptions=True)
+        return len(await self.history.outbox())
 
     def _future_for(self, msg_id: str) -> asyncio.Future[HistoryMessage]:
         future = self._pending.get(msg_id)

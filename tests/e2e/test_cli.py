@@ -1,0 +1,197 @@
+"""The `agechat` command in subprocesses against a real relay: the scripting contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import Relay, env_with
+
+PASS = "cli test passphrase"
+
+
+async def agechat(
+    *args: str, passphrase: str | None = PASS, timeout: float = 60
+) -> tuple[int, str, str]:
+    env = env_with(AGECHAT_PASSPHRASE=passphrase) if passphrase else env_with()
+    if passphrase is None:
+        env.pop("AGECHAT_PASSPHRASE", None)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "launcher",
+        *args,
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def create(tmp_path: Path, relay: Relay, handle: str, birthdate: str) -> Path:
+    profile = tmp_path / handle
+    rc, out, err = await agechat(
+        "--profile",
+        str(profile),
+        "--json",
+        "account",
+        "create",
+        "--server",
+        relay.url,
+        "--handle",
+        handle,
+        "--name",
+        handle.title(),
+        "--birthdate",
+        birthdate,
+    )
+    assert rc == 0, err
+    assert json.loads(out)["handle"] == handle
+    return profile
+
+
+def error_code(out: str) -> str:
+    return json.loads(out)["error"]["code"]
+
+
+async def test_two_accounts_send_and_inbox(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "2011-09-09")
+
+    rc, out, _ = await agechat(
+        "--profile", str(alice), "--json", "send", "bob", "hello from the CLI"
+    )
+    assert rc == 0
+    sent = json.loads(out)
+    assert sent["status"] == "stored" and sent["to"] == "bob"
+
+    rc, out, _ = await agechat("--profile", str(bob), "--json", "inbox", "--wait", "5")
+    assert rc == 0
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1
+    message = lines[0]
+    assert set(message) == {"id", "conversation", "from", "to", "kind", "mode", "text", "sent_at"}
+    assert message["id"] == sent["id"]
+    assert (message["from"], message["to"], message["text"]) == (
+        "alice",
+        "bob",
+        "hello from the CLI",
+    )
+    assert (message["kind"], message["mode"]) == ("message", "visible")
+    assert message["sent_at"].endswith("Z")
+
+    # Acknowledged: a second inbox prints nothing.
+    rc, out, _ = await agechat("--profile", str(bob), "--json", "inbox")
+    assert (rc, out) == (0, "")
+
+    rc, out, _ = await agechat("--profile", str(bob), "--json", "whoami")
+    assert rc == 0
+    assert json.loads(out)["band"] == "teen_13_15"
+
+
+async def test_inbox_wait_returns_when_a_message_arrives(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "1990-01-01")
+    waiting = asyncio.create_task(agechat("--profile", str(bob), "--json", "inbox", "--wait", "20"))
+    await asyncio.sleep(1.5)
+    rc, _, _ = await agechat("--profile", str(alice), "send", "bob", "are you there?")
+    assert rc == 0
+    rc, out, _ = await asyncio.wait_for(waiting, 20)
+    assert rc == 0
+    assert [json.loads(line)["text"] for line in out.splitlines()] == ["are you there?"]
+
+
+async def test_refusals_exit_1_with_a_code(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+
+    rc, out, _ = await agechat("--profile", str(alice), "--json", "send", "nobody_here", "hi")
+    assert (rc, error_code(out)) == (1, "unknown_recipient")
+
+    rc, out, _ = await agechat("--profile", str(alice), "--json", "inbox", passphrase="wrong")
+    assert (rc, error_code(out)) == (1, "bad_passphrase")
+
+    rc, out, _ = await agechat("--profile", str(alice), "--json", "inbox", passphrase=None)
+    assert (rc, error_code(out)) == (1, "passphrase_required")
+
+    rc, out, _ = await agechat("--profile", str(tmp_path / "empty"), "--json", "whoami")
+    assert (rc, error_code(out)) == (1, "no_profile")
+
+    rc, out, _ = await agechat(
+        "--profile",
+        str(tmp_path / "again"),
+        "--json",
+        "account",
+        "create",
+        "--server",
+        relay.url,
+        "--handle",
+        "alice",
+        "--name",
+        "Alice Two",
+        "--birthdate",
+        "1970-01-01",
+    )
+    assert (rc, error_code(out)) == (1, "handle_taken")
+    assert not (tmp_path / "again" / "profile.json").exists()
+
+    rc, out, _ = await agechat(
+        "--profile",
+        str(tmp_path / "x"),
+        "--json",
+        "account",
+        "create",
+        "--server",
+        relay.url,
+        "--handle",
+        "xavier",
+        "--name",
+        "X",
+        "--birthdate",
+        "1970-13-45",
+    )
+    assert (rc, error_code(out)) == (1, "invalid_birthdate")
+
+    # Without --json the sentence goes to stderr with the code.
+    rc, out, err = await agechat("--profile", str(alice), "send", "nobody_here", "hi")
+    assert rc == 1 and "[unknown_recipient]" in err
+
+
+@pytest.mark.parametrize("args", [["send", "bob"], ["inbox", "--wait", "soon"], ["frobnicate"]])
+async def test_usage_errors_exit_2(tmp_path, args):
+    rc, _, _ = await agechat("--profile", str(tmp_path), *args)
+    assert rc == 2
+
+
+async def test_send_while_relay_is_down_keeps_the_message(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "1990-01-01")
+    port, data_dir = relay.port, relay.config.data_dir
+    await relay.stop()
+    rc, out, _ = await agechat("--profile", str(alice), "--json", "send", "bob", "kept for later")
+    assert (rc, error_code(out)) == (1, "relay_unreachable")
+    back = await Relay(data_dir, port=port).start()
+    try:
+        # Any later connection of alice's flushes the outbox.
+        rc, _, _ = await agechat("--profile", str(alice), "--json", "inbox")
+        assert rc == 0
+        rc, out, _ = await agechat("--profile", str(bob), "--json", "inbox", "--wait", "5")
+        assert [json.loads(line)["text"] for line in out.splitlines()] == ["kept for later"]
+    finally:
+        await back.stop()
+
+
+async def test_private_key_is_not_stored_in_clear(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    from client.profile import Profile
+
+    profile = Profile.load(alice)
+    seed = bytes(profile.unlock(PASS).signing_key)
+    for path in alice.iterdir():
+        assert seed not in path.read_bytes(), path
+    assert (alice / "profile.json").stat().st_mode & 0o077 == 0

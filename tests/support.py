@@ -1,0 +1,185 @@
+"""Real parts for tests: an in-process relay on loopback, a relay subprocess, real clients."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from client.account import create_account
+from client.events import ClientEvent, MessageReceived
+from client.history import History
+from client.keystore import MINIMUM
+from client.profile import Profile
+from client.relay import RelayClient
+from server.app import create_app
+from server.config import RelayConfig
+
+PASSPHRASE = "correct horse battery staple"
+ADULT = date(1990, 3, 14)
+TEEN = date(2012, 6, 1)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Relay:
+    """A relay running in this test's event loop."""
+
+    def __init__(
+        self, data_dir: Path, clock: Callable[[], datetime] | None = None, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()
+        kwargs = {"clock": clock} if clock else {}
+        self.config = RelayConfig(data_dir=data_dir, port=self.port, **kwargs)
+        self.app = create_app(self.config)
+        self.runner = web.AppRunner(self.app)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/v1/ws"
+
+    async def start(self) -> Relay:
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        await self.runner.cleanup()
+
+
+class RelayProcess:
+    """`agechat server` in a subprocess, so it can be killed for real."""
+
+    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = port or free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> RelayProcess:
+        log_fd = self._log()
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "launcher",
+                    "server",
+                    "--data-dir",
+                    str(self.data_dir),
+                    "--port",
+                    str(self.port),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=log_fd,
+            )
+        finally:
+            os.close(log_fd)
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                try:
+                    async with session.get(f"{self.url}/healthz") as r:
+                        if r.status == 200:
+                            return self
+                except aiohttp.ClientError:
+                    pass
+                if self.proc.poll() is not None:
+                    raise RuntimeError("relay process exited")
+                await asyncio.sleep(0.05)
+        raise RuntimeError("relay did not start")
+
+    def _log(self) -> int:
+        """Append the relay's log beside its data dir (kept for debugging a failed test)."""
+        path = self.data_dir.parent / f"relay-{self.port}.log"
+        return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+async def make_profile(base: Path, server: str, handle: str, birthdate: date = ADULT) -> Profile:
+    return await create_account(
+        base / handle,
+        server=server,
+        handle=handle,
+        display_name=handle.title(),
+        birthdate=birthdate,
+        passphrase=PASSPHRASE,
+        kdf=MINIMUM,
+    )
+
+
+@asynccontextmanager
+async def open_client(profile: Profile, *, reconnect: bool = True) -> AsyncIterator[RelayClient]:
+    history = History(profile.history_path)
+    await history.open()
+    try:
+        async with RelayClient(
+            profile, profile.unlock(PASSPHRASE), history, reconnect=reconnect, max_backoff=0.2
+        ) as client:
+            yield client
+    finally:
+        await history.close()
+
+
+async def collect(client: RelayClient, count: int, timeout: float = 5.0) -> list[ClientEvent]:
+    """Gather events until ``count`` MessageReceived have arrived (or the time is up)."""
+    events: list[ClientEvent] = []
+    received = 0
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while received < count:
+        event = await client.next_event(max(0.0, end - loop.time()))
+        if event is None:
+            break
+        events.append(event)
+        if isinstance(event, MessageReceived):
+            received += 1
+    return events
+
+
+def received_bodies(events: list[ClientEvent]) -> list[str]:
+    return [e.message.body for e in events if isinstance(e, MessageReceived)]
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env
