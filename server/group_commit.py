@@ -31,7 +31,7 @@ class GroupCommitter:
         self._clock = clock
         self._on_stored = on_stored
         self._messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]] = []
-        self._acks: list[tuple[AckRecord, asyncio.Future[None]]] = []
+        self._acks: list[AckRecord] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -48,15 +48,22 @@ class GroupCommitter:
         if self._task is not None:
             await self._task
 
-    async def store_message(self, message: NewMessage) -> StoredMessage | None:
-        """Return once the message is durably stored: the stored row, or None when a message
-        with the same (sender, id) was already stored (a resend)."""
-        return await self._enqueue(self._messages, message)
+    def submit_message(self, message: NewMessage) -> asyncio.Future[StoredMessage | None]:
+        """Queue a message for the next flush. The future resolves after the commit with the
+        stored row, or None when the same (sender, id) was already stored (a resend)."""
+        return self._enqueue(self._messages, message)
 
-    async def ack(self, acks: list[AckRecord]) -> None:
-        """Return once the acknowledged bodies are deleted."""
-        futures = [self._enqueue(self._acks, a) for a in acks]
-        await asyncio.gather(*futures)
+    async def store_message(self, message: NewMessage) -> StoredMessage | None:
+        """Like ``submit_message``, awaited."""
+        return await self.submit_message(message)
+
+    def submit_acks(self, acks: list[AckRecord]) -> None:
+        """Queue acknowledgements; nobody waits for them (a lost ack means a redelivery,
+        which the recipient de-duplicates)."""
+        if self._closing:
+            raise RuntimeError("the relay is shutting down")
+        self._acks.extend(acks)
+        self._wake.set()
 
     def _enqueue(self, queue: list, item: object) -> asyncio.Future[Any]:
         if self._closing:
@@ -80,13 +87,11 @@ class GroupCommitter:
     async def _flush(
         self,
         messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]],
-        acks: list[tuple[AckRecord, asyncio.Future[None]]],
+        acks: list[AckRecord],
     ) -> None:
-        futures: list[asyncio.Future[Any]] = [f for _, f in messages] + [f for _, f in acks]
+        futures = [f for _, f in messages]
         try:
-            stored = await self._store.write_batch(
-                [m for m, _ in messages], [a for a, _ in acks], self._clock()
-            )
+            stored = await self._store.write_batch([m for m, _ in messages], acks, self._clock())
         except Exception as exc:  # the batch failed as a whole: every caller learns it
             log.exception("write batch of %d messages, %d acks failed", len(messages), len(acks))
             for f in futures:
@@ -99,8 +104,5 @@ class GroupCommitter:
         for message, future in messages:
             if not future.done():
                 future.set_result(by_key.pop((message.sender, message.msg_id), None))
-        for _, future in acks:
-            if not future.done():
-                future.set_result(None)
         if stored:
             self._on_stored(stored)

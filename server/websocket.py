@@ -32,7 +32,7 @@ from protocol.frames import (
 from protocol.limits import AUTH_TIMEOUT_SECONDS, MAX_WEBSOCKET_MESSAGE_BYTES, NONCE_BYTES
 from server.connection import Connection
 from server.keys import COMMITTER, CONFIG, DIRECTORY, HUB, RELAY_ID, STORE
-from server.records import AckRecord, NewMessage
+from server.records import AckRecord, NewMessage, StoredMessage
 
 log = logging.getLogger("agechat.relay.ws")
 
@@ -40,6 +40,8 @@ log = logging.getLogger("agechat.relay.ws")
 CLOSE_AUTH_FAILED = 4001
 CLOSE_AUTH_TIMEOUT = 4002
 CLOSE_REPLACED = 4003
+#: Sends a connection may have waiting for their commit before the relay stops reading it.
+MAX_SENDS_IN_FLIGHT = 256
 
 
 class _Session:
@@ -51,6 +53,13 @@ class _Session:
         self.peer = request.remote or "?"
         self.nonce = secrets.token_bytes(NONCE_BYTES)
         self.connection: Connection | None = None
+        # Sends are pipelined: the read loop queues them for the group commit and reads on;
+        # this queue answers `accepted` in order as their commits finish. Its bound is the
+        # back-pressure: a client with this many sends in flight is not read further.
+        self._accepts: asyncio.Queue[tuple[Send, asyncio.Future[StoredMessage | None]]] = (
+            asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
+        )
+        self.accept_task: asyncio.Task[None] | None = None
         self._handlers: dict[type, Callable[[ClientFrame], Awaitable[None]]] = {
             Auth: self._on_auth,  # type: ignore[dict-item]
             Send: self._on_send,  # type: ignore[dict-item]
@@ -98,6 +107,7 @@ class _Session:
                 Error(code="session_replaced", message=wire_message("session_replaced"))
             )
             await previous.ws.close(code=CLOSE_REPLACED, message=b"session_replaced")
+        self.accept_task = asyncio.create_task(self.answer_accepts())
         log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
         await connection.send(Ready(handle=frame.handle, server_time=self.app[CONFIG].clock()))
         connection.start_delivery()
@@ -122,28 +132,41 @@ class _Session:
             sent_at=self.app[CONFIG].clock(),
         )
         try:
-            stored = await self.app[COMMITTER].store_message(message)
-            if stored is None:  # a resend of an id the relay already holds: idempotent
-                stored = await self.app[STORE].find_message(sender, frame.id)
-        except Exception:
-            log.exception("storing a message failed")
+            future = self.app[COMMITTER].submit_message(message)
+        except RuntimeError:  # shutting down
             await self.refuse("internal_error", ref=frame.id)
             return
-        if stored is None or stored.recipient != frame.to:
-            await self.refuse("duplicate_id_conflict", ref=frame.id)
-            return
-        log.debug("message stored from=%s to=%s id=%s", sender, frame.to, frame.id)
-        await self.send(
-            Accepted(id=frame.id, conversation=stored.conversation, sent_at=stored.sent_at)
-        )
+        await self._accepts.put((frame, future))
+
+    async def answer_accepts(self) -> None:
+        """Answer each queued `send` once its commit finishes, in the order they came."""
+        while True:
+            frame, future = await self._accepts.get()
+            assert self.connection is not None
+            sender = self.connection.handle
+            try:
+                stored = await future
+                if stored is None:  # a resend of an id the relay already holds: idempotent
+                    stored = await self.app[STORE].find_message(sender, frame.id)
+            except Exception:
+                log.exception("storing a message failed")
+                await self.refuse("internal_error", ref=frame.id)
+                continue
+            if stored is None or stored.recipient != frame.to:
+                await self.refuse("duplicate_id_conflict", ref=frame.id)
+                continue
+            log.debug("message stored from=%s to=%s id=%s", sender, frame.to, frame.id)
+            await self.send(
+                Accepted(id=frame.id, conversation=stored.conversation, sent_at=stored.sent_at)
+            )
 
     async def _on_ack(self, frame: Ack) -> None:
         assert self.connection is not None
         recipient = self.connection.handle
         acks = [AckRecord(recipient, ref.sender, ref.id) for ref in frame.refs]
         try:
-            await self.app[COMMITTER].ack(acks)
-        except Exception:
+            self.app[COMMITTER].submit_acks(acks)
+        except RuntimeError:  # shutting down: the messages are redelivered next time
             await self.refuse("internal_error")
 
 
@@ -181,6 +204,8 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 log.info("websocket error peer=%s: %s", session.peer, ws.exception())
     finally:
         deadline.cancel()
+        if session.accept_task is not None:
+            session.accept_task.cancel()
         if session.connection is not None:
             request.app[HUB].detach(session.connection)
             await session.connection.stop_delivery()
