@@ -60,7 +60,9 @@ def serve_bare(port: int) -> None:
         ws = web.WebSocketResponse(heartbeat=30.0)
         await ws.prepare(request)
         now = datetime.now(UTC)
-        await ws.send_str(encode_frame(Challenge(nonce=b"\0" * 32, relay_id="bare", server_time=now)))
+        await ws.send_str(
+            encode_frame(Challenge(nonce=b"\0" * 32, relay_id="bare", server_time=now))
+        )
         handle = None
         async for msg in ws:
             if msg.type != WSMsgType.TEXT:
@@ -71,10 +73,22 @@ def serve_bare(port: int) -> None:
                 conv = f"dm:{min(handle, frame.to)}:{max(handle, frame.to)}"
                 peer = sockets.get(frame.to)
                 if peer is not None:
-                    await peer.send_str(encode_frame(Deliver(
-                        id=frame.id, sender=handle, to=frame.to, conversation=conv,
-                        mode=frame.mode, body=frame.body, sent_at=sent_at)))
-                await ws.send_str(encode_frame(Accepted(id=frame.id, conversation=conv, sent_at=sent_at)))
+                    await peer.send_str(
+                        encode_frame(
+                            Deliver(
+                                id=frame.id,
+                                sender=handle,
+                                to=frame.to,
+                                conversation=conv,
+                                mode=frame.mode,
+                                body=frame.body,
+                                sent_at=sent_at,
+                            )
+                        )
+                    )
+                await ws.send_str(
+                    encode_frame(Accepted(id=frame.id, conversation=conv, sent_at=sent_at))
+                )
             elif isinstance(frame, Auth):
                 handle = frame.handle
                 sockets[handle] = ws
@@ -209,7 +223,9 @@ async def run_load(port: int, accounts: list[Account], messages: int, window: in
                 if peer == me:
                     peer = handles[(i + 1) % len(handles)]
                 body = str(time.perf_counter_ns())
-                sock.send(encode_frame(Send(id=f"{me}-{n:08d}", to=peer, mode="visible", body=body)))
+                sock.send(
+                    encode_frame(Send(id=f"{me}-{n:08d}", to=peer, mode="visible", body=body))
+                )
                 if n % 16 == 0:
                     await sock.writer.drain()
 
@@ -265,8 +281,9 @@ def pin(cpu: int) -> None:
 
 
 def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            preexec_fn=lambda: pin(1))
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=lambda: pin(1)
+    )
     deadline = time.time() + 20
     import socket
 
@@ -292,8 +309,10 @@ def register_all(port: int, n: int) -> list[Account]:
         handle = f"bench_{i:05d}"
         req = build_registration(key, handle, f"Bench {i}", date(1990, 1, 1), datetime.now(UTC))
         http = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/accounts", data=encode(req),
-            headers={"Content-Type": "application/json"}, method="POST",
+            f"http://127.0.0.1:{port}/v1/accounts",
+            data=encode(req),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with urllib.request.urlopen(http) as response:
             assert response.status == 201
@@ -301,13 +320,16 @@ def register_all(port: int, n: int) -> list[Account]:
     return accounts
 
 
-def measure(name: str, cmd: list[str], port: int, n: int, messages: int, window: int,
-            register: bool) -> Result:
+def measure(
+    name: str, cmd: list[str], port: int, n: int, messages: int, window: int, register: bool
+) -> Result:
     proc = start(cmd, port)
     try:
-        accounts = register_all(port, n) if register else [
-            Account(f"bench_{i:05d}", None) for i in range(n)
-        ]
+        accounts = (
+            register_all(port, n)
+            if register
+            else [Account(f"bench_{i:05d}", None) for i in range(n)]
+        )
         before = cpu_seconds(proc.pid)
         result = asyncio.run(run_load(port, accounts, messages, window))
         result.server_cpu_seconds = cpu_seconds(proc.pid) - before
@@ -337,24 +359,52 @@ def main() -> None:
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     except ImportError:
         pass
-    print(f"{args.clients} clients, {args.messages} messages, window {args.window}, "
-          f"{args.rounds} rounds; servers pinned to CPU 1, load on CPU 0", flush=True)
+    print(
+        f"{args.clients} clients, {args.messages} messages, window {args.window}, "
+        f"{args.rounds} rounds; servers pinned to CPU 1, load on CPU 0",
+        flush=True,
+    )
     results: dict[str, list[Result]] = {"bare": [], "agechat": []}
     for round_no in range(args.rounds):
         port = free_port()
-        bare = measure("bare", [sys.executable, __file__, "--serve-bare", str(port)], port,
-                       args.clients, args.messages, args.window, register=False)
+        bare = measure(
+            "bare",
+            [sys.executable, __file__, "--serve-bare", str(port)],
+            port,
+            args.clients,
+            args.messages,
+            args.window,
+            register=False,
+        )
         results["bare"].append(bare)
         with tempfile.TemporaryDirectory() as data_dir:
             port = free_port()
-            relay = measure("agechat", [sys.executable, "-m", "launcher", "server", "--data-dir",
-                                        data_dir, "--port", str(port)],
-                            port, args.clients, args.messages, args.window, register=True)
+            relay = measure(
+                "agechat",
+                [
+                    sys.executable,
+                    "-m",
+                    "launcher",
+                    "server",
+                    "--data-dir",
+                    data_dir,
+                    "--port",
+                    str(port),
+                ],
+                port,
+                args.clients,
+                args.messages,
+                args.window,
+                register=True,
+            )
         results["agechat"].append(relay)
         for r in (bare, relay):
-            print(f"  round {round_no + 1} {r.name:8s} {r.rate:9.0f} msg/s  p50 "
-                  f"{r.percentile(0.5):7.1f} ms  p99 {r.percentile(0.99):7.1f} ms  server CPU "
-                  f"{r.server_cpu_seconds / r.messages * 1e6:6.1f} µs/msg", flush=True)
+            print(
+                f"  round {round_no + 1} {r.name:8s} {r.rate:9.0f} msg/s  p50 "
+                f"{r.percentile(0.5):7.1f} ms  p99 {r.percentile(0.99):7.1f} ms  server CPU "
+                f"{r.server_cpu_seconds / r.messages * 1e6:6.1f} µs/msg",
+                flush=True,
+            )
     print("\nmedians over rounds:")
     medians = {}
     for name, rs in results.items():
@@ -363,8 +413,10 @@ def main() -> None:
         p99 = statistics.median(r.percentile(0.99) for r in rs)
         cpu = statistics.median(r.server_cpu_seconds / r.messages * 1e6 for r in rs)
         medians[name] = rate
-        print(f"  {name:8s} {rate:9.0f} msg/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
-              f"server CPU {cpu:6.1f} µs/msg")
+        print(
+            f"  {name:8s} {rate:9.0f} msg/s  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  "
+            f"server CPU {cpu:6.1f} µs/msg"
+        )
     ratio = medians["agechat"] / medians["bare"]
     print(f"\nratio agechat/bare = {ratio:.2f} (target >= 0.50)")
 

@@ -15,7 +15,7 @@ import aiohttp
 import msgspec
 import nacl.signing
 
-from client.errors import ClientError
+from client.errors import ClientError, error_message
 from client.keystore import INTERACTIVE, KdfLimits, seal
 from client.profile import PROFILE_FILE, Profile, ProfileData
 from client.relay import websocket_url
@@ -108,6 +108,8 @@ async def _post_registration(server: str, request: RegisterRequest) -> None:
             body = await response.read()
             if response.status == 201:
                 return
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise ClientError("tls_untrusted", f"{error_message('tls_untrusted')} ({exc})") from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise ClientError("relay_unreachable", f"Could not reach {server} ({exc}).") from None
     try:

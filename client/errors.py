@@ -13,6 +13,8 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "profile_exists": "This profile already has an account; use another --profile.",
     "profile_corrupt": "The profile's files are unreadable or from an unknown version.",
     "relay_unreachable": "The relay could not be reached.",
+    "tls_untrusted": "The relay's TLS certificate is not trusted: set SSL_CERT_FILE to the "
+    "certificate (or its CA) if you trust this relay.",
     "timeout": "The relay did not answer in time.",
     "protocol_error": "The relay sent something this client does not understand.",
     "invalid_birthdate": "The birth date is not a real date in the past (YYYY-MM-DD).",

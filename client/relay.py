@@ -19,7 +19,7 @@ from datetime import datetime
 
 import aiohttp
 
-from client.errors import ClientError
+from client.errors import ClientError, error_message
 from client.events import (
     ClientEvent,
     Connected,
@@ -250,12 +250,14 @@ class RelayClient:
                     backoff = 0.5
                 except ClientError as exc:
                     code, message = exc.code, exc.message
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    code, message = "tls_untrusted", f"{error_message('tls_untrusted')} ({exc})"
                 except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                     code, message = "relay_unreachable", f"The relay could not be reached ({exc})."
                 finally:
                     self._connected.clear()
                     self._ws = None
-                retry = self._reconnect and code not in FATAL_CLOSE
+                retry = self._reconnect and code not in FATAL_CLOSE and code != "tls_untrusted"
                 delay = (
                     min(backoff, self._max_backoff) * (0.5 + random.random() / 2) if retry else None
                 )

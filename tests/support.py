@@ -69,14 +69,24 @@ class Relay:
 class RelayProcess:
     """`agechat server` in a subprocess, so it can be killed for real."""
 
-    def __init__(self, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        extra_args: tuple[str, ...] = (),
+        scheme: str = "http",
+        ssl: object = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = port or free_port()
+        self.extra_args = extra_args
+        self.scheme = scheme
+        self.ssl = ssl  # the client's SSL context for the health check, when TLS is on
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     async def start(self) -> RelayProcess:
         log_fd = self._log()
@@ -91,6 +101,7 @@ class RelayProcess:
                     str(self.data_dir),
                     "--port",
                     str(self.port),
+                    *self.extra_args,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log_fd,
@@ -101,7 +112,7 @@ class RelayProcess:
         async with aiohttp.ClientSession() as session:
             while time.monotonic() < deadline:
                 try:
-                    async with session.get(f"{self.url}/healthz") as r:
+                    async with session.get(f"{self.url}/healthz", ssl=self.ssl or True) as r:
                         if r.status == 200:
                             return self
                 except aiohttp.ClientError:
