@@ -15,6 +15,7 @@ import aiohttp
 import msgspec
 import nacl.signing
 
+from client.declaration import sign_declaration
 from client.errors import ClientError, error_message
 from client.keystore import INTERACTIVE, KdfLimits, seal
 from client.profile import PROFILE_FILE, Profile, ProfileData
@@ -22,8 +23,7 @@ from client.relay import websocket_url
 from client.timeutil import utc_now
 from protocol import identity
 from protocol.codec import encode
-from protocol.policy import band
-from protocol.registration import AgeDeclaration, ErrorBody, RegisterRequest
+from protocol.registration import ErrorBody, RegisterRequest
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
 
@@ -36,16 +36,7 @@ def build_registration(
     now: datetime,
 ) -> RegisterRequest:
     public = bytes(signing_key.verify_key)
-    declared_at = now.replace(microsecond=0)
-    declared_band = band(birthdate, declared_at.date())
-    signed = identity.declaration_message(handle, declared_band, public, declared_at)
-    declaration = AgeDeclaration(
-        handle=handle,
-        band=declared_band,
-        identity_key=public,
-        declared_at=declared_at,
-        signature=signing_key.sign(signed).signature,
-    )
+    declaration = sign_declaration(signing_key, handle, birthdate, now)
     return RegisterRequest(
         handle=handle,
         display_name=display_name,

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
+import msgspec
 
 from client.account import create_account
 from client.errors import ClientError
@@ -104,6 +105,13 @@ async def connected_client(options: Options) -> AsyncIterator[RelayClient]:
         await history.close()
 
 
+def parse_birthdate(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ClientError("invalid_birthdate", f"{text!r} is not a date (YYYY-MM-DD).") from None
+
+
 def message_json(message: HistoryMessage) -> dict[str, Any]:
     return {
         "id": message.msg_id,
@@ -119,7 +127,12 @@ def message_json(message: HistoryMessage) -> dict[str, Any]:
 
 def message_line(message: HistoryMessage) -> str:
     when = (message.sent_at or message.created_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
-    return f"[{when}] {message.sender} → {message.recipient} ({message.mode}): {message.body}"
+    if message.kind != "message":
+        return f"[{when}] {message.kind} {message.code}: {message.body}"
+    request = " [message request]" if message.request else ""
+    return (
+        f"[{when}] {message.sender} → {message.recipient} ({message.mode}){request}: {message.body}"
+    )
 
 
 @click.group(invoke_without_command=True)
@@ -272,3 +285,150 @@ async def inbox(options: Options, wait_seconds: float) -> None:
                 deadline = loop.time() + wait_seconds
     if received == 0 and not options.json:
         click.echo("No new messages.", err=True)
+
+
+# --- contacts, search, blocks, reports (issue #3) ---------------------------------------------
+
+
+@account.command("set-birthdate")
+@click.argument("birthdate")
+@command
+async def account_set_birthdate(options: Options, birthdate: str) -> None:
+    """Re-declare your birth date. Moving to an older age band needs an age check."""
+    born = parse_birthdate(birthdate)
+    async with connected_client(options) as client:
+        await client.set_birthdate(born)
+    current = band(born, utc_now().date())
+    emit(
+        options,
+        {"handle": client.handle, "birthdate": born.isoformat(), "band": current},
+        f"Birth date updated; age band {current}.",
+    )
+
+
+@cli.group()
+def contacts() -> None:
+    """List contacts, and send, accept or decline contact requests."""
+
+
+STATE_WORDS = {
+    "connected": "connected",
+    "incoming_request": "wants to connect with you",
+    "outgoing_request": "request sent",
+    "declined": "declined your request",
+    "declined_by_you": "you declined",
+    "blocked": "blocked by you",
+}
+MODE_WORDS = {"e2ee": "🔒 end-to-end encrypted", "visible": "👁 visible to safety checks"}
+
+
+@contacts.command("list")
+@command
+async def contacts_list(options: Options) -> None:
+    """Everyone you are connected with, asked, were asked by, or blocked."""
+    async with connected_client(options) as client:
+        entries = await client.contacts()
+    payload = {"contacts": [msgspec.to_builtins(e) for e in entries]}
+    lines = [
+        f"@{e.handle} ({e.display_name}): {STATE_WORDS.get(e.state, e.state)}, "
+        f"{MODE_WORDS[e.mode]}" + (" — restricted from contacting minors" if e.restricted else "")
+        for e in entries
+    ]
+    emit(options, payload, "\n".join(lines) or "No contacts yet.")
+
+
+async def _contact_action(options: Options, handle: str, action: str) -> None:
+    async with connected_client(options) as client:
+        if action == "request":
+            outcome = await client.contact_request(handle)
+        else:
+            outcome = await client.respond(handle, accept=action == "accept")
+    words = {
+        "requested": "Request sent to",
+        "connected": "Connected with",
+        "declined": "Declined the request from",
+    }
+    emit(
+        options, {"handle": handle, "outcome": outcome}, f"{words.get(outcome, outcome)} @{handle}."
+    )
+
+
+@contacts.command("request")
+@click.argument("handle")
+@command
+async def contacts_request(options: Options, handle: str) -> None:
+    """Ask HANDLE to connect."""
+    await _contact_action(options, handle, "request")
+
+
+@contacts.command("accept")
+@click.argument("handle")
+@command
+async def contacts_accept(options: Options, handle: str) -> None:
+    """Accept HANDLE's request."""
+    await _contact_action(options, handle, "accept")
+
+
+@contacts.command("decline")
+@click.argument("handle")
+@command
+async def contacts_decline(options: Options, handle: str) -> None:
+    """Decline HANDLE's request."""
+    await _contact_action(options, handle, "decline")
+
+
+@cli.command()
+@click.argument("query")
+@command
+async def search(options: Options, query: str) -> None:
+    """Find people by handle or name prefix (the relay's policy decides who you can find)."""
+    async with connected_client(options) as client:
+        results = await client.search(query)
+    emit(
+        options,
+        {"results": [msgspec.to_builtins(p) for p in results]},
+        "\n".join(f"@{p.handle} ({p.display_name})" for p in results) or "Nobody found.",
+    )
+
+
+@cli.command()
+@click.argument("handle")
+@command
+async def block(options: Options, handle: str) -> None:
+    """Block HANDLE: nothing they send reaches you (they are not told)."""
+    async with connected_client(options) as client:
+        outcome = await client.block(handle)
+    emit(options, {"handle": handle, "outcome": outcome}, f"Blocked @{handle}.")
+
+
+@cli.command()
+@click.argument("handle")
+@command
+async def unblock(options: Options, handle: str) -> None:
+    """Unblock HANDLE."""
+    async with connected_client(options) as client:
+        outcome = await client.unblock(handle)
+    emit(options, {"handle": handle, "outcome": outcome}, f"Unblocked @{handle}.")
+
+
+@cli.command()
+@click.argument("handle")
+@click.option("--reason", required=True, help="Why, in a few words (e.g. harassment, spam).")
+@click.option(
+    "--last",
+    "last",
+    type=click.IntRange(0, 50),
+    default=5,
+    show_default=True,
+    help="Attach the last N messages of your conversation with them.",
+)
+@command
+async def report(options: Options, handle: str, reason: str, last: int) -> None:
+    """Report HANDLE to the relay's safety team, with the last N messages as you have them."""
+    async with connected_client(options) as client:
+        attached = await client.report(handle, reason, last)
+    emit(
+        options,
+        {"handle": handle, "outcome": "reported", "messages": len(attached)},
+        f"Reported @{handle} with {len(attached)} message(s) attached.",
+    )

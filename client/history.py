@@ -16,7 +16,7 @@ from typing import Literal
 
 import aiosqlite
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 Direction = Literal["in", "out"]
 State = Literal["pending", "sent", "failed", "received"]
 
@@ -41,9 +41,15 @@ CREATE INDEX IF NOT EXISTS messages_outbox ON messages (rowid) WHERE state = 'pe
 CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation, rowid);
 """
 
+# v2 (issue #3): the code of a system/notice event, and whether a message came as a request.
+_SCHEMA_V2 = """
+ALTER TABLE messages ADD COLUMN code TEXT;
+ALTER TABLE messages ADD COLUMN request INTEGER NOT NULL DEFAULT 0;
+"""
+
 _COLUMNS = (
     "rowid, sender, msg_id, recipient, conversation, kind, mode, body, direction, state, "
-    "error_code, created_at, sent_at"
+    "error_code, created_at, sent_at, code, request"
 )
 
 
@@ -62,6 +68,8 @@ class HistoryMessage:
     error_code: str | None
     created_at: datetime
     sent_at: datetime | None
+    code: str | None = None
+    request: bool = False
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -76,7 +84,21 @@ def _row(r: tuple) -> HistoryMessage:
     created = _dt(r[11])
     assert created is not None
     return HistoryMessage(
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], created, _dt(r[12])
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        created,
+        _dt(r[12]),
+        r[13],
+        bool(r[14]),
     )
 
 
@@ -104,10 +126,12 @@ class History:
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self._path} is from a newer agechat (schema {version})")
-        if version < 1:
-            await self.db.executescript(_SCHEMA_V1)
-            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            await self.db.commit()
+        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2)):
+            if version < target:
+                await self.db.executescript(
+                    f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"
+                )
+                version = target
 
     async def close(self) -> None:
         if self._db is not None:
@@ -175,13 +199,15 @@ class History:
         body: str,
         sent_at: datetime,
         received_at: datetime,
+        code: str | None = None,
+        request: bool = False,
     ) -> HistoryMessage | None:
         """Store a received message; None when it was already stored (a redelivery)."""
         async with self._lock:
             async with self.db.execute(
                 "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, kind, "
-                "mode, body, direction, state, created_at, sent_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?) "
+                "mode, body, direction, state, created_at, sent_at, code, request) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?, ?, ?) "
                 f"RETURNING {_COLUMNS}",
                 (
                     sender,
@@ -193,6 +219,8 @@ class History:
                     body,
                     _ts(received_at),
                     _ts(sent_at),
+                    code,
+                    int(request),
                 ),
             ) as cur:
                 row = await cur.fetchone()

@@ -95,6 +95,11 @@ class Profile:
             raise ClientError("profile_corrupt", f"{path} has version {data.version}")
         return cls(directory, data)
 
+    def set_birthdate(self, birthdate: date) -> None:
+        """Record a birth date the relay accepted (public data; the sealed key is unchanged)."""
+        self.data = msgspec.structs.replace(self.data, birthdate=birthdate)
+        self.write_file(self.path_in(self.directory), self.data)
+
     def unlock(self, passphrase: str) -> Identity:
         seed = unseal(self.data.secret, passphrase)
         signing_key = nacl.signing.SigningKey(seed)

@@ -15,10 +15,11 @@ import logging
 import random
 import secrets
 from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from datetime import date, datetime
 
 import aiohttp
 
+from client.declaration import sign_declaration
 from client.errors import ClientError, error_message
 from client.events import (
     ClientEvent,
@@ -39,13 +40,28 @@ from protocol.frames import (
     Accepted,
     Ack,
     Auth,
+    Block,
     Challenge,
+    ContactEntry,
+    ContactRequest,
+    ContactRespond,
+    ContactsList,
+    ContactsResult,
     Deliver,
+    Done,
     Error,
+    Frame,
     MessageRef,
+    Person,
     Ready,
     RelayFrame,
+    Report,
+    ReportedMessage,
+    Search,
+    SearchResult,
     Send,
+    SetBirthdate,
+    Unblock,
     conversation_id,
 )
 from protocol.frames import Synced as SyncedFrame
@@ -53,17 +69,9 @@ from protocol.limits import MAX_WEBSOCKET_MESSAGE_BYTES
 
 log = logging.getLogger("agechat.client")
 
-#: Refusals that will not change on a resend: the message is marked failed, not retried.
-PERMANENT_REFUSALS = frozenset(
-    {
-        "unknown_recipient",
-        "mode_mismatch",
-        "message_too_large",
-        "duplicate_id_conflict",
-        "invalid_frame",
-        "frame_too_large",
-    }
-)
+#: The one refusal after which a resend may succeed (nothing was stored); every other
+#: refusal of a message is final and the message is marked failed, not retried.
+RETRYABLE_REFUSALS = frozenset({"internal_error"})
 #: Disconnects after which reconnecting would not help.
 FATAL_CLOSE = frozenset({"auth_failed", "session_replaced"})
 
@@ -108,6 +116,7 @@ class RelayClient:
         self._task: asyncio.Task[None] | None = None
         self._outbox_wake = asyncio.Event()
         self._pending: dict[str, asyncio.Future[HistoryMessage]] = {}
+        self._requests: dict[str, asyncio.Future[RelayFrame]] = {}
         self._connected = asyncio.Event()
         self._stopped = asyncio.Event()
         self.last_disconnect: Disconnected | None = None
@@ -238,6 +247,89 @@ class RelayClient:
             self._pending[msg_id] = future
         return future
 
+    # --- requests: contacts, search, blocks, reports, birth date (PROTOCOL.md §6.2) ---
+
+    async def _request(
+        self, frame: Frame, rid: str, timeout: float = HANDSHAKE_TIMEOUT
+    ) -> RelayFrame:
+        await self.wait_connected(timeout)
+        future: asyncio.Future[RelayFrame] = asyncio.get_running_loop().create_future()
+        self._requests[rid] = future
+        ws = self._ws
+        if ws is None:
+            raise ClientError("relay_unreachable")
+        try:
+            await ws.send_str(encode_frame(frame))
+            return await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise ClientError("timeout") from None
+        finally:
+            self._requests.pop(rid, None)
+
+    async def _done(self, frame: Frame, rid: str) -> str:
+        reply = await self._request(frame, rid)
+        if not isinstance(reply, Done):
+            raise ClientError("protocol_error", f"expected done, got {type(reply).__name__}")
+        return reply.outcome
+
+    async def contact_request(self, handle: str) -> str:
+        rid = new_message_id()
+        return await self._done(ContactRequest(rid=rid, to=handle), rid)
+
+    async def respond(self, handle: str, accept: bool) -> str:
+        rid = new_message_id()
+        return await self._done(ContactRespond(rid=rid, handle=handle, accept=accept), rid)
+
+    async def contacts(self) -> list[ContactEntry]:
+        rid = new_message_id()
+        reply = await self._request(ContactsList(rid=rid), rid)
+        if not isinstance(reply, ContactsResult):
+            raise ClientError("protocol_error", f"expected contacts, got {type(reply).__name__}")
+        return reply.contacts
+
+    async def search(self, query: str) -> list[Person]:
+        rid = new_message_id()
+        reply = await self._request(Search(rid=rid, query=query), rid)
+        if not isinstance(reply, SearchResult):
+            raise ClientError("protocol_error", f"expected results, got {type(reply).__name__}")
+        return reply.results
+
+    async def block(self, handle: str) -> str:
+        rid = new_message_id()
+        return await self._done(Block(rid=rid, handle=handle), rid)
+
+    async def unblock(self, handle: str) -> str:
+        rid = new_message_id()
+        return await self._done(Unblock(rid=rid, handle=handle), rid)
+
+    async def report(self, handle: str, reason: str, last: int = 5) -> list[HistoryMessage]:
+        """Report ``handle``, attaching the last ``last`` messages of our conversation as this
+        client has them. Returns what was attached."""
+        conversation = conversation_id(self.handle, handle)
+        history = await self.history.conversation(conversation, limit=max(last, 0) * 4 + 20)
+        messages = [m for m in history if m.kind == "message"][-last:] if last > 0 else []
+        evidence = [
+            ReportedMessage(
+                id=m.msg_id, sender=m.sender, to=m.recipient, text=m.body, sent_at=m.sent_at
+            )
+            for m in messages
+        ]
+        rid = new_message_id()
+        await self._done(Report(rid=rid, handle=handle, reason=reason, messages=evidence), rid)
+        return messages
+
+    async def set_birthdate(self, birthdate: date) -> str:
+        """Re-declare the birth date (only to a younger or equal band without age assurance)."""
+        declaration = sign_declaration(
+            self._identity.signing_key, self.handle, birthdate, self._clock()
+        )
+        rid = new_message_id()
+        outcome = await self._done(
+            SetBirthdate(rid=rid, birthdate=birthdate, declaration=declaration), rid
+        )
+        self.profile.set_birthdate(birthdate)
+        return outcome
+
     # --- the connection -------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -359,6 +451,10 @@ class RelayClient:
         elif isinstance(frame, SyncedFrame):
             self.synced.set()
             await self._events.put(Synced())
+        elif isinstance(frame, Done | ContactsResult | SearchResult):
+            future = self._requests.pop(frame.rid, None)
+            if future is not None and not future.done():
+                future.set_result(frame)
         else:
             await self._events.put(
                 RelayError(code="protocol_error", message=f"unexpected {type(frame).__name__}")
@@ -370,11 +466,13 @@ class RelayClient:
             msg_id=frame.id,
             recipient=frame.to,
             conversation=frame.conversation,
-            kind="message",
+            kind=frame.kind,
             mode=frame.mode,
             body=frame.body,
             sent_at=frame.sent_at,
             received_at=self._clock(),
+            code=frame.code,
+            request=frame.request,
         )
         # Acknowledge only after the local store has it (a redelivery is acknowledged again).
         await ws.send_str(encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)])))
@@ -392,6 +490,11 @@ class RelayClient:
         await self._events.put(MessageAccepted(message))
 
     async def _on_error(self, frame: Error) -> None:
+        request = self._requests.pop(frame.ref, None) if frame.ref else None
+        if request is not None:
+            if not request.done():
+                request.set_exception(ClientError(frame.code, frame.message))
+            return
         if frame.ref is None:
             if frame.code in FATAL_CLOSE:
                 self._fatal = frame.code
@@ -400,7 +503,7 @@ class RelayClient:
         message = await self.history.get(self.handle, frame.ref)
         if message is None:
             return
-        if frame.code in PERMANENT_REFUSALS:
+        if frame.code not in RETRYABLE_REFUSALS:
             await self.history.mark_failed(frame.ref, self.handle, frame.code)
             message = await self.history.get(self.handle, frame.ref) or message
         future = self._pending.pop(frame.ref, None)

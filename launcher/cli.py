@@ -6,9 +6,11 @@ This is the one place (with tests and the demo) where both sides meet (DESIGN.md
 from __future__ import annotations
 
 from client.cli import cli
+from server.admin import admin_group
 from server.cli import server_command
 
 cli.add_command(server_command)
+cli.add_command(admin_group)
 
 
 def main() -> None:

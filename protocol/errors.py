@@ -40,6 +40,21 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     # HTTP requests
     "invalid_request": "The request body is missing a field or a field has the wrong type.",
     "request_too_large": "The request body is larger than the relay accepts.",
+    # Policy: contact limits (§7.6, docs/POLICY.md)
+    "under_minimum_age": "You're below the minimum age this relay's policy allows.",
+    "age_change_requires_assurance": (
+        "Moving to an older age band needs an age check; ask an administrator."
+    ),
+    "contact_not_allowed": "Adults can't start conversations with accounts under 18.",
+    "sender_restricted": "This account can't start new contact with people under 18.",
+    "rate_limited": "You've sent too many new contact requests today. Try again tomorrow.",
+    "you_blocked": "You blocked this account. Unblock them first.",
+    "already_connected": "You're already connected.",
+    "request_pending": "Your request is waiting for their answer.",
+    "request_declined": "They declined your request.",
+    "request_awaiting_you": "They asked to connect with you: accept their request first.",
+    "no_pending_request": "There is no request from them to answer.",
+    "cannot_target_self": "That's your own account.",
     # Anything else
     "not_found": "There is nothing at that address.",
     "internal_error": "The relay hit an unexpected error; nothing was stored.",

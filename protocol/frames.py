@@ -7,20 +7,19 @@ as standard base64 (msgspec's JSON encoding of ``bytes``); times are RFC 3339 in
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 import msgspec
 
-from protocol.limits import MAX_ACK_REFS, MAX_BODY_CHARS, NONCE_BYTES, SIGNATURE_BYTES
+from protocol.limits import MAX_ACK_REFS, MAX_REPORTED_MESSAGES
+from protocol.registration import AgeDeclaration
+from protocol.types import Body, ConversationId, Handle, MessageId, Mode, Nonce, Signature
 
-Handle = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9_]{3,32}$")]
-MessageId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{8,64}$")]
-ConversationId = Annotated[str, msgspec.Meta(max_length=80)]
-Body = Annotated[str, msgspec.Meta(max_length=MAX_BODY_CHARS)]
-Signature = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_BYTES, max_length=SIGNATURE_BYTES)]
-Nonce = Annotated[bytes, msgspec.Meta(min_length=NONCE_BYTES, max_length=NONCE_BYTES)]
-Mode = Literal["visible", "e2ee"]
+RequestId = MessageId
+Kind = Literal["message", "system", "notice"]
+Query = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class Frame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
@@ -59,6 +58,67 @@ class Ack(Frame, tag="ack"):
     refs: Annotated[list[MessageRef], msgspec.Meta(min_length=1, max_length=MAX_ACK_REFS)]
 
 
+class ContactRequest(Frame, tag="contact_request"):
+    """Ask to connect with ``to`` (PROTOCOL.md §6.2)."""
+
+    rid: RequestId
+    to: Handle
+
+
+class ContactRespond(Frame, tag="contact_respond"):
+    """Accept or decline the pending request from ``handle``."""
+
+    rid: RequestId
+    handle: Handle
+    accept: bool
+
+
+class ContactsList(Frame, tag="contacts_list"):
+    rid: RequestId
+
+
+class Search(Frame, tag="search"):
+    """Directory search by handle or display-name prefix; the policy filters the results."""
+
+    rid: RequestId
+    query: Query
+
+
+class Block(Frame, tag="block"):
+    rid: RequestId
+    handle: Handle
+
+
+class Unblock(Frame, tag="unblock"):
+    rid: RequestId
+    handle: Handle
+
+
+class ReportedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message as the reporter's client has it (unverified in visible mode)."""
+
+    id: MessageId
+    sender: Handle = msgspec.field(name="from")
+    to: Handle
+    text: Body
+    sent_at: datetime | None = None
+
+
+class Report(Frame, tag="report"):
+    rid: RequestId
+    handle: Handle
+    reason: Reason
+    messages: Annotated[list[ReportedMessage], msgspec.Meta(max_length=MAX_REPORTED_MESSAGES)] = []
+
+
+class SetBirthdate(Frame, tag="set_birthdate"):
+    """Self-service birth-date change with a fresh signed declaration."""
+
+    rid: RequestId
+    birthdate: date
+    declaration: AgeDeclaration
+
+
 # --- relay → client -------------------------------------------------------------------
 
 
@@ -90,7 +150,12 @@ class Accepted(Frame, tag="accepted"):
 
 
 class Deliver(Frame, tag="deliver"):
-    """A message for the connected account. Acknowledge it with `ack` once stored."""
+    """A message or event for the connected account. Acknowledge it with `ack` once stored.
+
+    ``kind`` is ``message`` (from ``from``), or ``system``/``notice`` (from the relay, whose
+    ``from`` is the reserved handle ``agechat``, with a ``code``). ``request`` marks a
+    message that arrives as a message request (the sender is not a contact yet).
+    """
 
     id: MessageId
     sender: Handle = msgspec.field(name="from")
@@ -99,6 +164,9 @@ class Deliver(Frame, tag="deliver"):
     mode: Mode
     body: Body
     sent_at: datetime
+    kind: Kind = "message"
+    code: str | None = None
+    request: bool = False
 
 
 class Error(Frame, tag="error"):
@@ -109,13 +177,89 @@ class Error(Frame, tag="error"):
     ref: str | None = None
 
 
-ClientFrame = Auth | Send | Ack
-RelayFrame = Challenge | Ready | Synced | Accepted | Deliver | Error
+class Done(Frame, tag="done"):
+    """A request (contact_request, contact_respond, block, unblock, report, set_birthdate)
+    succeeded. ``outcome`` says how, e.g. ``requested``, ``connected``, ``declined``."""
 
-CLIENT_FRAME_TYPES: frozenset[str] = frozenset({"auth", "send", "ack"})
-RELAY_FRAME_TYPES: frozenset[str] = frozenset(
-    {"challenge", "ready", "synced", "accepted", "deliver", "error"}
+    rid: RequestId
+    outcome: str
+
+
+class ContactEntry(msgspec.Struct, frozen=True, kw_only=True):
+    handle: Handle
+    display_name: str
+    #: connected | incoming_request | outgoing_request | declined | blocked
+    state: str
+    mode: Mode
+    #: True when this contact is an adult the relay has restricted from contacting minors
+    #: (only shown to minors, so they can be careful).
+    restricted: bool = False
+
+
+class ContactsResult(Frame, tag="contacts"):
+    rid: RequestId
+    contacts: list[ContactEntry]
+
+
+class Person(msgspec.Struct, frozen=True, kw_only=True):
+    handle: Handle
+    display_name: str
+
+
+class SearchResult(Frame, tag="search_result"):
+    rid: RequestId
+    results: list[Person]
+
+
+ClientFrame = (
+    Auth
+    | Send
+    | Ack
+    | ContactRequest
+    | ContactRespond
+    | ContactsList
+    | Search
+    | Block
+    | Unblock
+    | Report
+    | SetBirthdate
 )
+RelayFrame = (
+    Challenge | Ready | Synced | Accepted | Deliver | Error | Done | ContactsResult | SearchResult
+)
+
+CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
+    {
+        "auth",
+        "send",
+        "ack",
+        "contact_request",
+        "contact_respond",
+        "contacts_list",
+        "search",
+        "block",
+        "unblock",
+        "report",
+        "set_birthdate",
+    }
+)
+RELAY_FRAME_TYPES: frozenset[str] = frozenset(
+    {
+        "challenge",
+        "ready",
+        "synced",
+        "accepted",
+        "deliver",
+        "error",
+        "done",
+        "contacts",
+        "search_result",
+    }
+)
+
+#: The relay's own handle as the sender of system and notice events; never registrable.
+RELAY_HANDLE = "agechat"
+RESERVED_HANDLES: frozenset[str] = frozenset({RELAY_HANDLE, "admin", "relay", "system", "root"})
 
 
 def conversation_id(a: str, b: str) -> str:

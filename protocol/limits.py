@@ -23,3 +23,7 @@ NONCE_BYTES: Final = 32
 #: Ed25519 / X25519 public key and Ed25519 signature sizes.
 PUBLIC_KEY_BYTES: Final = 32
 SIGNATURE_BYTES: Final = 64
+#: Most messages attached to one report.
+MAX_REPORTED_MESSAGES: Final = 50
+#: Most results one search returns.
+MAX_SEARCH_RESULTS: Final = 20

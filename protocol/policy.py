@@ -1,19 +1,30 @@
-"""Age bands and conversation modes: the pure policy functions both sides share.
+"""The age policy: bands, modes, and who may find, request and message whom.
 
-Bands are derived from the birth date and a ``today`` that the caller passes in; they are
-never stored, so a minor becomes an adult on their 18th birthday with nobody doing anything
-(DESIGN.md "Accounts, ages and identity"). The contact rules arrive with issue #3.
+Pure functions over facts the caller gathers (bands, relationship, counters); no I/O and no
+clock (``today`` is passed in). Every rule's value comes from a ``Policy`` loaded from a
+preset in ``policies/*.toml``, so a product team changes behaviour by editing data, and
+every decision carries a reason code (docs/POLICY.md lists them all).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import date
-from typing import Literal
+from typing import Annotated, Final, Literal
+
+import msgspec
 
 Band = Literal["under_13", "teen_13_15", "teen_16_17", "adult"]
 BANDS: tuple[Band, ...] = ("under_13", "teen_13_15", "teen_16_17", "adult")
 ConversationMode = Literal["visible", "e2ee"]
+
+#: Issue #4 (X3DH + Double Ratchet) is not built yet. Until it is, no client can encrypt,
+#: so every conversation is `visible` whatever the policy says; the policy's `e2ee` rule is
+#: read and validated, and applies the day this flips. Both sides read this one constant.
+E2EE_AVAILABLE: Final = False
+
+# --- bands ----------------------------------------------------------------------------------
 
 
 def age_on(birthdate: date, today: date) -> int:
@@ -41,10 +52,301 @@ def is_minor(b: Band) -> bool:
     return b != "adult"
 
 
-def conversation_mode(member_bands: Iterable[Band]) -> ConversationMode:
-    """``e2ee`` only when every member is an adult; otherwise ``visible``.
+# --- the policy as data ---------------------------------------------------------------------
 
-    The walking skeleton has no E2EE yet (issue #4), so callers in the relay still
-    use ``visible`` for every conversation; this function is what #3/#4 switch to.
-    """
+Search = Literal["never", "connected_only", "always"]
+Initiate = Literal["refused", "request", "direct"]
+Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+
+
+class _Section(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Policy tables reject unknown keys, so a typo stops the relay instead of being ignored."""
+
+
+class Ages(_Section):
+    #: Registration below this age is refused (`under_minimum_age`). COPPA sets 13.
+    minimum_age: Annotated[int, msgspec.Meta(ge=0, le=17)]
+    #: May an account re-declare itself into an older band without age assurance?
+    self_service_older_band: bool
+
+
+class Encryption(_Section):
+    #: `all_adults`: E2EE only when every member is an adult (NCMEC principle 1).
+    e2ee: Literal["all_adults", "always", "never"]
+
+
+class PairRule(_Section):
+    #: Who may find whom in directory search (prefix or exact handle).
+    search: Search
+    #: How a first contact from a stranger goes: refused, as a request the recipient
+    #: accepts or declines, or delivered directly.
+    initiate: Initiate
+
+
+class Contact(_Section):
+    adult_to_minor: PairRule
+    minor_to_adult: PairRule
+    adult_to_adult: PairRule
+    minor_to_minor: PairRule
+
+
+class Limits(_Section):
+    #: New contacts (contact requests and message requests) an account may start per day.
+    contact_requests_per_day: Count
+    #: Of those, how many may go to minors.
+    contact_requests_to_minors_per_day: Count
+
+
+class Restriction(_Section):
+    enabled: bool
+    window_days: Annotated[int, msgspec.Meta(ge=1, le=3650)]
+    #: Distinct minors who blocked or reported an adult within the window.
+    minors_blocking_or_reporting: Annotated[int, msgspec.Meta(ge=1)]
+    #: Requests to minors that were refused by policy or declined, within the window.
+    refused_or_declined_requests_to_minors: Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Exceptions(_Section):
+    #: Hook for guardian-approved adult–minor links: when true, a link a guardian approved
+    #: is treated as connected even where the pair rule refuses. No approval flow yet.
+    guardian_approved_links: bool
+
+
+class Notices(_Section):
+    minor_new_adult_contact: bool
+    minor_contact_restricted: bool
+    minor_message_request: bool
+
+
+class Policy(_Section):
+    name: str
+    description: str
+    ages: Ages
+    encryption: Encryption
+    contact: Contact
+    limits: Limits
+    restriction: Restriction
+    exceptions: Exceptions
+    notices: Notices
+
+    def pair(self, actor: Band, target: Band) -> PairRule:
+        a, t = is_minor(actor), is_minor(target)
+        if not a and t:
+            return self.contact.adult_to_minor
+        if a and not t:
+            return self.contact.minor_to_adult
+        return self.contact.minor_to_minor if a else self.contact.adult_to_adult
+
+
+def parse_policy(toml_text: str) -> Policy:
+    """Parse and validate a preset; raises msgspec.ValidationError naming the bad key."""
+    return msgspec.toml.decode(toml_text, type=Policy)
+
+
+# --- facts and decisions --------------------------------------------------------------------
+
+Relationship = Literal[
+    "none",  # strangers
+    "outgoing_request",  # the actor asked the target; not answered yet
+    "incoming_request",  # the target asked the actor; not answered yet
+    "connected",
+    "declined",  # the target declined the actor's request
+    "declined_by_actor",  # the actor declined the target's request
+]
+RELATIONSHIPS: tuple[Relationship, ...] = (
+    "none",
+    "outgoing_request",
+    "incoming_request",
+    "connected",
+    "declined",
+    "declined_by_actor",
+)
+Outcome = Literal["allow", "request", "refuse", "drop"]
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    """What the relay knows about an actor reaching a target, gathered before deciding."""
+
+    actor: Band
+    target: Band
+    relationship: Relationship = "none"
+    actor_blocked_target: bool = False
+    target_blocked_actor: bool = False
+    actor_restricted: bool = False
+    requests_today: int = 0
+    requests_to_minors_today: int = 0
+    guardian_approved: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """``allow``: go ahead. ``request``: goes as a request the target accepts or declines.
+    ``refuse``: refused with ``reason`` (a stable code). ``drop``: the actor is told it
+    went through, but nothing reaches the target (a block, which the blocked never learn)."""
+
+    outcome: Outcome
+    reason: str
+
+    @property
+    def allowed(self) -> bool:
+        return self.outcome in ("allow", "request")
+
+
+def _refuse(reason: str) -> Decision:
+    return Decision("refuse", reason)
+
+
+def _restricted(policy: Policy, f: Facts) -> bool:
+    """Restriction applies to adults, and only where the policy enables it."""
+    return policy.restriction.enabled and f.actor_restricted and not is_minor(f.actor)
+
+
+def _stranger_rule(policy: Policy, f: Facts) -> Decision | None:
+    """The checks for a new contact between strangers; None when it may go ahead."""
+    to_minor = is_minor(f.target)
+    restricted = _restricted(policy, f)
+    if f.guardian_approved and policy.exceptions.guardian_approved_links:
+        return None
+    if policy.pair(f.actor, f.target).initiate == "refused":
+        return _refuse("sender_restricted" if restricted and to_minor else "contact_not_allowed")
+    if to_minor and restricted:
+        return _refuse("sender_restricted")
+    if f.requests_today >= policy.limits.contact_requests_per_day:
+        return _refuse("rate_limited")
+    if to_minor and f.requests_to_minors_today >= policy.limits.contact_requests_to_minors_per_day:
+        return _refuse("rate_limited")
+    return None
+
+
+def _blocks(f: Facts) -> Decision | None:
+    if f.actor_blocked_target:
+        return _refuse("you_blocked")
+    if f.target_blocked_actor:
+        return Decision("drop", "blocked_by_target")
+    return None
+
+
+def may_find(policy: Policy, f: Facts) -> Decision:
+    """May the actor see the target in directory search (prefix or exact handle)?"""
+    if f.target_blocked_actor:
+        return _refuse("hidden_from_search")
+    if f.guardian_approved and policy.exceptions.guardian_approved_links:
+        return Decision("allow", "guardian_approved")
+    rule = policy.pair(f.actor, f.target).search
+    if rule == "always":
+        return Decision("allow", "searchable")
+    if rule == "connected_only" and f.relationship == "connected":
+        return Decision("allow", "connected")
+    return _refuse("hidden_from_search")
+
+
+def may_request(policy: Policy, f: Facts) -> Decision:
+    """May the actor send the target a contact request?"""
+    if (blocked := _blocks(f)) is not None:
+        return blocked
+    if f.relationship == "connected":
+        return _refuse("already_connected")
+    if f.relationship == "outgoing_request":
+        return _refuse("request_pending")
+    if f.relationship == "declined":
+        return _refuse("request_declined")
+    if f.relationship == "incoming_request":
+        return _refuse("request_awaiting_you")
+    # "none" and "declined_by_actor" (changing one's mind) are new contacts.
+    if (refusal := _stranger_rule(policy, f)) is not None:
+        return refusal
+    return Decision("request", "contact_request")
+
+
+def may_message(policy: Policy, f: Facts) -> Decision:
+    """May the actor send the target a message, and does it arrive directly or as a request?"""
+    if (blocked := _blocks(f)) is not None:
+        return blocked
+    if f.relationship == "connected":
+        return Decision("allow", "connected")
+    if f.guardian_approved and policy.exceptions.guardian_approved_links:
+        return Decision("allow", "guardian_approved")
+    if f.relationship == "declined":
+        return _refuse("request_declined")
+    if f.relationship == "incoming_request":
+        return _refuse("request_awaiting_you")
+    if f.relationship == "outgoing_request":
+        # More messages while the request waits travel with it.
+        return Decision("request", "request_pending")
+    if (refusal := _stranger_rule(policy, f)) is not None:
+        return refusal
+    if policy.pair(f.actor, f.target).initiate == "direct":
+        return Decision("allow", "direct")
+    return Decision("request", "message_request")
+
+
+def may_accept(policy: Policy, f: Facts) -> Decision:
+    """May the actor accept the target's pending request (actor = the one accepting)?"""
+    if f.relationship != "incoming_request":
+        return _refuse("no_pending_request")
+    if is_minor(f.target) and _restricted(policy, f):
+        return _refuse("sender_restricted")
+    return Decision("allow", "accepted")
+
+
+def conversation_mode(policy: Policy, member_bands: Iterable[Band]) -> ConversationMode:
+    """The mode a conversation with these members has (DESIGN.md "Encryption modes")."""
+    if not E2EE_AVAILABLE:
+        return "visible"
+    rule = policy.encryption.e2ee
+    if rule == "always":
+        return "e2ee"
+    if rule == "never":
+        return "visible"
     return "e2ee" if all(b == "adult" for b in member_bands) else "visible"
+
+
+def is_restricted(
+    policy: Policy, minors_blocking_or_reporting: int, refused_or_declined: int
+) -> bool:
+    """Has an adult crossed a restriction threshold (counts are within the policy's window)?"""
+    r = policy.restriction
+    return r.enabled and (
+        minors_blocking_or_reporting >= r.minors_blocking_or_reporting
+        or refused_or_declined >= r.refused_or_declined_requests_to_minors
+    )
+
+
+def may_register(policy: Policy, birthdate: date, today: date) -> Decision:
+    if birthdate > today:
+        return _refuse("invalid_birthdate")
+    if age_on(birthdate, today) < policy.ages.minimum_age:
+        return _refuse("under_minimum_age")
+    return Decision("allow", "registered")
+
+
+def may_change_birthdate(policy: Policy, current: date, new: date, today: date) -> Decision:
+    """Self-service: only to a younger or equal band, unless the policy allows more."""
+    if new > today:
+        return _refuse("invalid_birthdate")
+    if age_on(new, today) < policy.ages.minimum_age:
+        return _refuse("under_minimum_age")
+    older = BANDS.index(band(new, today)) > BANDS.index(band(current, today))
+    if older and not policy.ages.self_service_older_band:
+        return _refuse("age_change_requires_assurance")
+    return Decision("allow", "birthdate_changed")
+
+
+# --- notices --------------------------------------------------------------------------------
+
+NoticeEvent = Literal["contact_accepted", "contact_restricted", "message_request"]
+
+
+def minor_notice(policy: Policy, event: NoticeEvent, minor: Band, other: Band) -> str | None:
+    """The notice code a minor gets for an event involving ``other``, or None."""
+    if not is_minor(minor):
+        return None
+    n = policy.notices
+    if event == "contact_accepted" and not is_minor(other) and n.minor_new_adult_contact:
+        return "new_adult_contact"
+    if event == "contact_restricted" and n.minor_contact_restricted:
+        return "contact_restricted"
+    if event == "message_request" and n.minor_message_request:
+        return "message_request"
+    return None

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
 
 import msgspec
 
-from protocol.frames import Handle, Signature
-from protocol.limits import PUBLIC_KEY_BYTES
 from protocol.policy import Band
-
-PublicKey = Annotated[bytes, msgspec.Meta(min_length=PUBLIC_KEY_BYTES, max_length=PUBLIC_KEY_BYTES)]
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+from protocol.types import DisplayName, Handle, PublicKey, Signature
 
 
 class AgeDeclaration(msgspec.Struct, frozen=True, kw_only=True):

@@ -16,14 +16,23 @@ from server.config import RelayConfig
 from server.group_commit import GroupCommitter
 from server.http_errors import error_response
 from server.hub import Hub
-from server.keys import COMMITTER, CONFIG, DIRECTORY, HUB, RELAY_ID, STORE
+from server.keys import COMMITTER, CONFIG, HUB, POLICY, RELAY_ID, SOCIAL, STORE
+from server.policy_loader import load_policy
 from server.registration import register
+from server.social import SocialService
 from server.store import SqliteStore
 from server.websocket import websocket_handler
 
 log = logging.getLogger("agechat.relay")
 
 PRUNE_INTERVAL_SECONDS = 3600.0
+WATCH_INTERVAL_SECONDS = 1.0
+BAND_CHECK_SECONDS = 60.0
+
+
+async def policy_route(request: web.Request) -> web.Response:
+    """GET /v1/policy: the rules in force, so clients can explain them."""
+    return web.Response(body=encode(request.app[POLICY]), content_type="application/json")
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -64,13 +73,17 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     app[RELAY_ID] = relay_id
     app[COMMITTER] = committer
-    app[DIRECTORY] = set(await store.all_handles())
+    social = SocialService(store, app[POLICY], config.clock, committer)
+    app[SOCIAL] = social
+    await social.load()
     pruner = asyncio.create_task(_prune_forever(store, config))
+    watcher = asyncio.create_task(_watch_forever(store, social))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
     try:
         yield
     finally:
         pruner.cancel()
+        watcher.cancel()
         await committer.stop()
         await store.close()
 
@@ -88,6 +101,31 @@ async def _prune_forever(store: SqliteStore, config: RelayConfig) -> None:
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
 
+async def _watch_forever(store: SqliteStore, social: SocialService) -> None:
+    """Birthdays pass and admins edit birth dates: re-derive bands and announce changes.
+
+    The admin command writes the database directly and bumps `meta.generation`; polling it
+    is one indexed read a second.
+    """
+    generation = await store.get_meta("generation")
+    last_band_check = asyncio.get_running_loop().time()
+    while True:
+        await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+        try:
+            current = await store.get_meta("generation")
+            now = asyncio.get_running_loop().time()
+            if current != generation:
+                generation = current
+                await social.reload_accounts()
+            elif now - last_band_check >= BAND_CHECK_SECONDS:
+                last_band_check = now
+                await social.check_bands()
+                for handle in sorted(social.restricted):  # restrictions expire with the window
+                    await social.refresh_restriction(handle)
+        except Exception:
+            log.exception("band watcher failed")
+
+
 async def _close_sockets(app: web.Application) -> None:
     """On shutdown tell every client to go away (they reconnect elsewhere or later)."""
     for connection in app[HUB].connections():
@@ -98,9 +136,11 @@ def create_app(config: RelayConfig) -> web.Application:
     app = web.Application(client_max_size=MAX_HTTP_BODY_BYTES, middlewares=[json_errors])
     app[CONFIG] = config
     app[HUB] = Hub()
+    app[POLICY] = load_policy(config.policy)
     app.cleanup_ctx.append(_storage)
     app.on_shutdown.append(_close_sockets)
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/v1/accounts", register)
+    app.router.add_get("/v1/policy", policy_route)
     app.router.add_get("/v1/ws", websocket_handler)
     return app

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from protocol.policy import Policy
 from server.config import RelayConfig
 from server.group_commit import GroupCommitter
 from server.hub import Hub
+from server.social import SocialService
 from server.store import Store
 
 CONFIG = web.AppKey("config", RelayConfig)
 STORE = web.AppKey("store", Store)
 HUB = web.AppKey("hub", Hub)
 COMMITTER = web.AppKey("committer", GroupCommitter)
-#: Handles of every registered account, cached so routing a message needs no query.
-DIRECTORY = web.AppKey("directory", set[str])
+#: The policy in force and its enforcement (accounts, contacts, blocks, bands).
+POLICY = web.AppKey("policy", Policy)
+SOCIAL = web.AppKey("social", SocialService)
 RELAY_ID = web.AppKey("relay_id", str)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from protocol.frames import Deliver, Mode
+from protocol.frames import Deliver, Kind, Mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,9 @@ class NewMessage:
     mode: Mode
     body: str
     sent_at: datetime
+    kind: Kind = "message"
+    code: str | None = None
+    request: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,9 @@ class StoredMessage:
     mode: Mode
     body: str | None  # None once the recipient acknowledged it (body deleted)
     sent_at: datetime
+    kind: Kind = "message"
+    code: str | None = None
+    request: bool = False
 
     def to_deliver(self) -> Deliver:
         return Deliver(
@@ -54,6 +60,9 @@ class StoredMessage:
             mode=self.mode,
             body=self.body or "",
             sent_at=self.sent_at,
+            kind=self.kind,
+            code=self.code,
+            request=self.request,
         )
 
 

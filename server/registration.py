@@ -10,11 +10,13 @@ from aiohttp import web
 
 from protocol import identity
 from protocol.codec import encode
-from protocol.limits import DECLARATION_MAX_SKEW_SECONDS, MAX_HTTP_BODY_BYTES
-from protocol.policy import band
+from protocol.frames import RESERVED_HANDLES
+from protocol.limits import MAX_HTTP_BODY_BYTES
+from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
+from server.declarations import declaration_error
 from server.http_errors import error_response
-from server.keys import CONFIG, DIRECTORY, STORE
+from server.keys import CONFIG, POLICY, SOCIAL, STORE
 from server.records import AccountRecord
 from server.store import HandleTakenError
 
@@ -59,8 +61,13 @@ async def register(request: web.Request) -> web.Response:
 
     now = config.clock()
     today = now.date()
+    if req.handle in RESERVED_HANDLES:
+        return error_response(400, "invalid_handle", "that handle is reserved")
     if req.birthdate > today or req.birthdate < today - timedelta(days=366 * MAX_AGE_YEARS):
         return error_response(400, "invalid_birthdate")
+    allowed = may_register(request.app[POLICY], req.birthdate, today)
+    if allowed.outcome == "refuse":
+        return error_response(400, allowed.reason)
     try:
         expected_dh = identity.dh_key_for(req.identity_key)
     except Exception:  # libsodium refuses keys that are not valid Ed25519 points
@@ -71,19 +78,9 @@ async def register(request: web.Request) -> web.Response:
         )
 
     decl = req.declaration
-    if (
-        decl.handle != req.handle
-        or decl.identity_key != req.identity_key
-        or decl.band != band(req.birthdate, decl.declared_at.date())
-    ):
-        return error_response(400, "declaration_mismatch")
-    if abs((decl.declared_at - now).total_seconds()) > DECLARATION_MAX_SKEW_SECONDS:
-        return error_response(400, "stale_declaration")
-    signed = identity.declaration_message(
-        decl.handle, decl.band, decl.identity_key, decl.declared_at
-    )
-    if not identity.verify(req.identity_key, signed, decl.signature):
-        return error_response(400, "bad_signature")
+    problem = declaration_error(decl, req.handle, req.identity_key, req.birthdate, now)
+    if problem is not None:
+        return error_response(400, problem)
 
     record = AccountRecord(
         handle=req.handle,
@@ -98,7 +95,9 @@ async def register(request: web.Request) -> web.Response:
         await store.create_account(record)
     except HandleTakenError:
         return error_response(409, "handle_taken")
-    request.app[DIRECTORY].add(req.handle)
+    social = request.app[SOCIAL]
+    social.add_account(req.handle, req.display_name, req.birthdate)
+    await social.record_new_account(req.handle)
     log.info("account registered handle=%s band=%s", req.handle, band(req.birthdate, today))
     body = Account(
         handle=req.handle,

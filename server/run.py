@@ -12,6 +12,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import RelayConfig
+from server.policy_loader import PolicyError, load_policy
 
 
 class RelayConfigError(Exception):
@@ -48,11 +49,10 @@ def check(config: RelayConfig) -> ssl.SSLContext | None:
             f"refusing to listen on {config.host} without TLS: visible-mode conversations "
             "would cross the network in clear. Give --tls-cert/--tls-key, or --insecure."
         )
-    if config.policy != "default":
-        raise RelayConfigError(
-            f"policy {config.policy!r} is not available yet: only 'default' exists until the "
-            "policy engine lands (issue #3)"
-        )
+    try:
+        load_policy(config.policy)
+    except PolicyError as exc:
+        raise RelayConfigError(str(exc)) from None
     return context
 
 

@@ -19,7 +19,7 @@ import aiosqlite
 
 from server.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +46,59 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_pending
     ON messages (recipient, seq) WHERE acked_at IS NULL;
+"""
+
+
+# v2 (issue #3): relay events travel as messages with a kind; contact state, blocks, the
+# contact-event log that feeds rate limits and restriction, reports, the admin audit trail,
+# and the last band announced per account (to notice birthdays).
+_SCHEMA_V2 = """
+ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'message';
+ALTER TABLE messages ADD COLUMN code TEXT;
+ALTER TABLE messages ADD COLUMN request INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE contacts (
+    low TEXT NOT NULL,
+    high TEXT NOT NULL,
+    state TEXT NOT NULL,
+    requester TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (low, high)
+);
+CREATE TABLE blocks (
+    blocker TEXT NOT NULL,
+    blocked TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (blocker, blocked)
+);
+CREATE TABLE contact_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    actor TEXT NOT NULL,
+    target TEXT NOT NULL,
+    event TEXT NOT NULL,
+    target_minor INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX contact_events_actor ON contact_events (actor, event, created_at);
+CREATE TABLE reports (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    reporter TEXT NOT NULL,
+    reported TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    evidence BLOB NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    created_at REAL NOT NULL
+);
+CREATE TABLE audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE announced_bands (handle TEXT PRIMARY KEY, band TEXT NOT NULL);
 """
 
 
@@ -82,11 +135,25 @@ def _dt(ts: float) -> datetime:
 
 
 def _message(row: sqlite3.Row | tuple) -> StoredMessage:
-    seq, sender, msg_id, recipient, conversation, mode, body, sent_at = row
-    return StoredMessage(seq, sender, msg_id, recipient, conversation, mode, body, _dt(sent_at))
+    seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request = row
+    return StoredMessage(
+        seq,
+        sender,
+        msg_id,
+        recipient,
+        conversation,
+        mode,
+        body,
+        _dt(sent_at),
+        kind,
+        code,
+        bool(request),
+    )
 
 
-_MESSAGE_COLUMNS = "seq, sender, msg_id, recipient, conversation, mode, body, sent_at"
+_MESSAGE_COLUMNS = (
+    "seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request"
+)
 
 
 class SqliteStore:
@@ -109,6 +176,10 @@ class SqliteStore:
         return self._db
 
     @property
+    def write_lock(self) -> asyncio.Lock:
+        return self._write_lock
+
+    @property
     def reader(self) -> aiosqlite.Connection:
         """A second connection for reads: in WAL mode it never sees uncommitted writes."""
         if self._reader is None:
@@ -123,8 +194,11 @@ class SqliteStore:
         await self.db.execute(f"PRAGMA synchronous={self._synchronous}")
         await self.db.execute("PRAGMA secure_delete=ON")
         await self.db.execute("PRAGMA foreign_keys=ON")
+        # The admin command may write while the relay runs: wait for the lock, don't fail.
+        await self.db.execute("PRAGMA busy_timeout=5000")
         await self._migrate()
         self._reader = await aiosqlite.connect(self._path, isolation_level=None)
+        await self._reader.execute("PRAGMA busy_timeout=5000")
         async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages") as cur:
             row = await cur.fetchone()
         self._max_seq = int(row[0]) if row else 0
@@ -138,9 +212,13 @@ class SqliteStore:
                 f"{self._path} has schema version {version}; "
                 f"this relay knows up to {SCHEMA_VERSION}"
             )
-        if version < 1:
-            await self.db.executescript(_SCHEMA_V1)
-            await self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # Each step runs in its own transaction and records the version it reached.
+        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2)):
+            if version < target:
+                await self.db.executescript(
+                    f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"
+                )
+                version = target
 
     async def close(self) -> None:
         if self._reader is not None:
@@ -226,7 +304,8 @@ class SqliteStore:
             if messages:
                 await db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
-                    "mode, body, sent_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "mode, body, sent_at, kind, code, request) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             m.sender,
@@ -236,6 +315,9 @@ class SqliteStore:
                             m.mode,
                             m.body,
                             _ts(m.sent_at),
+                            m.kind,
+                            m.code,
+                            int(m.request),
                         )
                         for m in messages
                     ],

@@ -12,26 +12,41 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import identity
 from protocol.codec import FrameError, decode_client_frame, encode_frame
+from protocol.codec import encode as encode_json
 from protocol.errors import wire_message
 from protocol.frames import (
     Accepted,
     Ack,
     Auth,
+    Block,
     Challenge,
-    ClientFrame,
+    ContactRequest,
+    ContactRespond,
+    ContactsList,
+    ContactsResult,
+    Done,
     Error,
+    Frame,
     Ready,
+    Report,
+    Search,
+    SearchResult,
     Send,
+    SetBirthdate,
+    Unblock,
     conversation_id,
 )
 from protocol.limits import AUTH_TIMEOUT_SECONDS, MAX_WEBSOCKET_MESSAGE_BYTES, NONCE_BYTES
+from protocol.policy import Decision
 from server.connection import Connection
-from server.keys import COMMITTER, CONFIG, DIRECTORY, HUB, RELAY_ID, STORE
+from server.declarations import declaration_error
+from server.keys import COMMITTER, CONFIG, HUB, RELAY_ID, SOCIAL, STORE
 from server.records import AckRecord, NewMessage, StoredMessage
 
 log = logging.getLogger("agechat.relay.ws")
@@ -60,13 +75,22 @@ class _Session:
             asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
         )
         self.accept_task: asyncio.Task[None] | None = None
-        self._handlers: dict[type, Callable[[ClientFrame], Awaitable[None]]] = {
-            Auth: self._on_auth,  # type: ignore[dict-item]
-            Send: self._on_send,  # type: ignore[dict-item]
-            Ack: self._on_ack,  # type: ignore[dict-item]
+        # One dispatch table: every client frame type has exactly one handler.
+        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
+            Auth: self._on_auth,
+            Send: self._on_send,
+            Ack: self._on_ack,
+            ContactRequest: self._on_contact_request,
+            ContactRespond: self._on_contact_respond,
+            ContactsList: self._on_contacts_list,
+            Search: self._on_search,
+            Block: self._on_block,
+            Unblock: self._on_unblock,
+            Report: self._on_report,
+            SetBirthdate: self._on_set_birthdate,
         }
 
-    async def send(self, frame: Error | Challenge | Ready | Accepted) -> None:
+    async def send(self, frame: Frame) -> None:
         if self.connection is not None:
             await self.connection.send(frame)
         elif not self.ws.closed:
@@ -115,21 +139,37 @@ class _Session:
     async def _on_send(self, frame: Send) -> None:
         assert self.connection is not None
         sender = self.connection.handle
-        if frame.to not in self.app[DIRECTORY]:
+        social = self.app[SOCIAL]
+        if frame.to not in social.accounts:
             await self.refuse("unknown_recipient", ref=frame.id)
             return
-        # Until E2EE lands (issue #4) every conversation is `visible`.
-        if frame.mode != "visible":
-            await self.refuse("mode_mismatch", "this conversation is visible", ref=frame.id)
+        if frame.to == sender:
+            await self.refuse("cannot_target_self", ref=frame.id)
+            return
+        mode = social.mode(sender, frame.to)
+        if frame.mode != mode:
+            await self.refuse("mode_mismatch", f"this conversation is {mode}", ref=frame.id)
+            return
+        decision = await social.decide_message(sender, frame.to)
+        conversation = conversation_id(sender, frame.to)
+        if decision.outcome == "refuse":
+            await self.refuse(decision.reason, ref=frame.id)
+            return
+        if decision.outcome == "drop":
+            # Blocked by the recipient: the sender is not told (DESIGN.md "Contact limits").
+            await self.send(
+                Accepted(id=frame.id, conversation=conversation, sent_at=self.app[CONFIG].clock())
+            )
             return
         message = NewMessage(
             sender=sender,
             msg_id=frame.id,
             recipient=frame.to,
-            conversation=conversation_id(sender, frame.to),
+            conversation=conversation,
             mode=frame.mode,
             body=frame.body,
             sent_at=self.app[CONFIG].clock(),
+            request=decision.outcome == "request",
         )
         try:
             future = self.app[COMMITTER].submit_message(message)
@@ -168,6 +208,97 @@ class _Session:
             self.app[COMMITTER].submit_acks(acks)
         except RuntimeError:  # shutting down: the messages are redelivered next time
             await self.refuse("internal_error")
+
+    # --- contacts, search, blocks, reports, birth dates (PROTOCOL.md §6.2) ---------------
+
+    def _target_error(self, handle: str) -> str | None:
+        assert self.connection is not None
+        if handle not in self.app[SOCIAL].accounts:
+            return "unknown_recipient"
+        if handle == self.connection.handle:
+            return "cannot_target_self"
+        return None
+
+    async def _answer(self, rid: str, decision: Decision, outcome: str) -> None:
+        if decision.outcome == "refuse":
+            await self.refuse(decision.reason, ref=rid)
+        else:
+            await self.send(Done(rid=rid, outcome=outcome))
+
+    async def _on_contact_request(self, frame: ContactRequest) -> None:
+        assert self.connection is not None
+        if (problem := self._target_error(frame.to)) is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        decision = await self.app[SOCIAL].contact_request(self.connection.handle, frame.to)
+        # A request to someone who blocked you looks sent (they never learn of it).
+        await self._answer(frame.rid, decision, "requested")
+
+    async def _on_contact_respond(self, frame: ContactRespond) -> None:
+        assert self.connection is not None
+        if (problem := self._target_error(frame.handle)) is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        decision = await self.app[SOCIAL].respond(
+            self.connection.handle, frame.handle, frame.accept
+        )
+        await self._answer(frame.rid, decision, decision.reason)
+
+    async def _on_contacts_list(self, frame: ContactsList) -> None:
+        assert self.connection is not None
+        contacts = self.app[SOCIAL].list_contacts(self.connection.handle)
+        await self.send(ContactsResult(rid=frame.rid, contacts=contacts))
+
+    async def _on_search(self, frame: Search) -> None:
+        assert self.connection is not None
+        results = self.app[SOCIAL].search(self.connection.handle, frame.query)
+        await self.send(SearchResult(rid=frame.rid, results=results))
+
+    async def _on_block(self, frame: Block) -> None:
+        assert self.connection is not None
+        if (problem := self._target_error(frame.handle)) is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        await self.app[SOCIAL].block(self.connection.handle, frame.handle)
+        await self.send(Done(rid=frame.rid, outcome="blocked"))
+
+    async def _on_unblock(self, frame: Unblock) -> None:
+        assert self.connection is not None
+        if (problem := self._target_error(frame.handle)) is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        await self.app[SOCIAL].unblock(self.connection.handle, frame.handle)
+        await self.send(Done(rid=frame.rid, outcome="unblocked"))
+
+    async def _on_report(self, frame: Report) -> None:
+        assert self.connection is not None
+        if (problem := self._target_error(frame.handle)) is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        evidence = encode_json(frame.messages)
+        await self.app[SOCIAL].report(self.connection.handle, frame.handle, frame.reason, evidence)
+        log.info("report filed reporter=%s reported=%s", self.connection.handle, frame.handle)
+        await self.send(Done(rid=frame.rid, outcome="reported"))
+
+    async def _on_set_birthdate(self, frame: SetBirthdate) -> None:
+        assert self.connection is not None
+        handle = self.connection.handle
+        account = await self.app[STORE].get_account(handle)
+        assert account is not None
+        problem = declaration_error(
+            frame.declaration,
+            handle,
+            account.identity_key,
+            frame.birthdate,
+            self.app[CONFIG].clock(),
+        )
+        if problem is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        decision = await self.app[SOCIAL].change_birthdate(
+            handle, frame.birthdate, encode_json(frame.declaration)
+        )
+        await self._answer(frame.rid, decision, "birthdate_changed")
 
 
 async def _auth_deadline(session: _Session) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -41,11 +42,15 @@ class Relay:
     """A relay running in this test's event loop."""
 
     def __init__(
-        self, data_dir: Path, clock: Callable[[], datetime] | None = None, port: int | None = None
+        self,
+        data_dir: Path,
+        clock: Callable[[], datetime] | None = None,
+        port: int | None = None,
+        policy: str = "default",
     ) -> None:
         self.port = port or free_port()
         kwargs = {"clock": clock} if clock else {}
-        self.config = RelayConfig(data_dir=data_dir, port=self.port, **kwargs)
+        self.config = RelayConfig(data_dir=data_dir, port=self.port, policy=policy, **kwargs)
         self.app = create_app(self.config)
         self.runner = web.AppRunner(self.app)
 
@@ -154,6 +159,26 @@ async def make_profile(base: Path, server: str, handle: str, birthdate: date = A
 
 
 @asynccontextmanager
+async def open_clients(*profiles: Profile) -> AsyncIterator[list[RelayClient]]:
+    """Several connected clients at once, each past its initial sync."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(open_client(p)) for p in profiles]
+        for c in clients:
+            await c.wait_connected()
+            await asyncio.wait_for(c.synced.wait(), 5)
+        yield clients
+
+
+async def drain(client: RelayClient, timeout: float = 0.5) -> list[MessageReceived]:
+    """Every MessageReceived that arrives within ``timeout`` seconds of quiet."""
+    got = []
+    while (event := await client.next_event(timeout)) is not None:
+        if isinstance(event, MessageReceived):
+            got.append(event)
+    return got
+
+
+@asynccontextmanager
 async def open_client(profile: Profile, *, reconnect: bool = True) -> AsyncIterator[RelayClient]:
     history = History(profile.history_path)
     await history.open()
@@ -184,6 +209,31 @@ async def collect(client: RelayClient, count: int, timeout: float = 5.0) -> list
 
 def received_bodies(events: list[ClientEvent]) -> list[str]:
     return [e.message.body for e in events if isinstance(e, MessageReceived)]
+
+
+class Clock:
+    """A settable clock for the relay: tests move time forward (birthdays, day limits)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.offset = timedelta(0)
+        self.start = start
+
+    def __call__(self) -> datetime:
+        base = self.start or datetime.now(UTC)
+        return base + self.offset if self.start else datetime.now(UTC) + self.offset
+
+    def advance(self, **kwargs: float) -> None:
+        self.offset += timedelta(**kwargs)
+
+
+def years_ago(years: int, days: int = 0) -> date:
+    """A birth date ``years`` years before today, ``days`` later (so ``days`` short of it)."""
+    today = date.today()
+    try:
+        anniversary = today.replace(year=today.year - years)
+    except ValueError:  # 29 February in a common year
+        anniversary = today.replace(year=today.year - years, day=28)
+    return anniversary + timedelta(days=days)
 
 
 def utc(*args: int) -> datetime:

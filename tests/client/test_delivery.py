@@ -6,12 +6,12 @@ import asyncio
 import sqlite3
 
 from client.events import MessageAccepted, Synced
-from tests.support import TEEN, Relay, collect, make_profile, open_client, received_bodies
+from tests.support import Relay, collect, make_profile, open_client, received_bodies
 
 
 async def test_offline_recipient_gets_everything_once_in_order(relay, tmp_path):
     alice = await make_profile(tmp_path, relay.url, "alice")
-    bob = await make_profile(tmp_path, relay.url, "bob", TEEN)
+    bob = await make_profile(tmp_path, relay.url, "bob")
     async with open_client(alice) as a:
         await a.wait_connected()
         ids = [(await a.send("bob", f"message {i}")).msg_id for i in range(20)]

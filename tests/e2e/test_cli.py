@@ -62,7 +62,7 @@ def error_code(out: str) -> str:
 
 async def test_two_accounts_send_and_inbox(relay, tmp_path):
     alice = await create(tmp_path, relay, "alice", "1988-04-01")
-    bob = await create(tmp_path, relay, "bob", "2011-09-09")
+    bob = await create(tmp_path, relay, "bob", "1991-09-09")
 
     rc, out, _ = await agechat(
         "--profile", str(alice), "--json", "send", "bob", "hello from the CLI"
@@ -92,7 +92,7 @@ async def test_two_accounts_send_and_inbox(relay, tmp_path):
 
     rc, out, _ = await agechat("--profile", str(bob), "--json", "whoami")
     assert rc == 0
-    assert json.loads(out)["band"] == "teen_13_15"
+    assert json.loads(out)["band"] == "adult"
 
 
 async def test_inbox_wait_returns_when_a_message_arrives(relay, tmp_path):

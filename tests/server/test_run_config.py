@@ -28,6 +28,22 @@ def test_half_a_tls_configuration_is_refused(tmp_path):
         check(RelayConfig(data_dir=tmp_path, tls_cert=cert, tls_key=cert))
 
 
-def test_unknown_policy_is_refused_until_the_policy_engine_exists(tmp_path):
-    with pytest.raises(RelayConfigError, match="policy"):
-        check(RelayConfig(data_dir=tmp_path, policy="strict"))
+def test_presets_load_and_unknown_policies_are_refused(tmp_path):
+    for name in ("default", "strict", "open"):
+        assert check(RelayConfig(data_dir=tmp_path, policy=name)) is None
+    with pytest.raises(RelayConfigError, match="no policy 'lenient'"):
+        check(RelayConfig(data_dir=tmp_path, policy="lenient"))
+
+
+def test_a_bad_key_in_a_policy_file_stops_the_relay_naming_the_key(tmp_path):
+    from server.policy_loader import PRESETS_DIR
+
+    text = (PRESETS_DIR / "default.toml").read_text()
+    typo = tmp_path / "typo.toml"
+    typo.write_text(text.replace("minimum_age = 13", "minimum_age = 13\nminimum_agee = 14"))
+    with pytest.raises(RelayConfigError, match=r"unknown field `minimum_agee` - at `\$.ages`"):
+        check(RelayConfig(data_dir=tmp_path, policy=str(typo)))
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text.replace('initiate = "refused"', 'initiate = "sometimes"', 1))
+    with pytest.raises(RelayConfigError, match=r"contact.adult_to_minor.initiate"):
+        check(RelayConfig(data_dir=tmp_path, policy=str(bad)))

@@ -74,13 +74,13 @@ async def test_bad_frames_after_auth_get_codes_and_the_connection_lives(relay, a
         assert accepted.id == "good-msg-1"
 
 
-async def test_delivery_refusals_carry_the_message_id(relay, alice):
+async def test_delivery_refusals_carry_the_message_id(relay, alice, bob):
     async with aiohttp.ClientSession() as session, session.ws_connect(relay.ws_url) as ws:
         await login(ws, alice)
         await ws.send_str(encode_frame(Send(id="to-nobody", to="nobody", mode="visible", body="x")))
         reply = await receive(ws)
         assert (reply.code, reply.ref) == ("unknown_recipient", "to-nobody")
-        await ws.send_str(encode_frame(Send(id="wrong-mode", to="alice", mode="e2ee", body="x")))
+        await ws.send_str(encode_frame(Send(id="wrong-mode", to="bob", mode="e2ee", body="x")))
         reply = await receive(ws)
         assert (reply.code, reply.ref) == ("mode_mismatch", "wrong-mode")
 

@@ -1,0 +1,419 @@
+"""The relay's enforcement of the age policy: contacts, requests, blocks, reports, bands.
+
+Decisions come from the pure functions in ``protocol.policy``; this module gathers the
+facts they need, applies the outcome to storage and to an in-memory mirror (so the message
+path decides from memory), and tells people what changed through durable `system` and
+`notice` events that travel like messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from protocol import policy as rules
+from protocol.frames import RELAY_HANDLE, ContactEntry, Kind, Person, conversation_id
+from protocol.limits import MAX_SEARCH_RESULTS
+from protocol.policy import Band, Decision, Facts, Policy, Relationship
+from server.group_commit import GroupCommitter
+from server.records import NewMessage
+from server.social_store import (
+    BLOCKED_BY_MINOR,
+    DECLINED_BY_MINOR,
+    NEW_CONTACT,
+    REFUSED_TO_MINOR,
+    REPORTED_BY_MINOR,
+    ContactRow,
+    SocialStore,
+)
+from server.store import SqliteStore
+
+log = logging.getLogger("agechat.relay.policy")
+
+#: Refusals that count towards restricting an adult when the target is a minor.
+_COUNTED_REFUSALS = frozenset({"contact_not_allowed", "sender_restricted", "rate_limited"})
+
+
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    display_name: str
+    birthdate: date
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a < b else (b, a)
+
+
+class SocialService:
+    def __init__(
+        self,
+        store: SqliteStore,
+        policy: Policy,
+        clock: Callable[[], datetime],
+        committer: GroupCommitter,
+    ) -> None:
+        self.policy = policy
+        self.social = SocialStore(store)
+        self._store = store
+        self._clock = clock
+        self._committer = committer
+        self.accounts: dict[str, AccountInfo] = {}
+        self._contacts: dict[tuple[str, str], ContactRow] = {}
+        self._blocks: set[tuple[str, str]] = set()
+        self.restricted: set[str] = set()
+        self._announced: dict[str, str] = {}
+        # Read-modify-write of the social graph happens one at a time.
+        self._lock = asyncio.Lock()
+
+    # --- loading ---------------------------------------------------------------------------
+
+    async def load(self) -> None:
+        self.accounts = {h: AccountInfo(n, b) for h, n, b in await self.social.accounts()}
+        self._contacts = {(r.low, r.high): r for r in await self.social.contacts()}
+        self._blocks = set(await self.social.blocks())
+        self._announced = await self.social.announced_bands()
+        self.restricted = set()
+        for handle in self.accounts:
+            await self.refresh_restriction(handle, notify=False)
+        await self.check_bands()
+
+    def add_account(self, handle: str, display_name: str, birthdate: date) -> None:
+        self.accounts[handle] = AccountInfo(display_name, birthdate)
+        self._announced[handle] = self.band_of(handle)
+
+    async def record_new_account(self, handle: str) -> None:
+        await self.social.set_announced_band(handle, self._announced[handle])
+
+    # --- facts -----------------------------------------------------------------------------
+
+    def today(self) -> date:
+        return self._clock().date()
+
+    def band_of(self, handle: str) -> Band:
+        return rules.band(self.accounts[handle].birthdate, self.today())
+
+    def relationship(self, actor: str, target: str) -> Relationship:
+        row = self._contacts.get(_pair(actor, target))
+        if row is None:
+            return "none"
+        if row.state == "connected":
+            return "connected"
+        if row.state == "requested":
+            return "outgoing_request" if row.requester == actor else "incoming_request"
+        return "declined" if row.requester == actor else "declined_by_actor"
+
+    def quick_facts(self, actor: str, target: str) -> Facts:
+        return Facts(
+            actor=self.band_of(actor),
+            target=self.band_of(target),
+            relationship=self.relationship(actor, target),
+            actor_blocked_target=(actor, target) in self._blocks,
+            target_blocked_actor=(target, actor) in self._blocks,
+            actor_restricted=actor in self.restricted,
+        )
+
+    async def facts(self, actor: str, target: str) -> Facts:
+        """Facts with the rate-limit counters, which cost a query."""
+        quick = self.quick_facts(actor, target)
+        since = self._clock() - timedelta(days=1)
+        total = await self.social.count_events(actor, (NEW_CONTACT,), since)
+        minors = await self.social.count_events(actor, (NEW_CONTACT,), since, to_minors=True)
+        return Facts(
+            actor=quick.actor,
+            target=quick.target,
+            relationship=quick.relationship,
+            actor_blocked_target=quick.actor_blocked_target,
+            target_blocked_actor=quick.target_blocked_actor,
+            actor_restricted=quick.actor_restricted,
+            requests_today=total,
+            requests_to_minors_today=minors,
+        )
+
+    def mode(self, a: str, b: str) -> rules.ConversationMode:
+        return rules.conversation_mode(self.policy, [self.band_of(a), self.band_of(b)])
+
+    # --- events to people ------------------------------------------------------------------
+
+    async def emit(self, recipient: str, kind: Kind, code: str, text: str, about: str) -> None:
+        """A durable `system` or `notice` event, delivered in order with the messages."""
+        await self._committer.store_message(
+            NewMessage(
+                sender=RELAY_HANDLE,
+                msg_id=secrets.token_urlsafe(16),
+                recipient=recipient,
+                conversation=conversation_id(recipient, about),
+                mode="visible",
+                body=text,
+                sent_at=self._clock(),
+                kind=kind,
+                code=code,
+            )
+        )
+
+    async def _minor_notice(
+        self, event: rules.NoticeEvent, minor: str, other: str, text: str
+    ) -> None:
+        code = rules.minor_notice(self.policy, event, self.band_of(minor), self.band_of(other))
+        if code is not None:
+            await self.emit(minor, "notice", code, text, other)
+
+    def _name(self, handle: str) -> str:
+        return f"{self.accounts[handle].display_name} (@{handle})"
+
+    # --- messages --------------------------------------------------------------------------
+
+    async def decide_message(self, sender: str, recipient: str) -> Decision:
+        """May ``sender`` message ``recipient`` now? Applies a message request's side effects."""
+        quick = self.quick_facts(sender, recipient)
+        decision = rules.may_message(self.policy, quick)
+        if decision.outcome == "allow" or decision.reason == "request_pending":
+            return decision  # the fast path: connected, or more of a pending request
+        async with self._lock:
+            facts = await self.facts(sender, recipient)
+            decision = rules.may_message(self.policy, facts)
+            await self._note_refusal(sender, recipient, decision)
+            if decision.outcome == "request":
+                await self._start_request(sender, recipient, "message_request")
+        return decision
+
+    async def _note_refusal(self, actor: str, target: str, decision: Decision) -> None:
+        if (
+            decision.outcome == "refuse"
+            and decision.reason in _COUNTED_REFUSALS
+            and rules.is_minor(self.band_of(target))
+            and not rules.is_minor(self.band_of(actor))
+        ):
+            await self.social.log_event(actor, target, REFUSED_TO_MINOR, True, self._clock())
+            await self.refresh_restriction(actor)
+
+    async def _start_request(self, actor: str, target: str, kind: str) -> None:
+        now = self._clock()
+        row = ContactRow(*_pair(actor, target), state="requested", requester=actor)
+        await self.social.set_contact(row, now)
+        self._contacts[(row.low, row.high)] = row
+        minor = rules.is_minor(self.band_of(target))
+        await self.social.log_event(actor, target, NEW_CONTACT, minor, now)
+        if kind == "message_request":
+            await self._minor_notice(
+                "message_request",
+                target,
+                actor,
+                f"{self._name(actor)} isn't one of your contacts and sent you a message request. "
+                "You can accept, decline, block or report. Only accept people you know.",
+            )
+        else:
+            await self.emit(
+                target,
+                "notice" if minor else "system",
+                "contact_request",
+                f"{self._name(actor)} wants to connect with you. Accept or decline in contacts.",
+                actor,
+            )
+
+    # --- contact requests ------------------------------------------------------------------
+
+    async def contact_request(self, actor: str, target: str) -> Decision:
+        async with self._lock:
+            facts = await self.facts(actor, target)
+            decision = rules.may_request(self.policy, facts)
+            await self._note_refusal(actor, target, decision)
+            if decision.outcome == "request":
+                await self._start_request(actor, target, "contact_request")
+            return decision
+
+    async def respond(self, actor: str, requester: str, accept: bool) -> Decision:
+        async with self._lock:
+            facts = self.quick_facts(actor, requester)
+            if not accept:
+                if facts.relationship != "incoming_request":
+                    return Decision("refuse", "no_pending_request")
+                await self._set_state(actor, requester, "declined", requester)
+                if rules.is_minor(facts.actor) and not rules.is_minor(facts.target):
+                    await self.social.log_event(
+                        requester, actor, DECLINED_BY_MINOR, True, self._clock()
+                    )
+                    await self.refresh_restriction(requester)
+                return Decision("allow", "declined")
+            decision = rules.may_accept(self.policy, facts)
+            if decision.outcome == "refuse":
+                return decision
+            await self._set_state(actor, requester, "connected", requester)
+        mode = self.mode(actor, requester)
+        for me, them in ((requester, actor), (actor, requester)):
+            await self.emit(
+                me,
+                "system",
+                "contact_accepted",
+                f"You and {self._name(them)} are connected. This chat is "
+                + ("end-to-end encrypted." if mode == "e2ee" else "visible to safety checks."),
+                them,
+            )
+            await self._minor_notice(
+                "contact_accepted",
+                me,
+                them,
+                f"{self._name(them)} is an adult and is now one of your contacts. If anything "
+                "they say makes you uncomfortable, you can block or report them at any time.",
+            )
+        return Decision("allow", "connected")
+
+    async def _set_state(self, a: str, b: str, state: str, requester: str) -> None:
+        row = ContactRow(*_pair(a, b), state=state, requester=requester)
+        await self.social.set_contact(row, self._clock())
+        self._contacts[(row.low, row.high)] = row
+
+    # --- blocks and reports ----------------------------------------------------------------
+
+    async def block(self, actor: str, target: str) -> None:
+        async with self._lock:
+            await self.social.add_block(actor, target, self._clock())
+            self._blocks.add((actor, target))
+            if rules.is_minor(self.band_of(actor)) and not rules.is_minor(self.band_of(target)):
+                await self.social.log_event(target, actor, BLOCKED_BY_MINOR, True, self._clock())
+                await self.refresh_restriction(target)
+
+    async def unblock(self, actor: str, target: str) -> None:
+        async with self._lock:
+            await self.social.remove_block(actor, target)
+            self._blocks.discard((actor, target))
+
+    async def report(self, actor: str, target: str, reason: str, evidence: bytes) -> None:
+        async with self._lock:
+            now = self._clock()
+            await self.social.add_report(
+                actor, target, reason, conversation_id(actor, target), evidence, now
+            )
+            if rules.is_minor(self.band_of(actor)) and not rules.is_minor(self.band_of(target)):
+                await self.social.log_event(target, actor, REPORTED_BY_MINOR, True, now)
+                await self.refresh_restriction(target)
+
+    async def refresh_restriction(self, handle: str, *, notify: bool = True) -> None:
+        """Recompute whether an adult is restricted; tell their minor contacts when it starts."""
+        if rules.is_minor(self.band_of(handle)):
+            self.restricted.discard(handle)
+            return
+        since = self._clock() - timedelta(days=self.policy.restriction.window_days)
+        minors = await self.social.count_events(
+            handle, (BLOCKED_BY_MINOR, REPORTED_BY_MINOR), since, distinct_targets=True
+        )
+        refused = await self.social.count_events(
+            handle, (REFUSED_TO_MINOR, DECLINED_BY_MINOR), since
+        )
+        now_restricted = rules.is_restricted(self.policy, minors, refused)
+        if now_restricted and handle not in self.restricted:
+            self.restricted.add(handle)
+            log.info("adult restricted from contacting minors handle=%s", handle)
+            if notify:
+                for other in self.contacts_of(handle, states=("connected", "requested")):
+                    await self._minor_notice(
+                        "contact_restricted",
+                        other,
+                        handle,
+                        f"Safety notice: {self._name(handle)} has been restricted after reports "
+                        "or blocks from other young people. Be careful; you can block or "
+                        "report them.",
+                    )
+        elif not now_restricted:
+            self.restricted.discard(handle)
+
+    # --- lists -----------------------------------------------------------------------------
+
+    def contacts_of(self, handle: str, states: tuple[str, ...]) -> list[str]:
+        found = []
+        for (low, high), row in self._contacts.items():
+            if handle in (low, high) and row.state in states:
+                found.append(high if low == handle else low)
+        return sorted(found)
+
+    def list_contacts(self, actor: str) -> list[ContactEntry]:
+        entries: dict[str, ContactEntry] = {}
+        minor = rules.is_minor(self.band_of(actor))
+        for other in self.contacts_of(actor, ("connected", "requested", "declined")):
+            relationship = self.relationship(actor, other)
+            state = {"declined_by_actor": "declined_by_you"}.get(relationship, relationship)
+            entries[other] = ContactEntry(
+                handle=other,
+                display_name=self.accounts[other].display_name,
+                state=state,
+                mode=self.mode(actor, other),
+                restricted=minor and other in self.restricted,
+            )
+        for blocker, blocked in self._blocks:
+            if blocker == actor and blocked in self.accounts:
+                entries[blocked] = ContactEntry(
+                    handle=blocked,
+                    display_name=self.accounts[blocked].display_name,
+                    state="blocked",
+                    mode=self.mode(actor, blocked),
+                )
+        return [entries[h] for h in sorted(entries)]
+
+    def search(self, actor: str, query: str) -> list[Person]:
+        """Prefix search on handle or display name, filtered by ``may_find`` for each hit."""
+        q = query.strip().lower().lstrip("@")
+        hits = []
+        for handle, info in self.accounts.items():
+            if handle == actor or not (
+                handle.startswith(q) or info.display_name.lower().startswith(q)
+            ):
+                continue
+            if rules.may_find(self.policy, self.quick_facts(actor, handle)).allowed:
+                hits.append(Person(handle=handle, display_name=info.display_name))
+        hits.sort(key=lambda p: (p.handle != q, p.handle))
+        return hits[:MAX_SEARCH_RESULTS]
+
+    # --- ages ------------------------------------------------------------------------------
+
+    async def change_birthdate(
+        self, handle: str, birthdate: date, declaration: bytes | None, *, by_admin: bool = False
+    ) -> Decision:
+        today = self.today()
+        if not by_admin:
+            decision = rules.may_change_birthdate(
+                self.policy, self.accounts[handle].birthdate, birthdate, today
+            )
+            if decision.outcome == "refuse":
+                return decision
+        async with self._lock:
+            await self.social.set_birthdate(handle, birthdate, declaration)
+            self.accounts[handle] = AccountInfo(self.accounts[handle].display_name, birthdate)
+        await self.check_bands([handle])
+        await self.refresh_restriction(handle, notify=False)
+        return Decision("allow", "birthdate_changed")
+
+    async def reload_accounts(self) -> None:
+        """Pick up birth dates changed outside this process (the admin command)."""
+        self.accounts = {h: AccountInfo(n, b) for h, n, b in await self.social.accounts()}
+        await self.check_bands()
+
+    async def check_bands(self, handles: list[str] | None = None) -> None:
+        """Announce band changes (a birthday, an edit) in every conversation they affect."""
+        for handle in handles if handles is not None else sorted(self.accounts):
+            current = self.band_of(handle)
+            previous = self._announced.get(handle)
+            if previous == current:
+                continue
+            self._announced[handle] = current
+            await self.social.set_announced_band(handle, current)
+            if previous is None:
+                continue
+            log.info("age band changed handle=%s from=%s to=%s", handle, previous, current)
+            for other in self.contacts_of(handle, ("connected", "requested")):
+                mode = self.mode(handle, other)
+                mode_words = (
+                    "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
+                )
+                for me, them in ((handle, other), (other, handle)):
+                    who = "Your" if me == handle else f"{self._name(handle)}'s"
+                    await self.emit(
+                        me,
+                        "system",
+                        "band_changed",
+                        f"{who} age band changed from {previous} to {current}. "
+                        f"This conversation is {mode_words}.",
+                        them,
+                    )

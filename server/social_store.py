@@ -1,0 +1,178 @@
+"""Storage for the social graph: contacts, blocks, the contact-event log, reports, audit.
+
+It shares the relay's SQLite store (its write lock and its two connections), so a single
+file holds everything and every write is one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from server.store import SqliteStore
+
+#: contact_events.event values (docs/POLICY.md "Restriction")
+NEW_CONTACT = "new_contact"  # the actor started a contact request or a message request
+REFUSED_TO_MINOR = "refused_to_minor"  # policy refused the actor's attempt on a minor
+DECLINED_BY_MINOR = "declined_by_minor"  # a minor declined the actor's request
+BLOCKED_BY_MINOR = "blocked_by_minor"  # a minor blocked the actor
+REPORTED_BY_MINOR = "reported_by_minor"  # a minor reported the actor
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    low: str
+    high: str
+    state: str  # requested | connected | declined
+    requester: str
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+class SocialStore:
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+
+    async def _write(self, sql: str, params: tuple = ()) -> None:
+        async with self._store.write_lock:
+            await self._store.db.execute(sql, params)
+
+    async def _read(self, sql: str, params: tuple = ()) -> list[tuple]:
+        async with self._store.reader.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # --- accounts --------------------------------------------------------------------------
+
+    async def accounts(self) -> list[tuple[str, str, date]]:
+        rows = await self._read("SELECT handle, display_name, birthdate FROM accounts")
+        return [(h, n, date.fromisoformat(b)) for h, n, b in rows]
+
+    async def set_birthdate(self, handle: str, birthdate: date, declaration: bytes | None) -> None:
+        if declaration is None:
+            await self._write(
+                "UPDATE accounts SET birthdate = ? WHERE handle = ?",
+                (birthdate.isoformat(), handle),
+            )
+        else:
+            await self._write(
+                "UPDATE accounts SET birthdate = ?, declaration = ? WHERE handle = ?",
+                (birthdate.isoformat(), declaration, handle),
+            )
+
+    async def announced_bands(self) -> dict[str, str]:
+        return dict(await self._read("SELECT handle, band FROM announced_bands"))
+
+    async def set_announced_band(self, handle: str, band: str) -> None:
+        await self._write(
+            "INSERT INTO announced_bands (handle, band) VALUES (?, ?) "
+            "ON CONFLICT (handle) DO UPDATE SET band = excluded.band",
+            (handle, band),
+        )
+
+    # --- contacts and blocks ---------------------------------------------------------------
+
+    async def contacts(self) -> list[ContactRow]:
+        rows = await self._read("SELECT low, high, state, requester FROM contacts")
+        return [ContactRow(*r) for r in rows]
+
+    async def set_contact(self, row: ContactRow, now: datetime) -> None:
+        await self._write(
+            "INSERT INTO contacts (low, high, state, requester, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (low, high) DO UPDATE SET "
+            "state = excluded.state, requester = excluded.requester, "
+            "updated_at = excluded.updated_at",
+            (row.low, row.high, row.state, row.requester, _ts(now), _ts(now)),
+        )
+
+    async def blocks(self) -> list[tuple[str, str]]:
+        return [(a, b) for a, b in await self._read("SELECT blocker, blocked FROM blocks")]
+
+    async def add_block(self, blocker: str, blocked: str, now: datetime) -> None:
+        await self._write(
+            "INSERT OR IGNORE INTO blocks (blocker, blocked, created_at) VALUES (?, ?, ?)",
+            (blocker, blocked, _ts(now)),
+        )
+
+    async def remove_block(self, blocker: str, blocked: str) -> None:
+        await self._write(
+            "DELETE FROM blocks WHERE blocker = ? AND blocked = ?", (blocker, blocked)
+        )
+
+    # --- the contact-event log (rate limits and restriction) -------------------------------
+
+    async def log_event(
+        self, actor: str, target: str, event: str, target_minor: bool, now: datetime
+    ) -> None:
+        await self._write(
+            "INSERT INTO contact_events (actor, target, event, target_minor, created_at) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (actor, target, event, int(target_minor), _ts(now)),
+        )
+
+    async def count_events(
+        self,
+        actor: str,
+        events: tuple[str, ...],
+        since: datetime,
+        *,
+        to_minors: bool = False,
+        distinct_targets: bool = False,
+    ) -> int:
+        what = "COUNT(DISTINCT target)" if distinct_targets else "COUNT(*)"
+        marks = ", ".join("?" for _ in events)
+        minors = " AND target_minor = 1" if to_minors else ""
+        rows = await self._read(
+            f"SELECT {what} FROM contact_events WHERE actor = ? AND event IN ({marks}) "
+            f"AND created_at >= ?{minors}",
+            (actor, *events, _ts(since)),
+        )
+        return int(rows[0][0])
+
+    # --- reports and audit -----------------------------------------------------------------
+
+    async def add_report(
+        self,
+        reporter: str,
+        reported: str,
+        reason: str,
+        conversation: str,
+        evidence: bytes,
+        now: datetime,
+    ) -> None:
+        await self._write(
+            "INSERT INTO reports (reporter, reported, reason, conversation, evidence, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (reporter, reported, reason, conversation, evidence, _ts(now)),
+        )
+
+    async def reports(self) -> list[dict[str, object]]:
+        rows = await self._read(
+            "SELECT reporter, reported, reason, conversation, evidence, status, created_at "
+            "FROM reports ORDER BY id"
+        )
+        keys = (
+            "reporter",
+            "reported",
+            "reason",
+            "conversation",
+            "evidence",
+            "status",
+            "created_at",
+        )
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    async def add_audit(
+        self, actor: str, action: str, subject: str, detail: str, now: datetime
+    ) -> None:
+        await self._write(
+            "INSERT INTO audit (actor, action, subject, detail, created_at) VALUES (?, ?, ?, ?, ?)",
+            (actor, action, subject, detail, _ts(now)),
+        )
+
+    async def audit(self) -> list[tuple[str, str, str, str, datetime]]:
+        rows = await self._read(
+            "SELECT actor, action, subject, detail, created_at FROM audit ORDER BY id"
+        )
+        return [(a, b, c, d, datetime.fromtimestamp(t, UTC)) for a, b, c, d, t in rows]
