@@ -6,7 +6,6 @@ relay accepts, so a crash in between never leaves a registered account without i
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -17,7 +16,7 @@ import nacl.signing
 
 from client.declaration import sign_declaration
 from client.errors import ClientError, error_message
-from client.keystore import INTERACTIVE, KdfLimits, seal
+from client.keystore import INTERACTIVE, KdfLimits, SealedSecret, seal, unseal
 from client.profile import PROFILE_FILE, Profile, ProfileData
 from client.relay import websocket_url
 from client.timeutil import utc_now
@@ -62,7 +61,8 @@ async def create_account(
         raise ClientError("profile_exists", f"{directory} already has an account.")
     websocket_url(server)  # validates the URL's scheme
     server = server.rstrip("/")
-    signing_key = nacl.signing.SigningKey.generate()
+    pending = directory / (PROFILE_FILE + ".pending")
+    signing_key, sealed = _key_for(pending, server, handle, passphrase, kdf)
     now = clock()
     request = build_registration(signing_key, handle, display_name, birthdate, now)
     data = ProfileData(
@@ -72,18 +72,53 @@ async def create_account(
         birthdate=birthdate,
         identity_key=request.identity_key,
         created_at=now,
-        secret=seal(bytes(signing_key), passphrase, kdf),
+        secret=sealed,
     )
-    pending = directory / (PROFILE_FILE + ".pending")
+    # The key is on disk before the relay hears of it; nothing after this loses it.
     Profile.write_file(pending, data)
     try:
         await _post_registration(server, request)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            pending.unlink()
-        raise
+    except ClientError as exc:
+        if exc.code not in UNKNOWN_OUTCOME:
+            pending.unlink(missing_ok=True)  # refused: the relay has no such account
+            raise
+        raise ClientError(
+            exc.code,
+            f"{exc.message} The relay may or may not have registered @{handle}; the new key is "
+            f"kept in {pending}. Run the same command again to finish.",
+        ) from None
     pending.replace(Profile.path_in(directory))
     return Profile(directory, data)
+
+
+#: Registration failures after which the relay may have registered the account anyway.
+UNKNOWN_OUTCOME = frozenset({"timeout", "relay_unreachable_after_send"})
+
+
+def _key_for(
+    pending: Path, server: str, handle: str, passphrase: str, kdf: KdfLimits
+) -> tuple[nacl.signing.SigningKey, SealedSecret]:
+    """A fresh key, or the one kept from an unfinished registration of the same handle.
+
+    The relay treats a repeat registration with the same key as success (idempotent), so
+    retrying with the kept key finishes the first attempt instead of orphaning it.
+    """
+    if pending.exists():
+        try:
+            earlier = msgspec.json.decode(pending.read_bytes(), type=ProfileData)
+        except msgspec.DecodeError:
+            earlier = None
+        if earlier is not None and (earlier.handle, earlier.server) != (handle, server):
+            raise ClientError(
+                "registration_pending",
+                f"An earlier registration of @{earlier.handle} on {earlier.server} did not "
+                f"finish. Run that command again, or delete {pending} to abandon it.",
+            )
+        if earlier is not None:
+            key = nacl.signing.SigningKey(unseal(earlier.secret, passphrase))
+            return key, earlier.secret
+    key = nacl.signing.SigningKey.generate()
+    return key, seal(bytes(key), passphrase, kdf)
 
 
 async def _post_registration(server: str, request: RegisterRequest) -> None:
@@ -101,8 +136,16 @@ async def _post_registration(server: str, request: RegisterRequest) -> None:
                 return
     except aiohttp.ClientConnectorCertificateError as exc:
         raise ClientError("tls_untrusted", f"{error_message('tls_untrusted')} ({exc})") from None
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+    except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+        # Never connected: certainly not registered.
         raise ClientError("relay_unreachable", f"Could not reach {server} ({exc}).") from None
+    except TimeoutError:
+        raise ClientError("timeout", f"{server} did not answer in time.") from None
+    except (aiohttp.ClientError, OSError) as exc:
+        # Connected, then lost: the relay may have registered the account.
+        raise ClientError(
+            "relay_unreachable_after_send", f"The connection to {server} broke ({exc})."
+        ) from None
     try:
         error = msgspec.json.decode(body, type=ErrorBody).error
     except msgspec.DecodeError:

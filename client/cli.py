@@ -10,6 +10,7 @@ import asyncio
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -23,7 +24,7 @@ import msgspec
 
 from client.account import create_account
 from client.errors import ClientError
-from client.events import MessageReceived, Synced
+from client.events import Disconnected, MessageReceived, Synced
 from client.history import History, HistoryMessage
 from client.profile import Profile, default_profile_dir
 from client.relay import RelayClient
@@ -125,14 +126,23 @@ def message_json(message: HistoryMessage) -> dict[str, Any]:
     }
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Someone else's text, safe for a terminal: control characters (escape sequences that
+    could fake lines or recolour the screen) are shown as escapes, newlines are indented."""
+    text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return text.replace("\n", "\n    ")
+
+
 def message_line(message: HistoryMessage) -> str:
     when = (message.sent_at or message.created_at).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     if message.kind != "message":
-        return f"[{when}] {message.kind} {message.code}: {message.body}"
+        return f"[{when}] {message.kind} {message.code}: {printable(message.body)}"
     request = " [message request]" if message.request else ""
-    return (
-        f"[{when}] {message.sender} → {message.recipient} ({message.mode}){request}: {message.body}"
-    )
+    who = f"{message.sender} → {message.recipient} ({message.mode}){request}"
+    return f"[{when}] {who}: {printable(message.body)}"
 
 
 @click.group(invoke_without_command=True)
@@ -261,29 +271,37 @@ async def send(options: Options, handle: str, text: str) -> None:
 )
 @command
 async def inbox(options: Options, wait_seconds: float) -> None:
-    """Receive what is waiting, acknowledge it, and print it."""
-    received = 0
+    """Receive what is waiting, acknowledge it, and print everything not printed before."""
     async with connected_client(options) as client:
         await client.wait_connected(CONNECT_TIMEOUT)
         loop = asyncio.get_running_loop()
-        deadline: float | None = None
         synced = False
+        deadline = loop.time() + CONNECT_TIMEOUT
+        arrived = False
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - loop.time())
-            event = await client.next_event(timeout if synced else CONNECT_TIMEOUT)
+            event = await client.next_event(max(0.0, deadline - loop.time()))
             if event is None:
+                if not synced:
+                    raise ClientError("timeout", "The relay did not finish sending the backlog.")
                 break
+            if isinstance(event, Disconnected):
+                raise ClientError(event.code, event.message)
             if isinstance(event, MessageReceived):
-                received += 1
-                emit(options, message_json(event.message), message_line(event.message))
-                if synced:  # something arrived while waiting: we are done
-                    break
+                arrived = True
+                if synced:
+                    break  # the first message while waiting: print what we have
             elif isinstance(event, Synced):
                 synced = True
-                if received or wait_seconds == 0:
+                if arrived or wait_seconds == 0 or await client.history.unseen(limit=1):
                     break
                 deadline = loop.time() + wait_seconds
-    if received == 0 and not options.json:
+        # Printing from the local store (not the event stream) means nothing received by any
+        # earlier command is lost to the user: each message is printed exactly once.
+        unseen = await client.history.unseen()
+        for message in unseen:
+            emit(options, message_json(message), message_line(message))
+        await client.history.mark_seen([m.rowid for m in unseen])
+    if not unseen and not options.json:
         click.echo("No new messages.", err=True)
 
 

@@ -13,6 +13,7 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "profile_exists": "This profile already has an account; use another --profile.",
     "profile_corrupt": "The profile's files are unreadable or from an unknown version.",
     "relay_unreachable": "The relay could not be reached.",
+    "relay_unreachable_after_send": "The connection to the relay broke during the request.",
     "tls_untrusted": "The relay's TLS certificate is not trusted: set SSL_CERT_FILE to the "
     "certificate (or its CA) if you trust this relay.",
     "timeout": "The relay did not answer in time.",
@@ -20,6 +21,8 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "invalid_birthdate": "The birth date is not a real date in the past (YYYY-MM-DD).",
     "invalid_handle": "Handles are 3 to 32 characters: lowercase letters, digits and _.",
     "invalid_server_url": "The relay URL must start with http:// or https://.",
+    "registration_pending": "An earlier registration from this profile did not finish.",
+    "connection_closed": "The relay closed the connection.",
 }
 
 

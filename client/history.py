@@ -45,6 +45,8 @@ CREATE INDEX IF NOT EXISTS messages_conversation ON messages (conversation, rowi
 _SCHEMA_V2 = """
 ALTER TABLE messages ADD COLUMN code TEXT;
 ALTER TABLE messages ADD COLUMN request INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX messages_unseen ON messages (rowid) WHERE direction = 'in' AND seen = 0;
 """
 
 _COLUMNS = (
@@ -117,7 +119,9 @@ class History:
         return self._db
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: visible-mode history is plaintext (keys are sealed, messages are not).
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._path.touch(mode=0o600, exist_ok=True)
         self._db = await aiosqlite.connect(self._path)
         await self.db.execute("PRAGMA journal_mode=WAL")
         await self.db.execute("PRAGMA synchronous=FULL")
@@ -226,6 +230,25 @@ class History:
                 row = await cur.fetchone()
             await self.db.commit()
             return None if row is None else _row(row)
+
+    async def unseen(self, limit: int = 10_000) -> list[HistoryMessage]:
+        """Received messages and events nobody has been shown yet, oldest first."""
+        async with (
+            self._lock,
+            self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE direction = 'in' AND seen = 0 "
+                "ORDER BY rowid LIMIT ?",
+                (limit,),
+            ) as cur,
+        ):
+            return [_row(r) for r in await cur.fetchall()]
+
+    async def mark_seen(self, rowids: list[int]) -> None:
+        async with self._lock:
+            await self.db.executemany(
+                "UPDATE messages SET seen = 1 WHERE rowid = ?", [(r,) for r in rowids]
+            )
+            await self.db.commit()
 
     async def get(self, sender: str, msg_id: str) -> HistoryMessage | None:
         async with self._lock:

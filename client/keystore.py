@@ -58,7 +58,12 @@ def seal(secret: bytes, passphrase: str, limits: KdfLimits = INTERACTIVE) -> Sea
 def unseal(sealed: SealedSecret, passphrase: str) -> bytes:
     if sealed.kdf != "argon2id13" or len(sealed.salt) != nacl.pwhash.argon2id.SALTBYTES:
         raise ClientError("profile_corrupt", f"unknown key derivation {sealed.kdf!r}")
-    key = _derive(passphrase, sealed.salt, KdfLimits(sealed.opslimit, sealed.memlimit))
+    try:
+        key = _derive(passphrase, sealed.salt, KdfLimits(sealed.opslimit, sealed.memlimit))
+    except (ValueError, TypeError, nacl.exceptions.CryptoError) as exc:
+        raise ClientError(
+            "profile_corrupt", f"the key's KDF parameters are unusable ({exc})"
+        ) from None
     try:
         return nacl.secret.SecretBox(key).decrypt(sealed.box)
     except nacl.exceptions.CryptoError:

@@ -110,7 +110,7 @@ class Profile:
     @staticmethod
     def write_file(path: Path, data: ProfileData) -> None:
         """Write atomically with owner-only permissions (no half-written profile after a crash)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as f:

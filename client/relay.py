@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime
@@ -65,7 +66,7 @@ from protocol.frames import (
     conversation_id,
 )
 from protocol.frames import Synced as SyncedFrame
-from protocol.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+from protocol.limits import MAX_BODY_CHARS, MAX_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
 
 log = logging.getLogger("agechat.client")
 
@@ -76,6 +77,11 @@ RETRYABLE_REFUSALS = frozenset({"internal_error"})
 FATAL_CLOSE = frozenset({"auth_failed", "session_replaced"})
 
 HANDSHAKE_TIMEOUT = 10.0
+#: A connection that lasted this long resets the reconnect backoff.
+STABLE_CONNECTION_SECONDS = 10.0
+#: Pause before resending a message the relay failed to store.
+RETRY_DELAY_SECONDS = 1.0
+HANDLE_PATTERN = re.compile(r"[a-z0-9_]{3,32}")
 
 
 def websocket_url(server: str) -> str:
@@ -117,6 +123,7 @@ class RelayClient:
         self._outbox_wake = asyncio.Event()
         self._pending: dict[str, asyncio.Future[HistoryMessage]] = {}
         self._requests: dict[str, asyncio.Future[RelayFrame]] = {}
+        self._sent_here: set[str] = set()  # outbox ids sent on the current connection
         self._connected = asyncio.Event()
         self._stopped = asyncio.Event()
         self.last_disconnect: Disconnected | None = None
@@ -188,11 +195,27 @@ class RelayClient:
 
     # --- sending --------------------------------------------------------------------
 
+    def _check_sendable(self, to: str, text: str) -> None:
+        """Refuse here what the relay would refuse as malformed, before it enters the outbox
+        (a message the relay can't decode would otherwise be resent forever)."""
+        if not HANDLE_PATTERN.fullmatch(to):
+            raise ClientError("invalid_handle", f"{to!r} is not a handle.")
+        if to == self.handle:
+            raise ClientError("cannot_target_self")
+        frame = Send(id=new_message_id(), to=to, mode="visible", body=text)
+        size = len(encode_frame(frame).encode())
+        if len(text) > MAX_BODY_CHARS or size > MAX_FRAME_BYTES:
+            raise ClientError(
+                "message_too_large",
+                f"The message is too long ({size} bytes encoded, limit {MAX_FRAME_BYTES}).",
+            )
+
     async def send(self, to: str, text: str) -> HistoryMessage:
         """Put a message in the outbox (durably) and hand it to the connection.
 
         Returns at once; ``wait_accepted`` waits for the relay to store it.
         """
+        self._check_sendable(to, text)
         message = await self.history.add_outgoing(
             sender=self.handle,
             msg_id=new_message_id(),
@@ -210,6 +233,8 @@ class RelayClient:
         self, msg_id: str, timeout: float = HANDSHAKE_TIMEOUT
     ) -> HistoryMessage:
         """Return the message once the relay has stored it; raise its refusal otherwise."""
+        if self._stopped.is_set() and self.last_disconnect is not None:
+            raise ClientError(self.last_disconnect.code, self.last_disconnect.message)
         future = self._future_for(msg_id)  # before looking, so an acceptance can't slip by
         known = await self.history.get(self.handle, msg_id)
         if known is not None and known.state == "sent":
@@ -334,21 +359,36 @@ class RelayClient:
 
     async def _run(self) -> None:
         backoff = 0.5
+        loop = asyncio.get_running_loop()
         try:
             while True:
+                started = loop.time()
                 try:
                     await self._connect_once()
                     code, message = "connection_closed", "The relay closed the connection."
-                    backoff = 0.5
                 except ClientError as exc:
                     code, message = exc.code, exc.message
                 except aiohttp.ClientConnectorCertificateError as exc:
                     code, message = "tls_untrusted", f"{error_message('tls_untrusted')} ({exc})"
-                except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                    code, message = "relay_unreachable", f"The relay could not be reached ({exc})."
+                except TimeoutError:
+                    code, message = "timeout", "The relay did not answer in time."
+                except (aiohttp.ClientError, OSError) as exc:
+                    detail = str(exc) or type(exc).__name__
+                    code, message = (
+                        "relay_unreachable",
+                        f"The relay could not be reached ({detail}).",
+                    )
+                except Exception as exc:  # a bug here must not end the client silently
+                    log.exception("relay connection failed")
+                    code, message = (
+                        "internal_error",
+                        f"The client hit an unexpected error ({exc!r}).",
+                    )
                 finally:
                     self._connected.clear()
                     self._ws = None
+                if loop.time() - started > STABLE_CONNECTION_SECONDS:
+                    backoff = 0.5  # only a connection that lasted resets the backoff
                 retry = self._reconnect and code not in FATAL_CLOSE and code != "tls_untrusted"
                 delay = (
                     min(backoff, self._max_backoff) * (0.5 + random.random() / 2) if retry else None
@@ -357,11 +397,20 @@ class RelayClient:
                 self.last_disconnect = event
                 await self._events.put(event)
                 if delay is None:
+                    self._fail_waiters(ClientError(code, message))
                     return
                 await asyncio.sleep(delay)
                 backoff *= 2
         finally:
             self._stopped.set()
+
+    def _fail_waiters(self, error: ClientError) -> None:
+        """No more connections are coming: whoever waits for an answer gets the reason now."""
+        for future in [*self._pending.values(), *self._requests.values()]:
+            if not future.done():
+                future.set_exception(error)
+        self._pending.clear()
+        self._requests.clear()
 
     async def _connect_once(self) -> None:
         assert self._session is not None
@@ -422,17 +471,17 @@ class RelayClient:
 
     async def _send_outbox(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         """Send every pending message once per connection, oldest first."""
-        sent_here: set[str] = set()
+        self._sent_here = set()
         while True:
             self._outbox_wake.clear()
             for message in await self.history.outbox():
-                if message.msg_id in sent_here:
+                if message.msg_id in self._sent_here:
                     continue
                 frame = Send(
                     id=message.msg_id, to=message.recipient, mode="visible", body=message.body
                 )
                 await ws.send_str(encode_frame(frame))
-                sent_here.add(message.msg_id)
+                self._sent_here.add(message.msg_id)
             await self._outbox_wake.wait()
 
     async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
@@ -506,6 +555,9 @@ class RelayClient:
         if frame.code not in RETRYABLE_REFUSALS:
             await self.history.mark_failed(frame.ref, self.handle, frame.code)
             message = await self.history.get(self.handle, frame.ref) or message
+        else:  # nothing was stored: send it again on this connection, after a pause
+            self._sent_here.discard(frame.ref)
+            asyncio.get_running_loop().call_later(RETRY_DELAY_SECONDS, self._outbox_wake.set)
         future = self._pending.pop(frame.ref, None)
         if future is not None and not future.done():
             future.set_exception(ClientError(frame.code, frame.message))

@@ -14,7 +14,7 @@ from protocol.frames import (
     Frame,
     RelayFrame,
 )
-from protocol.limits import MAX_FRAME_BYTES
+from protocol.limits import MAX_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
 
 T = TypeVar("T")
 
@@ -24,9 +24,12 @@ _encoder = msgspec.json.Encoder()
 class FrameError(Exception):
     """A frame that could not be accepted, with its wire error code."""
 
-    def __init__(self, code: str, detail: str | None = None) -> None:
+    def __init__(self, code: str, detail: str | None = None, ref: str | None = None) -> None:
         self.code = code
         self.detail = detail
+        #: The `id` or `rid` of the frame, when it could be read, so the sender can match
+        #: the refusal to what it sent.
+        self.ref = ref
         super().__init__(f"{code}: {detail or wire_message(code)}")
 
     @property
@@ -37,15 +40,16 @@ class FrameError(Exception):
 
 
 class _FrameDecoder(Generic[T]):
-    def __init__(self, union: Any, known_types: frozenset[str]) -> None:
+    def __init__(self, union: Any, known_types: frozenset[str], max_bytes: int) -> None:
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(union)
         self._known = known_types
+        self._max_bytes = max_bytes
 
     def decode(self, data: str | bytes) -> T:
         """Parse and validate one frame or raise FrameError with the matching code."""
         size = len(data.encode() if isinstance(data, str) else data)
-        if size > MAX_FRAME_BYTES:
-            raise FrameError("frame_too_large", f"{size} bytes, limit {MAX_FRAME_BYTES}")
+        if size > self._max_bytes:
+            raise FrameError("frame_too_large", f"{size} bytes, limit {self._max_bytes}")
         try:
             return self._decoder.decode(data)
         except msgspec.ValidationError as exc:
@@ -66,11 +70,19 @@ class _FrameDecoder(Generic[T]):
             return FrameError("invalid_frame", "missing string field `type`")
         if frame_type not in self._known:
             return FrameError("unknown_frame_type", f"type {frame_type[:40]!r}")
-        return FrameError("invalid_frame", detail)
+        ref = raw.get("rid", raw.get("id"))
+        ref = ref if isinstance(ref, str) and 0 < len(ref) <= 64 else None
+        return FrameError("invalid_frame", detail, ref)
 
 
-client_frames: _FrameDecoder[ClientFrame] = _FrameDecoder(ClientFrame, CLIENT_FRAME_TYPES)
-relay_frames: _FrameDecoder[RelayFrame] = _FrameDecoder(RelayFrame, RELAY_FRAME_TYPES)
+client_frames: _FrameDecoder[ClientFrame] = _FrameDecoder(
+    ClientFrame, CLIENT_FRAME_TYPES, MAX_FRAME_BYTES
+)
+# A `deliver` is a little larger than the `send` it carries: clients accept up to the
+# transport limit (PROTOCOL.md §2).
+relay_frames: _FrameDecoder[RelayFrame] = _FrameDecoder(
+    RelayFrame, RELAY_FRAME_TYPES, MAX_WEBSOCKET_MESSAGE_BYTES
+)
 
 
 def decode_client_frame(data: str | bytes) -> ClientFrame:

@@ -7,14 +7,23 @@ as standard base64 (msgspec's JSON encoding of ``bytes``); times are RFC 3339 in
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Literal
 
 import msgspec
 
 from protocol.limits import MAX_ACK_REFS, MAX_REPORTED_MESSAGES
 from protocol.registration import AgeDeclaration
-from protocol.types import Body, ConversationId, Handle, MessageId, Mode, Nonce, Signature
+from protocol.types import (
+    Body,
+    ConversationId,
+    Handle,
+    MessageId,
+    Mode,
+    Nonce,
+    Signature,
+    Time,
+)
 
 RequestId = MessageId
 Kind = Literal["message", "system", "notice"]
@@ -101,7 +110,7 @@ class ReportedMessage(msgspec.Struct, frozen=True, kw_only=True):
     sender: Handle = msgspec.field(name="from")
     to: Handle
     text: Body
-    sent_at: datetime | None = None
+    sent_at: Time | None = None
 
 
 class Report(Frame, tag="report"):
@@ -127,14 +136,14 @@ class Challenge(Frame, tag="challenge"):
 
     nonce: Nonce
     relay_id: str
-    server_time: datetime
+    server_time: Time
 
 
 class Ready(Frame, tag="ready"):
     """Authentication succeeded."""
 
     handle: Handle
-    server_time: datetime
+    server_time: Time
 
 
 class Synced(Frame, tag="synced"):
@@ -146,7 +155,7 @@ class Accepted(Frame, tag="accepted"):
 
     id: MessageId
     conversation: ConversationId
-    sent_at: datetime
+    sent_at: Time
 
 
 class Deliver(Frame, tag="deliver"):
@@ -163,7 +172,7 @@ class Deliver(Frame, tag="deliver"):
     conversation: ConversationId
     mode: Mode
     body: Body
-    sent_at: datetime
+    sent_at: Time
     kind: Kind = "message"
     code: str | None = None
     request: bool = False

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 
 import msgspec
 
 from protocol.policy import Band
-from protocol.types import DisplayName, Handle, PublicKey, Signature
+from protocol.types import DisplayName, Handle, PublicKey, Signature, Time
 
 
 class AgeDeclaration(msgspec.Struct, frozen=True, kw_only=True):
@@ -16,7 +16,7 @@ class AgeDeclaration(msgspec.Struct, frozen=True, kw_only=True):
     handle: Handle
     band: Band
     identity_key: PublicKey
-    declared_at: datetime
+    declared_at: Time
     signature: Signature
 
 
@@ -37,7 +37,7 @@ class Account(msgspec.Struct, frozen=True, kw_only=True):
     handle: Handle
     display_name: str
     band: Band
-    created_at: datetime
+    created_at: Time
 
 
 class ErrorDetail(msgspec.Struct, frozen=True, kw_only=True):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -15,5 +16,10 @@ Body = Annotated[str, msgspec.Meta(max_length=MAX_BODY_CHARS)]
 Signature = Annotated[bytes, msgspec.Meta(min_length=SIGNATURE_BYTES, max_length=SIGNATURE_BYTES)]
 Nonce = Annotated[bytes, msgspec.Meta(min_length=NONCE_BYTES, max_length=NONCE_BYTES)]
 PublicKey = Annotated[bytes, msgspec.Meta(min_length=PUBLIC_KEY_BYTES, max_length=PUBLIC_KEY_BYTES)]
-DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+#: 1–64 characters, no control characters (a name can't fake lines in someone's terminal).
+DisplayName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
 Mode = Literal["visible", "e2ee"]
+#: A time with an explicit offset (RFC 3339); a time without one is refused, never guessed.
+Time = Annotated[datetime, msgspec.Meta(tz=True)]

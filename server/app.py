@@ -128,8 +128,12 @@ async def _watch_forever(store: SqliteStore, social: SocialService) -> None:
 
 async def _close_sockets(app: web.Application) -> None:
     """On shutdown tell every client to go away (they reconnect elsewhere or later)."""
-    for connection in app[HUB].connections():
-        await connection.ws.close(code=WSCloseCode.GOING_AWAY, message=b"relay shutting down")
+    await asyncio.gather(
+        *(
+            connection.close(WSCloseCode.GOING_AWAY, "relay shutting down")
+            for connection in app[HUB].connections()
+        )
+    )
 
 
 def create_app(config: RelayConfig) -> web.Application:

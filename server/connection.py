@@ -23,16 +23,27 @@ from server.store import Store
 
 log = logging.getLogger("agechat.relay.delivery")
 
-LIVE_QUEUE_LIMIT = 1000
+#: Live messages held in memory per connection before falling back to the store (each can
+#: be up to a frame's size, so this bounds a slow reader's memory to a few MiB).
+LIVE_QUEUE_LIMIT = 64
+#: How long closing a connection may take before its transport is cut.
+CLOSE_TIMEOUT_SECONDS = 2.0
 BACKLOG_PAGE = 500
 
 
 class Connection:
     """Owns the writes to one WebSocket; only the handler task reads it."""
 
-    def __init__(self, handle: str, ws: web.WebSocketResponse, store: Store) -> None:
+    def __init__(
+        self,
+        handle: str,
+        ws: web.WebSocketResponse,
+        store: Store,
+        transport: asyncio.BaseTransport | None = None,
+    ) -> None:
         self.handle = handle
         self.ws = ws
+        self._transport = transport
         self._store = store
         self._send_lock = asyncio.Lock()
         self._live: deque[StoredMessage] = deque()
@@ -50,9 +61,30 @@ class Connection:
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await self.ws.send_str(encode_frame(frame))
 
+    async def close(self, code: int, reason: str, notice: Frame | None = None) -> None:
+        """Say why (if the peer still reads) and close; cut the transport if that stalls.
+
+        A peer that stopped reading must not hold up whoever closes it (a new login of the
+        same account, or the relay shutting down).
+        """
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
+                if notice is not None:
+                    await self.send(notice)
+                await self.ws.close(code=code, message=reason.encode(), drain=False)
+        except TimeoutError:
+            if self._transport is not None:
+                self._transport.abort()
+
     def push(self, message: StoredMessage) -> None:
-        """Called after a commit: queue a message for this connection's delivery loop."""
-        if len(self._live) >= LIVE_QUEUE_LIMIT:
+        """Called after a commit: queue a message for this connection's delivery loop.
+
+        Once the in-memory queue overflows, it is dropped and everything from the last
+        message delivered in order is re-read from the store, so nothing is skipped.
+        """
+        if self._resync:
+            pass  # the store will supply it
+        elif len(self._live) >= LIVE_QUEUE_LIMIT:
             self._live.clear()
             self._resync = True
         else:
@@ -89,7 +121,7 @@ class Connection:
                     self._live.clear()
                     await self._drain_store()
                     continue
-                while self._live:
+                while self._live and not self._resync:
                     message = self._live.popleft()
                     if message.seq <= self._last_seq:
                         continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from protocol import identity
 from protocol.limits import DECLARATION_MAX_SKEW_SECONDS
@@ -17,7 +17,8 @@ def declaration_error(
     if (
         decl.handle != handle
         or decl.identity_key != identity_key
-        or decl.band != band(birthdate, decl.declared_at.date())
+        # The band on the declaration's own day in UTC, the same day its signature names.
+        or decl.band != band(birthdate, decl.declared_at.astimezone(UTC).date())
     ):
         return "declaration_mismatch"
     if abs((decl.declared_at - now).total_seconds()) > DECLARATION_MAX_SKEW_SECONDS:

@@ -11,7 +11,6 @@ from aiohttp import web
 from protocol import identity
 from protocol.codec import encode
 from protocol.frames import RESERVED_HANDLES
-from protocol.limits import MAX_HTTP_BODY_BYTES
 from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
 from server.declarations import declaration_error
@@ -47,11 +46,8 @@ def _validation_code(detail: str) -> str:
 async def register(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     store = request.app[STORE]
-    if request.content_length is not None and request.content_length > MAX_HTTP_BODY_BYTES:
-        return error_response(413, "request_too_large")
-    raw = await request.content.read(MAX_HTTP_BODY_BYTES + 1)
-    if len(raw) > MAX_HTTP_BODY_BYTES:
-        return error_response(413, "request_too_large")
+    # The app's client_max_size bounds this; the middleware turns the overflow into 413.
+    raw = await request.read()
     try:
         req = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
@@ -94,7 +90,18 @@ async def register(request: web.Request) -> web.Response:
     try:
         await store.create_account(record)
     except HandleTakenError:
-        return error_response(409, "handle_taken")
+        existing = await store.get_account(req.handle)
+        if existing is None or existing.identity_key != req.identity_key:
+            return error_response(409, "handle_taken")
+        # The same key registering the same handle again: a client retrying after it lost
+        # the first answer. Idempotent, so the key it kept is not orphaned.
+        body = Account(
+            handle=existing.handle,
+            display_name=existing.display_name,
+            band=band(existing.birthdate, today),
+            created_at=existing.created_at,
+        )
+        return web.Response(status=201, body=encode(body), content_type="application/json")
     social = request.app[SOCIAL]
     social.add_account(req.handle, req.display_name, req.birthdate)
     await social.record_new_account(req.handle)

@@ -187,7 +187,8 @@ class SqliteStore:
         return self._reader
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
+        # Owner-only: visible-mode bodies and birth dates live here.
+        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._db = await aiosqlite.connect(self._path, isolation_level=None)
         await self.db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the sender is acknowledged, even across power loss.

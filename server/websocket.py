@@ -59,6 +59,10 @@ CLOSE_REPLACED = 4003
 MAX_SENDS_IN_FLIGHT = 256
 
 
+#: Tasks that outlive the handler that started them (kept so they aren't garbage-collected).
+_background: set[asyncio.Task[None]] = set()
+
+
 class _Session:
     """State of one WebSocket from challenge to close."""
 
@@ -66,6 +70,7 @@ class _Session:
         self.app = request.app
         self.ws = ws
         self.peer = request.remote or "?"
+        self.transport = request.transport
         self.nonce = secrets.token_bytes(NONCE_BYTES)
         self.connection: Connection | None = None
         # Sends are pipelined: the read loop queues them for the group commit and reads on;
@@ -105,7 +110,7 @@ class _Session:
         try:
             frame = decode_client_frame(text)
         except FrameError as exc:
-            await self.refuse(exc.code, exc.detail)
+            await self.refuse(exc.code, exc.detail, ref=exc.ref)
             return
         if self.connection is None and not isinstance(frame, Auth):
             await self.refuse("not_authenticated")
@@ -123,14 +128,15 @@ class _Session:
             await self.refuse("auth_failed")
             await self.ws.close(code=CLOSE_AUTH_FAILED, message=b"auth_failed")
             return
-        connection = Connection(frame.handle, self.ws, self.app[STORE])
+        connection = Connection(frame.handle, self.ws, self.app[STORE], self.transport)
         previous = self.app[HUB].attach(connection)
         self.connection = connection
         if previous is not None:
-            await previous.send(
-                Error(code="session_replaced", message=wire_message("session_replaced"))
-            )
-            await previous.ws.close(code=CLOSE_REPLACED, message=b"session_replaced")
+            # In the background: a stalled old session must not delay this login.
+            notice = Error(code="session_replaced", message=wire_message("session_replaced"))
+            task = asyncio.create_task(previous.close(CLOSE_REPLACED, "session_replaced", notice))
+            _background.add(task)
+            task.add_done_callback(_background.discard)
         self.accept_task = asyncio.create_task(self.answer_accepts())
         log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
         await connection.send(Ready(handle=frame.handle, server_time=self.app[CONFIG].clock()))

@@ -195,3 +195,38 @@ async def test_private_key_is_not_stored_in_clear(relay, tmp_path):
     for path in alice.iterdir():
         assert seed not in path.read_bytes(), path
     assert (alice / "profile.json").stat().st_mode & 0o077 == 0
+
+
+async def test_inbox_prints_messages_other_commands_received(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "1990-01-01")
+    rc, _, _ = await agechat("--profile", str(alice), "send", "bob", "first")
+    assert rc == 0
+    # Bob's next command is a send: it receives (and acknowledges) alice's message on the way.
+    rc, _, _ = await agechat("--profile", str(bob), "contacts", "accept", "alice")
+    assert rc == 0
+    rc, out, _ = await agechat("--profile", str(bob), "--json", "inbox")
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert [m["text"] for m in lines if m["kind"] == "message"] == ["first"]
+    rc, out, _ = await agechat("--profile", str(bob), "--json", "inbox")
+    assert out == ""  # printed once
+
+
+async def test_inbox_reports_a_lost_relay(relay, tmp_path):
+    bob = await create(tmp_path, relay, "bob", "1990-01-01")
+    waiting = asyncio.create_task(agechat("--profile", str(bob), "--json", "inbox", "--wait", "20"))
+    await asyncio.sleep(1.5)
+    await relay.stop()
+    rc, out, _ = await asyncio.wait_for(waiting, 20)
+    assert rc == 1
+    assert error_code(out) in ("connection_closed", "relay_unreachable")
+
+
+async def test_human_output_escapes_control_characters(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "1990-01-01")
+    rc, _, _ = await agechat("--profile", str(alice), "send", "bob", "hi\x1b[2J\rfake line")
+    assert rc == 0
+    rc, out, _ = await agechat("--profile", str(bob), "inbox")
+    assert "\x1b" not in out and "\r" not in out
+    assert "\\x1b[2J\\x0dfake line" in out

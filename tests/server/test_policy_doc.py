@@ -12,9 +12,17 @@ def test_policy_md_table_matches_the_presets():
 def test_every_policy_refusal_code_is_in_policy_md():
     text = DOC.read_text()
     policy_codes = [
-        "contact_not_allowed", "sender_restricted", "rate_limited", "you_blocked",
-        "already_connected", "request_pending", "request_declined", "request_awaiting_you",
-        "no_pending_request", "under_minimum_age", "age_change_requires_assurance",
+        "contact_not_allowed",
+        "sender_restricted",
+        "rate_limited",
+        "you_blocked",
+        "already_connected",
+        "request_pending",
+        "request_declined",
+        "request_awaiting_you",
+        "no_pending_request",
+        "under_minimum_age",
+        "age_change_requires_assurance",
         "cannot_target_self",
     ]
     for code in policy_codes:
