@@ -12,7 +12,7 @@ from typing import Final
 # Wire error codes: the relay sends these in `error` frames and HTTP error bodies.
 WIRE_ERRORS: Final[dict[str, str]] = {
     # Malformed input (PROTOCOL.md §7.1)
-    "invalid_json": "The frame is not valid UTF-8 JSON.",
+    "invalid_json": "The frame or request body is not valid UTF-8 JSON.",
     "invalid_frame": "The frame is missing a field or a field has the wrong type or size.",
     "unknown_frame_type": "The relay does not know this frame type.",
     "frame_too_large": "The frame is larger than the relay accepts.",
