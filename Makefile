@@ -6,8 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
+AS     ?= maya
 
-.PHONY: install test lint serve bench clean
+.PHONY: install test lint serve demo bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,9 @@ test: lint
 
 serve: $(STAMP)
 	$(BIN)/agechat server --data-dir .data/relay --host $(HOST) --port $(PORT)
+
+demo: $(STAMP)
+	$(BIN)/agechat demo --as $(AS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/relay_throughput.py

@@ -161,7 +161,7 @@ def cli(ctx: click.Context, profile_dir: Path | None, as_json: bool) -> None:
     visible to safety checks; the relay limits adult–minor contact."""
     ctx.obj = Options(profile_dir=profile_dir or default_profile_dir(), json=as_json)
     if ctx.invoked_subcommand is None:
-        click.echo(ctx.get_help())
+        ctx.invoke(chat)
 
 
 @cli.group()
@@ -450,3 +450,28 @@ async def report(options: Options, handle: str, reason: str, last: int) -> None:
         {"handle": handle, "outcome": "reported", "messages": len(attached)},
         f"Reported @{handle} with {len(attached)} message(s) attached.",
     )
+
+
+@cli.command()
+@click.option("--server", default=None, help="Relay URL to suggest at onboarding.")
+@click.pass_obj
+def chat(options: Options, server: str | None) -> None:
+    """Open the chat app (also what bare `agechat` does)."""
+    from client.session import ProfileSessions
+    from client.tui.app import DEFAULT_SERVER, AgechatApp
+
+    if not sys.stdin.isatty() or not sys.stdout.isatty():
+        fail(
+            options,
+            ClientError(
+                "no_terminal",
+                "The chat app needs a terminal; see --help "
+                "for the commands that script the same actions.",
+            ),
+        )
+    app = AgechatApp(
+        ProfileSessions(options.profile_dir),
+        passphrase=os.environ.get("AGECHAT_PASSPHRASE") or None,
+        default_server=server or DEFAULT_SERVER,
+    )
+    app.run()

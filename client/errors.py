@@ -23,6 +23,7 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "invalid_server_url": "The relay URL must start with http:// or https://.",
     "registration_pending": "An earlier registration from this profile did not finish.",
     "connection_closed": "The relay closed the connection.",
+    "no_terminal": "The chat app needs a terminal.",
 }
 
 

@@ -74,6 +74,22 @@ class HistoryMessage:
     request: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class ConversationSummary:
+    peer: str
+    conversation: str
+    unread: int
+    last: HistoryMessage
+
+
+def peer_of(conversation: str, me: str) -> str | None:
+    """The other member of a one-to-one conversation id (``dm:a:b``)."""
+    parts = conversation.split(":")
+    if len(parts) != 3 or parts[0] != "dm" or me not in parts[1:]:
+        return None
+    return parts[2] if parts[1] == me else parts[1]
+
+
 def _ts(moment: datetime | None) -> float | None:
     return None if moment is None else moment.timestamp()
 
@@ -247,6 +263,35 @@ class History:
         async with self._lock:
             await self.db.executemany(
                 "UPDATE messages SET seen = 1 WHERE rowid = ?", [(r,) for r in rowids]
+            )
+            await self.db.commit()
+
+    async def conversation_summaries(self, me: str) -> list[ConversationSummary]:
+        """One line per conversation: the other handle, unread count, the last message."""
+        async with self._lock:
+            async with self.db.execute(
+                "SELECT conversation, "
+                "SUM(direction = 'in' AND seen = 0 AND kind = 'message'), "
+                "MAX(rowid) FROM messages GROUP BY conversation"
+            ) as cur:
+                rows = list(await cur.fetchall())
+            summaries = []
+            for conversation, unread, last_rowid in rows:
+                async with self.db.execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE rowid = ?", (last_rowid,)
+                ) as cur:
+                    last = _row(await cur.fetchone())
+                peer = peer_of(conversation, me)
+                if peer is not None:
+                    summaries.append(ConversationSummary(peer, conversation, int(unread), last))
+            return summaries
+
+    async def mark_conversation_seen(self, conversation: str) -> None:
+        async with self._lock:
+            await self.db.execute(
+                "UPDATE messages SET seen = 1 WHERE conversation = ? AND direction = 'in' "
+                "AND seen = 0",
+                (conversation,),
             )
             await self.db.commit()
 

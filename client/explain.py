@@ -1,0 +1,70 @@
+"""Plain words for what protects a person and why — shared by the TUI and the CLI.
+
+Written so a 13-year-old can follow them, and honest about this prototype: end-to-end
+encryption is not built yet (issue #4), so no chat is end-to-end encrypted today.
+"""
+
+from __future__ import annotations
+
+from protocol.policy import E2EE_AVAILABLE, Band, is_minor
+
+MODE_BADGE = {
+    "e2ee": "🔒 end-to-end encrypted",
+    "visible": "👁 visible to safety checks",
+}
+
+BAND_WORDS = {
+    "under_13": "under 13",
+    "teen_13_15": "13 to 15",
+    "teen_16_17": "16 or 17",
+    "adult": "18 or over",
+}
+
+
+def mode_reason(mode: str, me: Band, peer_is_minor: bool | None) -> str:
+    """One line for a conversation's header: why this chat has the mode it has."""
+    if mode == "e2ee":
+        return "Only you and they can read this chat — not even agechat's relay."
+    if not E2EE_AVAILABLE:
+        return (
+            "Not end-to-end encrypted: this prototype doesn't have end-to-end encryption yet, "
+            "so the relay can read every chat."
+        )
+    if is_minor(me):
+        return "Not end-to-end encrypted because you're under 18, so safety systems can check it."
+    if peer_is_minor:
+        return "Not end-to-end encrypted because they're under 18, so safety systems can check it."
+    return "Not end-to-end encrypted: someone in this chat is under 18."
+
+
+def protections(band: Band) -> list[str]:
+    """What applies to someone in this band, shown before they create their account."""
+    if is_minor(band):
+        lines = [
+            "Your chats are not end-to-end encrypted, so that safety systems can check them.",
+            "Adults you haven't connected with can't message you, and can't find you in search.",
+            "Someone you don't know can only send you a request: you decide to accept or not.",
+            "You can block or report anyone, any time. People you block aren't told.",
+            "To change your birth date to an older age, an administrator has to check it.",
+        ]
+    else:
+        lines = [
+            "Your chats with other adults are end-to-end encrypted."
+            if E2EE_AVAILABLE
+            else "Your chats with other adults will be end-to-end encrypted. This prototype "
+            "doesn't have end-to-end encryption yet: for now the relay can read every chat.",
+            "Chats that include someone under 18 are not end-to-end encrypted, so safety "
+            "systems can check them.",
+            "You can't start a conversation with someone under 18 or find them in search; "
+            "they can ask to connect with you.",
+            "You can block or report anyone, any time.",
+        ]
+    return lines
+
+
+NOTICE_TITLES = {
+    "new_adult_contact": "New adult contact",
+    "contact_restricted": "Safety notice",
+    "message_request": "Message request from someone you don't know",
+    "contact_request": "Contact request",
+}

@@ -1,0 +1,238 @@
+"""ChatSession: everything an interactive front end needs, on top of RelayClient.
+
+The TUI is given one of these (or a way to make one at onboarding) and never touches
+sockets, keys or storage itself (DESIGN.md "Layout"; harlequin passes its adapter in the
+same way).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+import aiohttp
+import msgspec
+
+from client.account import create_account
+from client.errors import ClientError
+from client.events import ClientEvent
+from client.history import History, HistoryMessage
+from client.keystore import INTERACTIVE, KdfLimits
+from client.profile import Profile
+from client.relay import RelayClient
+from client.timeutil import utc_now
+from protocol.frames import ContactEntry, Person, conversation_id
+from protocol.policy import Band, Policy, band
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    """One entry in the conversation list."""
+
+    handle: str
+    display_name: str
+    state: str  # connected | incoming_request | outgoing_request | declined | ... | stranger
+    mode: str
+    restricted: bool
+    unread: int
+    last: HistoryMessage | None
+
+    @property
+    def is_request(self) -> bool:
+        return self.state == "incoming_request"
+
+
+class ChatSession:
+    def __init__(self, profile: Profile, history: History, client: RelayClient) -> None:
+        self.profile = profile
+        self.history = history
+        self.client = client
+        self._contacts: list[ContactEntry] = []
+        self._policy: Policy | None = None
+
+    # --- opening -----------------------------------------------------------------------
+
+    @classmethod
+    async def open(cls, directory: Path, passphrase: str) -> ChatSession:
+        profile = Profile.load(directory)
+        identity = profile.unlock(passphrase)
+        history = History(profile.history_path)
+        await history.open()
+        client = RelayClient(profile, identity, history, reconnect=True)
+        await client.start()
+        return cls(profile, history, client)
+
+    @classmethod
+    async def create(
+        cls,
+        directory: Path,
+        *,
+        server: str,
+        handle: str,
+        display_name: str,
+        birthdate: date,
+        passphrase: str,
+        kdf: KdfLimits = INTERACTIVE,
+    ) -> ChatSession:
+        await create_account(
+            directory,
+            server=server,
+            handle=handle,
+            display_name=display_name,
+            birthdate=birthdate,
+            passphrase=passphrase,
+            kdf=kdf,
+        )
+        return await cls.open(directory, passphrase)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.client.close()
+        await self.history.close()
+
+    # --- who am I ----------------------------------------------------------------------
+
+    @property
+    def handle(self) -> str:
+        return self.profile.handle
+
+    @property
+    def display_name(self) -> str:
+        return self.profile.data.display_name
+
+    @property
+    def band(self) -> Band:
+        return band(self.profile.data.birthdate, utc_now().date())
+
+    @property
+    def connected(self) -> bool:
+        return self.client.is_connected
+
+    def events(self) -> AsyncIterator[ClientEvent]:
+        return self.client.events()
+
+    async def policy(self) -> Policy | None:
+        """The relay's policy (cached); None when the relay can't be reached."""
+        if self._policy is None:
+            try:
+                timeout = aiohttp.ClientTimeout(total=5)
+                url = f"{self.profile.server}/v1/policy"
+                async with aiohttp.ClientSession(timeout=timeout) as s, s.get(url) as response:
+                    raw = await response.read()
+                self._policy = msgspec.json.decode(raw, type=Policy)
+            except (aiohttp.ClientError, OSError, TimeoutError, msgspec.DecodeError):
+                return None
+        return self._policy
+
+    # --- conversations -----------------------------------------------------------------
+
+    async def refresh_contacts(self) -> None:
+        """Ask the relay for contacts and requests (kept for when it is unreachable)."""
+        with contextlib.suppress(ClientError):
+            self._contacts = await self.client.contacts()
+
+    async def conversations(self) -> list[Conversation]:
+        summaries = {s.peer: s for s in await self.history.conversation_summaries(self.handle)}
+        result: dict[str, Conversation] = {}
+        for c in self._contacts:
+            s = summaries.get(c.handle)
+            result[c.handle] = Conversation(
+                c.handle,
+                c.display_name,
+                c.state,
+                c.mode,
+                c.restricted,
+                s.unread if s else 0,
+                s.last if s else None,
+            )
+        for peer, s in summaries.items():
+            if peer not in result and peer != "agechat":
+                result[peer] = Conversation(
+                    peer, peer, "stranger", s.last.mode, False, s.unread, s.last
+                )
+
+        def order(c: Conversation) -> tuple[int, float, str]:
+            when = c.last.created_at.timestamp() if c.last else 0.0
+            return (0 if c.is_request else 1, -when, c.handle)
+
+        return sorted(result.values(), key=order)
+
+    async def messages(
+        self, handle: str, *, limit: int = 200, before_rowid: int | None = None
+    ) -> list[HistoryMessage]:
+        return await self.history.conversation(
+            conversation_id(self.handle, handle), limit=limit, before_rowid=before_rowid
+        )
+
+    async def mark_read(self, handle: str) -> None:
+        await self.history.mark_conversation_seen(conversation_id(self.handle, handle))
+
+    async def send(self, handle: str, text: str) -> HistoryMessage:
+        return await self.client.send(handle, text)
+
+    # --- contacts and safety -----------------------------------------------------------
+
+    async def search(self, query: str) -> list[Person]:
+        return await self.client.search(query)
+
+    async def request(self, handle: str) -> str:
+        outcome = await self.client.contact_request(handle)
+        await self.refresh_contacts()
+        return outcome
+
+    async def respond(self, handle: str, accept: bool) -> str:
+        outcome = await self.client.respond(handle, accept)
+        await self.refresh_contacts()
+        return outcome
+
+    async def block(self, handle: str) -> str:
+        outcome = await self.client.block(handle)
+        await self.refresh_contacts()
+        return outcome
+
+    async def unblock(self, handle: str) -> str:
+        outcome = await self.client.unblock(handle)
+        await self.refresh_contacts()
+        return outcome
+
+    async def report_preview(self, handle: str, last: int = 5) -> list[HistoryMessage]:
+        """The messages a report would attach, to show before sending it."""
+        history = await self.messages(handle, limit=last * 4 + 20)
+        return [m for m in history if m.kind == "message"][-last:] if last > 0 else []
+
+    async def report(self, handle: str, reason: str, last: int = 5) -> list[HistoryMessage]:
+        return await self.client.report(handle, reason, last)
+
+    def now(self) -> datetime:
+        return utc_now()
+
+
+class ProfileSessions:
+    """Opens (or, at onboarding, creates) the ChatSession for one profile directory."""
+
+    def __init__(self, directory: Path, kdf: KdfLimits = INTERACTIVE) -> None:
+        self.directory = directory
+        self.kdf = kdf
+
+    @property
+    def has_account(self) -> bool:
+        return Profile.exists(self.directory)
+
+    async def open(self, passphrase: str) -> ChatSession:
+        return await ChatSession.open(self.directory, passphrase)
+
+    async def create(
+        self, *, server: str, handle: str, display_name: str, birthdate: date, passphrase: str
+    ) -> ChatSession:
+        return await ChatSession.create(
+            self.directory,
+            server=server,
+            handle=handle,
+            display_name=display_name,
+            birthdate=birthdate,
+            passphrase=passphrase,
+            kdf=self.kdf,
+        )

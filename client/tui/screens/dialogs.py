@@ -1,0 +1,199 @@
+"""Modal dialogs: find people, block, report, safety number, account."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, ListItem, ListView, Static
+
+from client.errors import ClientError
+from client.explain import BAND_WORDS, protections
+from client.session import ChatSession
+from client.tui.widgets.message_item import render_message
+
+
+class Dialog(ModalScreen[str | None]):
+    """Escape closes every dialog."""
+
+    BINDINGS = [Binding("escape", "dismiss_none", "Close")]
+
+    def action_dismiss_none(self) -> None:
+        self.dismiss(None)
+
+
+class FindPeopleDialog(Dialog):
+    """Search obeys the policy: who you can't find simply doesn't appear.
+
+    Dismissed with ``"request:<handle>"`` or ``"message:<handle>"``.
+    """
+
+    def __init__(self, session: ChatSession) -> None:
+        super().__init__()
+        self.session = session
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Find people by handle or name", classes="dialog-title")
+            yield Input(placeholder="type a name or @handle, then Enter", id="query")
+            yield ListView(id="results")
+            yield Static("", id="find-status")
+            with Horizontal(classes="buttons"):
+                yield Button("Ask to connect", id="request", variant="primary")
+                yield Button("Message", id="message")
+                yield Button("Close", id="close")
+
+    @on(Input.Submitted, "#query")
+    @work(exclusive=True)
+    async def _search(self, event: Input.Submitted) -> None:
+        results = self.query_one("#results", ListView)
+        await results.clear()
+        status = self.query_one("#find-status", Static)
+        if not event.value.strip():
+            return
+        try:
+            people = await self.session.search(event.value.strip())
+        except ClientError as exc:
+            status.update(f"{exc.message} [{exc.code}]")
+            return
+        for person in people:
+            item = ListItem(
+                Static(Text.assemble((person.display_name, "bold"), f" @{person.handle}"))
+            )
+            item.handle = person.handle  # type: ignore[attr-defined]
+            await results.append(item)
+        status.update(
+            f"{len(people)} found."
+            if people
+            else "Nobody found. (Some people can't be found by everyone: see Account.)"
+        )
+        if people:
+            results.index = 0
+
+    def _selected(self) -> str | None:
+        item = self.query_one("#results", ListView).highlighted_child
+        return getattr(item, "handle", None)
+
+    @on(Button.Pressed, "#request")
+    def _request(self) -> None:
+        if (handle := self._selected()) is not None:
+            self.dismiss(f"request:{handle}")
+
+    @on(Button.Pressed, "#message")
+    @on(ListView.Selected)
+    def _message(self) -> None:
+        if (handle := self._selected()) is not None:
+            self.dismiss(f"message:{handle}")
+
+    @on(Button.Pressed, "#close")
+    def _close(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmDialog(Dialog):
+    def __init__(self, title: str, body: str, confirm: str) -> None:
+        super().__init__()
+        self.title_text, self.body, self.confirm = title, body, confirm
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body)
+            with Horizontal(classes="buttons"):
+                yield Button(self.confirm, id="confirm", variant="error")
+                yield Button("Cancel", id="cancel")
+
+    @on(Button.Pressed, "#confirm")
+    def _yes(self) -> None:
+        self.dismiss("confirm")
+
+    @on(Button.Pressed, "#cancel")
+    def _no(self) -> None:
+        self.dismiss(None)
+
+
+class ReportDialog(Dialog):
+    """Shows exactly what will be sent (the reason and the last N messages) before sending."""
+
+    LAST = 5
+
+    def __init__(self, session: ChatSession, handle: str) -> None:
+        super().__init__()
+        self.session = session
+        self.handle = handle
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Report @{self.handle}", classes="dialog-title")
+            yield Label("What happened? (a few words)")
+            yield Input(
+                placeholder="e.g. asked for photos, harassment, spam", id="reason", max_length=200
+            )
+            yield Label(
+                f"These last {self.LAST} messages will be attached, as your device has them:"
+            )
+            yield Static("loading…", id="preview")
+            yield Static("", id="report-status")
+            with Horizontal(classes="buttons"):
+                yield Button("Send report", id="send", variant="error")
+                yield Button("Cancel", id="cancel")
+
+    async def on_mount(self) -> None:
+        messages = await self.session.report_preview(self.handle, self.LAST)
+        preview = Text("\n").join(render_message(m, self.session.handle) for m in messages)
+        self.query_one("#preview", Static).update(preview if messages else "(no messages)")
+
+    @on(Button.Pressed, "#send")
+    @work(exclusive=True)
+    async def _send(self) -> None:
+        reason = self.query_one("#reason", Input).value.strip()
+        status = self.query_one("#report-status", Static)
+        if not reason:
+            status.update("Please say in a few words what happened.")
+            return
+        try:
+            attached = await self.session.report(self.handle, reason, self.LAST)
+        except ClientError as exc:
+            status.update(f"{exc.message} [{exc.code}]")
+            return
+        self.dismiss(f"reported:{len(attached)}")
+
+    @on(Button.Pressed, "#cancel")
+    def _cancel(self) -> None:
+        self.dismiss(None)
+
+
+class InfoDialog(Dialog):
+    def __init__(self, title: str, body: str | Text) -> None:
+        super().__init__()
+        self.title_text, self.body = title, body
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body)
+            with Horizontal(classes="buttons"):
+                yield Button("Close", id="close", variant="primary")
+
+    @on(Button.Pressed, "#close")
+    def _close(self) -> None:
+        self.dismiss(None)
+
+
+def account_text(session: ChatSession) -> str:
+    b = session.band
+    lines = "\n".join(f"• {line}" for line in protections(b))
+    return (
+        f"@{session.handle} ({session.display_name}) on {session.profile.server}\n"
+        f"Age group: {BAND_WORDS[b]} ({b})\n\nWhat that means:\n{lines}"
+    )
+
+
+SAFETY_NUMBER_TEXT = (
+    "Safety numbers let two people check that nobody is in the middle of their encrypted "
+    "chat. They arrive with end-to-end encryption, which this prototype doesn't have yet: "
+    "today every chat is visible to the relay, so there is nothing to verify."
+)

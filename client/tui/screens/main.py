@@ -1,0 +1,317 @@
+"""The main screen: conversations on the left, the open conversation on the right."""
+
+from __future__ import annotations
+
+import contextlib
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, ListView, Static
+
+from client.errors import ClientError
+from client.events import (
+    Connected,
+    Disconnected,
+    MessageAccepted,
+    MessageReceived,
+    MessageRefused,
+    RelayError,
+)
+from client.explain import MODE_BADGE, mode_reason
+from client.history import HistoryMessage, peer_of
+from client.session import ChatSession, Conversation
+from client.tui.screens.dialogs import (
+    SAFETY_NUMBER_TEXT,
+    ConfirmDialog,
+    FindPeopleDialog,
+    InfoDialog,
+    ReportDialog,
+    account_text,
+)
+from client.tui.widgets.connection_indicator import ConnectionIndicator
+from client.tui.widgets.conversation_list import ConversationItem, ConversationList
+from client.tui.widgets.message_log import PAGE, MessageLog
+from client.tui.widgets.notice_banner import NoticeBanner
+
+
+class MainScreen(Screen[None]):
+    BINDINGS = [
+        Binding("ctrl+f", "find", "Find people"),
+        Binding("ctrl+y", "accept", "Accept request"),
+        Binding("ctrl+n", "decline", "Decline request"),
+        Binding("ctrl+b", "block", "Block/unblock"),
+        Binding("ctrl+r", "report", "Report"),
+        Binding("ctrl+s", "safety_number", "Safety number"),
+        Binding("ctrl+o", "account", "Account"),
+    ]
+
+    def __init__(self, session: ChatSession) -> None:
+        super().__init__()
+        self.session = session
+        self.current: Conversation | None = None
+        self._conversations: list[Conversation] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="main"):
+            with Vertical(id="sidebar"):
+                yield ConnectionIndicator(id="connection")
+                yield Static("Conversations", classes="sidebar-title")
+                yield ConversationList(id="conversations")
+            with Vertical(id="chat"):
+                yield Static(
+                    "Pick a conversation, or press Ctrl+F to find people.", id="chat-title"
+                )
+                yield Static("", id="chat-reason")
+                yield Vertical(id="notices")
+                yield MessageLog(self.session.handle, id="log")
+                with Horizontal(id="request-actions"):
+                    yield Static("", id="request-text")
+                    yield Button("Accept", id="accept", variant="success")
+                    yield Button("Decline", id="decline", variant="error")
+                yield Input(placeholder="Write a message and press Enter", id="compose")
+        yield Footer()
+
+    async def on_mount(self) -> None:
+        self.title = f"agechat — @{self.session.handle}"
+        self.sub_title = self.session.display_name
+        self.query_one("#request-actions").display = False
+        self.query_one("#compose", Input).disabled = True
+        self._follow_events()
+        await self.refresh_conversations()
+
+    # --- the conversation list --------------------------------------------------------
+
+    async def refresh_conversations(self, *, from_relay: bool = True) -> None:
+        if from_relay and self.session.connected:
+            await self.session.refresh_contacts()
+        self._conversations = await self.session.conversations()
+        selected = self.current.handle if self.current else None
+        await self.query_one(ConversationList).show(self._conversations, selected)
+        if self.current is not None:
+            fresh = next((c for c in self._conversations if c.handle == self.current.handle), None)
+            if fresh is not None:
+                self.current = fresh
+                self._show_header(fresh)
+        elif self._conversations:
+            await self.open_conversation(self._conversations[0])
+
+    @on(ListView.Selected, "#conversations")
+    async def _selected(self, event: ListView.Selected) -> None:
+        if isinstance(event.item, ConversationItem):
+            await self.open_conversation(event.item.conversation)
+
+    async def open_conversation(self, conversation: Conversation) -> None:
+        self.current = conversation
+        self._show_header(conversation)
+        await self._show_notices(conversation.handle)
+        log = self.query_one(MessageLog)
+
+        async def page(before: int | None) -> list[HistoryMessage]:
+            return await self.session.messages(conversation.handle, limit=PAGE, before_rowid=before)
+
+        await log.show(page)
+        await self.session.mark_read(conversation.handle)
+        compose = self.query_one("#compose", Input)
+        compose.disabled = conversation.is_request or conversation.state == "blocked"
+        if conversation.is_request:
+            compose.placeholder = "Accept their request to reply"
+        elif conversation.state == "blocked":
+            compose.placeholder = "You blocked them (Ctrl+B to unblock)"
+        else:
+            compose.placeholder = "Write a message and press Enter"
+            compose.focus()
+
+    def _show_header(self, c: Conversation) -> None:
+        title = Text.assemble((c.display_name, "bold"), f" @{c.handle}   ")
+        title.append(
+            MODE_BADGE.get(c.mode, c.mode),
+            style="bold green" if c.mode == "e2ee" else "bold yellow",
+        )
+        if c.restricted:
+            title.append("   ⚠ restricted from contacting minors", style="bold red")
+        self.query_one("#chat-title", Static).update(title)
+        self.query_one("#chat-reason", Static).update(mode_reason(c.mode, self.session.band, None))
+        actions = self.query_one("#request-actions")
+        actions.display = c.is_request
+        if c.is_request:
+            self.query_one("#request-text", Static).update(
+                Text(f"{c.display_name} wants to connect with you. Only accept people you know.")
+            )
+        self.refresh_bindings()
+
+    async def _show_notices(self, handle: str) -> None:
+        box = self.query_one("#notices")
+        await box.remove_children()
+        notices = [
+            m
+            for m in await self.session.history.unseen()
+            if m.kind == "notice" and peer_of(m.conversation, self.session.handle) == handle
+        ]
+        for notice in notices[-3:]:
+            banner = NoticeBanner(notice.code or "notice", notice.body)
+            banner.rowid = notice.rowid  # type: ignore[attr-defined]
+            await box.mount(banner)
+
+    @on(NoticeBanner.Dismissed)
+    async def _notice_dismissed(self, event: NoticeBanner.Dismissed) -> None:
+        rowid = getattr(event.banner, "rowid", None)
+        if rowid is not None:
+            await self.session.history.mark_seen([rowid])
+
+    # --- sending ----------------------------------------------------------------------
+
+    @on(Input.Submitted, "#compose")
+    async def _send(self, event: Input.Submitted) -> None:
+        text = event.value.strip()
+        if not text or self.current is None:
+            return
+        event.input.clear()
+        try:
+            message = await self.session.send(self.current.handle, text)
+        except ClientError as exc:
+            self.notify(exc.message, title="Not sent", severity="error")
+            return
+        await self.query_one(MessageLog).add(message)
+
+    # --- events from the relay --------------------------------------------------------
+
+    @work(exclusive=True, group="events")
+    async def _follow_events(self) -> None:
+        indicator = self.query_one(ConnectionIndicator)
+        indicator.state = "connected" if self.session.connected else "connecting"
+        async for event in self.session.events():
+            if isinstance(event, Connected):
+                indicator.state = "connected"
+                await self.refresh_conversations()
+            elif isinstance(event, Disconnected):
+                indicator.state = "reconnecting" if event.retry_in is not None else "offline"
+            elif isinstance(event, MessageReceived):
+                await self._received(event.message)
+            elif isinstance(event, MessageAccepted):
+                self.query_one(MessageLog).update(event.message)
+            elif isinstance(event, MessageRefused):
+                self.query_one(MessageLog).update(event.message, event.reason)
+                self.notify(event.reason, title="Not sent", severity="error")
+            elif isinstance(event, RelayError):
+                self.notify(event.message, title=event.code, severity="warning")
+
+    async def _received(self, message: HistoryMessage) -> None:
+        peer = peer_of(message.conversation, self.session.handle)
+        if self.current is not None and peer == self.current.handle:
+            await self.query_one(MessageLog).add(message)
+            if message.kind == "notice":
+                banner = NoticeBanner(message.code or "notice", message.body)
+                banner.rowid = message.rowid  # type: ignore[attr-defined]
+                await self.query_one("#notices").mount(banner)
+            else:
+                await self.session.mark_read(self.current.handle)
+        elif message.kind == "notice":
+            self.notify(message.body, title="Safety notice", severity="warning", timeout=10)
+        await self.refresh_conversations(from_relay=message.kind != "message")
+
+    # --- actions ----------------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action in ("accept", "decline"):
+            return self.current is not None and self.current.is_request
+        if action in ("block", "report", "safety_number"):
+            return self.current is not None
+        return True
+
+    def action_find(self) -> None:
+        self.app.push_screen(FindPeopleDialog(self.session), self._found)
+
+    @work
+    async def _found(self, choice: str | None) -> None:
+        if not choice:
+            return
+        what, handle = choice.split(":", 1)
+        if what == "request":
+            await self._run(self.session.request(handle), f"Asked @{handle} to connect.")
+            await self.refresh_conversations()
+            return
+        existing = next((c for c in self._conversations if c.handle == handle), None)
+        await self.open_conversation(
+            existing or Conversation(handle, handle, "stranger", "visible", False, 0, None)
+        )
+
+    async def _run(self, action: object, done: str) -> bool:
+        try:
+            await action  # type: ignore[misc]
+        except ClientError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return False
+        self.notify(done)
+        return True
+
+    @on(Button.Pressed, "#accept")
+    @work
+    async def action_accept(self) -> None:
+        if self.current is None:
+            return
+        handle = self.current.handle
+        if await self._run(self.session.respond(handle, True), f"You're connected with @{handle}."):
+            await self.refresh_conversations()
+            fresh = next((c for c in self._conversations if c.handle == handle), None)
+            if fresh is not None:
+                await self.open_conversation(fresh)
+
+    @on(Button.Pressed, "#decline")
+    @work
+    async def action_decline(self) -> None:
+        if self.current is None:
+            return
+        handle = self.current.handle
+        if await self._run(self.session.respond(handle, False), f"Declined @{handle}."):
+            await self.refresh_conversations()
+
+    def action_block(self) -> None:
+        if self.current is None:
+            return
+        handle = self.current.handle
+        if self.current.state == "blocked":
+            self._unblock(handle)
+            return
+        body = (
+            f"Nothing @{handle} sends will reach you, and they can't find you. "
+            "They won't be told. You can unblock them later."
+        )
+        self.app.push_screen(
+            ConfirmDialog(f"Block @{handle}?", body, "Block"),
+            lambda answer: self._block(handle) if answer else None,
+        )
+
+    @work
+    async def _block(self, handle: str) -> None:
+        await self._run(self.session.block(handle), f"Blocked @{handle}.")
+        await self.refresh_conversations()
+
+    @work
+    async def _unblock(self, handle: str) -> None:
+        await self._run(self.session.unblock(handle), f"Unblocked @{handle}.")
+        await self.refresh_conversations()
+
+    def action_report(self) -> None:
+        if self.current is None:
+            return
+
+        def reported(result: str | None) -> None:
+            if result:
+                self.notify("Thank you. The report was sent to the safety team.", title="Reported")
+
+        self.app.push_screen(ReportDialog(self.session, self.current.handle), reported)
+
+    def action_safety_number(self) -> None:
+        self.app.push_screen(InfoDialog("Safety number", SAFETY_NUMBER_TEXT))
+
+    def action_account(self) -> None:
+        self.app.push_screen(InfoDialog("Your account", account_text(self.session)))
+
+    async def on_unmount(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.session.close()

@@ -1,0 +1,311 @@
+"""`agechat demo`: a throwaway relay, five personas with history, small bots that answer,
+and the app opened as one of them — every rule visible in a couple of minutes.
+
+This is the one place besides tests that starts the relay and drives clients together
+(DESIGN.md "Layout"). The relay runs as a subprocess, the bots in another, so the app's
+event loop stays the app's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import click
+
+from client.account import create_account
+from client.errors import ClientError
+from client.events import MessageReceived
+from client.history import History
+from client.keystore import MINIMUM
+from client.profile import Profile
+from client.relay import RelayClient
+
+PASSPHRASE = "demo"
+
+
+def years_ago(years: int, days: int = 0) -> date:
+    """A birth date ``years`` (and ``days`` more) before today."""
+    today = date.today()
+    try:
+        anniversary = today.replace(year=today.year - years)
+    except ValueError:  # 29 February in a common year
+        anniversary = today.replace(year=today.year - years, day=28)
+    return anniversary - timedelta(days=days)
+
+
+@dataclass(frozen=True)
+class Persona:
+    handle: str
+    name: str
+    birthdate: date
+    about: str
+    replies: tuple[str, ...]
+
+
+PERSONAS = {
+    p.handle: p
+    for p in (
+        Persona(
+            "maya",
+            "Maya",
+            years_ago(14, 40),
+            "14 years old; Dana's daughter",
+            (
+                "ok!",
+                "haha",
+                "can't talk now, at practice",
+                "sure 🙂",
+            ),
+        ),
+        Persona(
+            "leo",
+            "Leo",
+            years_ago(16, 100),
+            "16 years old; Maya's friend from school",
+            (
+                "nice",
+                "see you at robotics club",
+                "lol",
+                "did you do the maths homework?",
+            ),
+        ),
+        Persona(
+            "dana",
+            "Dana",
+            years_ago(44, 10),
+            "adult; Maya's mum",
+            (
+                "Love you! Home by 6.",
+                "Got it, thanks.",
+                "Ask me again after dinner.",
+            ),
+        ),
+        Persona(
+            "sam",
+            "Sam",
+            years_ago(36, 200),
+            "adult; Dana's colleague, a product manager",
+            (
+                "Works for me.",
+                "Let's discuss in the review.",
+                "Thanks — noted.",
+            ),
+        ),
+        Persona(
+            "rex",
+            "Rex",
+            years_ago(29, 50),
+            "adult stranger; nobody's contact",
+            (
+                "hey, who is this?",
+                "cool",
+            ),
+        ),
+    )
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_relay(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    log = (data_dir / "relay.log").open("ab")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "server",
+            "--data-dir",
+            str(data_dir / "relay"),
+            "--port",
+            str(port),
+        ],
+        stdout=log,
+        stderr=log,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        health = f"http://127.0.0.1:{port}/healthz"
+        with contextlib.suppress(OSError), urllib.request.urlopen(health, timeout=1):
+            return proc
+        if proc.poll() is not None:
+            raise click.ClickException(f"the relay did not start; see {data_dir / 'relay.log'}")
+        time.sleep(0.1)
+    proc.kill()
+    raise click.ClickException("the relay did not start in time")
+
+
+class _Clients(contextlib.AsyncExitStack):
+    """Open RelayClients for several personas at once."""
+
+    def __init__(self, base: Path) -> None:
+        super().__init__()
+        self.base = base
+        self.clients: dict[str, RelayClient] = {}
+
+    async def open(self, handle: str) -> RelayClient:
+        profile = Profile.load(self.base / handle)
+        history = History(profile.history_path)
+        await history.open()
+        self.push_async_callback(history.close)
+        client = RelayClient(profile, profile.unlock(PASSPHRASE), history, reconnect=True)
+        await self.enter_async_context(client)
+        await client.wait_connected()
+        self.clients[handle] = client
+        return client
+
+
+async def say(client: RelayClient, to: str, text: str) -> None:
+    message = await client.send(to, text)
+    with contextlib.suppress(ClientError):
+        await client.wait_accepted(message.msg_id)
+
+
+async def seed(base: Path, server: str) -> None:
+    """Accounts, connections and a little history, all through the real client library."""
+    for p in PERSONAS.values():
+        await create_account(
+            base / p.handle,
+            server=server,
+            handle=p.handle,
+            display_name=p.name,
+            birthdate=p.birthdate,
+            passphrase=PASSPHRASE,
+            kdf=MINIMUM,
+        )
+    async with _Clients(base) as c:
+        maya, leo, dana, sam, rex = [await c.open(h) for h in ("maya", "leo", "dana", "sam", "rex")]
+        # Maya asked her mum to connect (a minor may ask an adult); Dana accepted.
+        await maya.contact_request("dana")
+        await dana.respond("maya", accept=True)
+        await say(dana, "maya", "Did you finish your homework?")
+        await say(maya, "dana", "Almost! Can Leo come over on Saturday?")
+        await say(dana, "maya", "Sure, if his parents say it's ok.")
+        # Two teens: Leo's first message arrived as a message request; Maya accepted.
+        await say(leo, "maya", "hey, it's Leo from robotics club")
+        await maya.respond("leo", accept=True)
+        await say(maya, "leo", "hi Leo! mum says Saturday is fine")
+        await say(leo, "maya", "great, I'll bring the kit")
+        # Two adults.
+        await say(sam, "dana", "Hi Dana, it's Sam — are we still on for the design review?")
+        await dana.respond("sam", accept=True)
+        await say(dana, "sam", "Yes, Thursday 10:00. I'll bring the teen-safety mocks.")
+        # The stranger: refused with minors, a mere request with an adult.
+        for teen in ("maya", "leo"):
+            with contextlib.suppress(ClientError):
+                await say(rex, teen, "hey, want to chat?")
+        await say(rex, "dana", "Hello, I saw your talk on online safety.")
+        await asyncio.sleep(0.5)  # let every client store and acknowledge what it got
+
+
+async def run_bots(base: Path, handles: list[str]) -> None:
+    """Each persona answers what it receives after a short pause; runs until stdin closes."""
+    async with _Clients(base) as c:
+        for handle in handles:
+            await c.open(handle)
+
+        async def bot(handle: str, client: RelayClient) -> None:
+            persona = PERSONAS[handle]
+            async for event in client.events():
+                if (
+                    isinstance(event, MessageReceived)
+                    and event.message.kind == "message"
+                    and event.message.sender in PERSONAS
+                ):
+                    await asyncio.sleep(random.uniform(1.0, 2.5))
+                    with contextlib.suppress(ClientError):
+                        await client.send(event.message.sender, random.choice(persona.replies))
+
+        tasks = [asyncio.create_task(bot(h, cl)) for h, cl in c.clients.items()]
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)  # the demo closes our stdin to stop us
+        for t in tasks:
+            t.cancel()
+
+
+def intro(persona: Persona) -> str:
+    lines = [
+        f"agechat demo — you are {persona.name} (@{persona.handle}), {persona.about}.",
+        "Other people here:",
+    ]
+    lines += [f"  @{p.handle} — {p.about}" for p in PERSONAS.values() if p != persona]
+    lines += [
+        "Try: Ctrl+F to find people (as rex, search for maya: she isn't there),",
+        "     Ctrl+O for your account and what protects you, Ctrl+Q to quit.",
+        "Or run it as someone else: agechat demo --as rex (or maya, leo, dana, sam).",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("demo")
+@click.option(
+    "--as",
+    "persona",
+    type=click.Choice(sorted(PERSONAS)),
+    default="maya",
+    show_default=True,
+    help="Whose eyes to see the demo through.",
+)
+@click.option("--keep", is_flag=True, help="Keep the throwaway data directory afterwards.")
+def demo_command(persona: str, keep: bool) -> None:
+    """A local relay, five personas with some history, bots that answer, and the app."""
+    from client.session import ProfileSessions
+    from client.tui.app import AgechatApp
+
+    base = Path(tempfile.mkdtemp(prefix="agechat-demo-"))
+    port = free_port()
+    server = f"http://127.0.0.1:{port}"
+    click.echo(f"Starting a relay on {server} (data in {base}) and creating personas…", err=True)
+    relay = start_relay(base, port)
+    bots: subprocess.Popen[bytes] | None = None
+    try:
+        asyncio.run(seed(base / "profiles", server))
+        others = [h for h in PERSONAS if h != persona]
+        bots = subprocess.Popen(
+            [sys.executable, "-m", "launcher.demo", str(base / "profiles"), *others],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=(base / "bots.log").open("ab"),
+        )
+        click.echo(intro(PERSONAS[persona]), err=True)
+        time.sleep(1.5)
+        app = AgechatApp(
+            ProfileSessions(base / "profiles" / persona, kdf=MINIMUM),
+            passphrase=PASSPHRASE,
+            default_server=server,
+        )
+        app.run()
+    finally:
+        if bots is not None and bots.stdin is not None:
+            bots.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                bots.wait(5)
+            if bots.poll() is None:
+                bots.kill()
+        relay.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            relay.wait(10)
+        if keep:
+            click.echo(f"Demo data kept in {base}", err=True)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":  # the bots' process: python -m launcher.demo PROFILES HANDLE...
+    asyncio.run(run_bots(Path(sys.argv[1]), sys.argv[2:]))
