@@ -42,7 +42,9 @@ class AgechatApp(App[None]):
         elif self.sessions is None:
             raise RuntimeError("AgechatApp needs a session or a way to open one")
         elif not self.sessions.has_account:
-            self.push_screen(OnboardingScreen(self.sessions, self.default_server), self._session_ready)
+            self.push_screen(
+                OnboardingScreen(self.sessions, self.default_server), self._session_ready
+            )
         elif self.passphrase:
             self._open_with_passphrase(self.passphrase)
         else:

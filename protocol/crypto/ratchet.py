@@ -1,6 +1,7 @@
 """The Double Ratchet (Signal, "The Double Ratchet Algorithm", revision 1, §3).
 
-Instantiation (DESIGN.md "Encryption modes"; Double Ratchet §5.2 recommends these):
+Instantiation (DESIGN.md "Encryption modes"; Double Ratchet §5.2's recommendations for all
+but ENCRYPT, where we use an AEAD as §3.1 allows):
 
 - GENERATE_DH / DH: X25519 (``protocol.crypto.keys``), all-zero output refused.
 - KDF_RK(rk, dh_out) = HKDF-SHA256(salt=rk, ikm=dh_out, info=ROOT_KDF_INFO, 64 B)
@@ -167,7 +168,11 @@ def migrate_state(
 
 
 class Session:
-    """One side of a Double Ratchet conversation. Not thread-safe; persist with ``to_bytes``."""
+    """One side of a Double Ratchet conversation. Not thread-safe; persist with ``to_bytes``.
+
+    ``random`` (nonces, new ratchet keys) is not part of the saved state: pass it again to
+    ``from_bytes``.
+    """
 
     __slots__ = (
         "_ad",

@@ -57,7 +57,7 @@ class FindPeopleDialog(Dialog):
         try:
             people = await self.session.search(event.value.strip())
         except ClientError as exc:
-            status.update(f"{exc.message} [{exc.code}]")
+            status.update(Text(f"{exc.message} [{exc.code}]"))
             return
         for person in people:
             item = ListItem(
@@ -101,7 +101,7 @@ class ConfirmDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.body)
+            yield Static(Text(self.body))
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm, id="confirm", variant="error")
                 yield Button("Cancel", id="cancel")
@@ -144,7 +144,7 @@ class ReportDialog(Dialog):
     async def on_mount(self) -> None:
         messages = await self.session.report_preview(self.handle, self.LAST)
         preview = Text("\n").join(render_message(m, self.session.handle) for m in messages)
-        self.query_one("#preview", Static).update(preview if messages else "(no messages)")
+        self.query_one("#preview", Static).update(preview if messages else Text("(no messages)"))
 
     @on(Button.Pressed, "#send")
     @work(exclusive=True)
@@ -152,12 +152,12 @@ class ReportDialog(Dialog):
         reason = self.query_one("#reason", Input).value.strip()
         status = self.query_one("#report-status", Static)
         if not reason:
-            status.update("Please say in a few words what happened.")
+            status.update(Text("Please say in a few words what happened."))
             return
         try:
             attached = await self.session.report(self.handle, reason, self.LAST)
         except ClientError as exc:
-            status.update(f"{exc.message} [{exc.code}]")
+            status.update(Text(f"{exc.message} [{exc.code}]"))
             return
         self.dismiss(f"reported:{len(attached)}")
 
@@ -174,7 +174,7 @@ class InfoDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.body)
+            yield Static(Text(self.body) if isinstance(self.body, str) else self.body)
             with Horizontal(classes="buttons"):
                 yield Button("Close", id="close", variant="primary")
 

@@ -116,15 +116,8 @@ class MainScreen(Screen[None]):
 
         await log.show(page)
         await self.session.mark_read(conversation.handle)
-        compose = self.query_one("#compose", Input)
-        compose.disabled = conversation.is_request or conversation.state == "blocked"
-        if conversation.is_request:
-            compose.placeholder = "Accept their request to reply"
-        elif conversation.state == "blocked":
-            compose.placeholder = "You blocked them (Ctrl+B to unblock)"
-        else:
-            compose.placeholder = "Write a message and press Enter"
-            compose.focus()
+        if not conversation.is_request and conversation.state != "blocked":
+            self.query_one("#compose", Input).focus()
 
     def _show_header(self, c: Conversation) -> None:
         title = Text.assemble((c.display_name, "bold"), f" @{c.handle}   ")
@@ -135,7 +128,16 @@ class MainScreen(Screen[None]):
         if c.restricted:
             title.append("   ⚠ restricted from contacting minors", style="bold red")
         self.query_one("#chat-title", Static).update(title)
-        self.query_one("#chat-reason", Static).update(mode_reason(c.mode, self.session.band, None))
+        reason = mode_reason(c.mode, self.session.band, None)
+        self.query_one("#chat-reason", Static).update(Text(reason))
+        compose = self.query_one("#compose", Input)
+        compose.disabled = c.is_request or c.state == "blocked"
+        if c.is_request:
+            compose.placeholder = "Accept their request to reply"
+        elif c.state == "blocked":
+            compose.placeholder = "You blocked them (Ctrl+B to unblock)"
+        else:
+            compose.placeholder = "Write a message and press Enter"
         actions = self.query_one("#request-actions")
         actions.display = c.is_request
         if c.is_request:
@@ -153,9 +155,16 @@ class MainScreen(Screen[None]):
             if m.kind == "notice" and peer_of(m.conversation, self.session.handle) == handle
         ]
         for notice in notices[-3:]:
-            banner = NoticeBanner(notice.code or "notice", notice.body)
-            banner.rowid = notice.rowid  # type: ignore[attr-defined]
-            await box.mount(banner)
+            await self._mount_notice(notice)
+
+    async def _mount_notice(self, notice: HistoryMessage) -> None:
+        """One banner per notice, however it reached us (history on open, or live)."""
+        box = self.query_one("#notices")
+        if any(getattr(b, "rowid", None) == notice.rowid for b in box.query(NoticeBanner)):
+            return
+        banner = NoticeBanner(notice.code or "notice", notice.body)
+        banner.rowid = notice.rowid  # type: ignore[attr-defined]
+        await box.mount(banner)
 
     @on(NoticeBanner.Dismissed)
     async def _notice_dismissed(self, event: NoticeBanner.Dismissed) -> None:
@@ -205,9 +214,7 @@ class MainScreen(Screen[None]):
         if self.current is not None and peer == self.current.handle:
             await self.query_one(MessageLog).add(message)
             if message.kind == "notice":
-                banner = NoticeBanner(message.code or "notice", message.body)
-                banner.rowid = message.rowid  # type: ignore[attr-defined]
-                await self.query_one("#notices").mount(banner)
+                await self._mount_notice(message)
             else:
                 await self.session.mark_read(self.current.handle)
         elif message.kind == "notice":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical, VerticalScroll
@@ -63,11 +64,11 @@ class OnboardingScreen(Screen[ChatSession]):
         born = parse_date(event.value)
         panel = self.query_one("#protections", Static)
         if born is None:
-            panel.update("Enter your birth date to see what protects you.")
+            panel.update(Text("Enter your birth date to see what protects you."))
             return
         b = band(born, utc_now().date())
         lines = "\n".join(f"• {line}" for line in protections(b))
-        panel.update(f"You'll be in the {BAND_WORDS[b]} age group. What that means:\n{lines}")
+        panel.update(Text(f"You'll be in the {BAND_WORDS[b]} age group. What that means:\n{lines}"))
 
     @on(Button.Pressed, "#create")
     @on(Input.Submitted)
@@ -78,7 +79,7 @@ class OnboardingScreen(Screen[ChatSession]):
         return self.query_one(f"#{field}", Input).value.strip()
 
     def _error(self, text: str) -> None:
-        self.query_one("#onboarding-error", Static).update(text)
+        self.query_one("#onboarding-error", Static).update(Text(text))
 
     @work(exclusive=True)
     async def _create(self) -> None:

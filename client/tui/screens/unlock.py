@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
@@ -30,10 +31,10 @@ class UnlockScreen(Screen[ChatSession]):
     @on(Input.Submitted)
     @work(exclusive=True)
     async def _unlock(self, event: Input.Submitted) -> None:
-        self.query_one("#unlock-error", Static).update("Unlocking…")
+        self.query_one("#unlock-error", Static).update(Text("Unlocking…"))
         try:
             session = await self.sessions.open(event.value)
         except ClientError as exc:
-            self.query_one("#unlock-error", Static).update(f"{exc.message} [{exc.code}]")
+            self.query_one("#unlock-error", Static).update(Text(f"{exc.message} [{exc.code}]"))
             return
         self.dismiss(session)

@@ -1,0 +1,233 @@
+"""The Textual app driven with Pilot against a real relay on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+
+from textual.widgets import Button, Input, Static
+
+from client.keystore import MINIMUM
+from client.session import ChatSession, ProfileSessions
+from client.tui.app import AgechatApp
+from client.tui.screens.main import MainScreen
+from client.tui.screens.onboarding import OnboardingScreen
+from client.tui.widgets.conversation_list import ConversationList
+from client.tui.widgets.message_log import MessageLog
+from client.tui.widgets.notice_banner import NoticeBanner
+from tests.support import (
+    PASSPHRASE,
+    collect,
+    make_profile,
+    open_client,
+    open_clients,
+    received_bodies,
+    years_ago,
+)
+
+SIZE = (120, 40)
+
+
+async def settle(pilot, until=None, timeout: float = 10.0) -> None:
+    """Let workers and the relay catch up, optionally until a condition holds.
+
+    (Not workers.wait_for_complete(): the event-following worker runs for the app's life.)
+    """
+    loop = asyncio.get_running_loop()
+    end = loop.time() + (timeout if until is not None else 0.3)
+    while True:
+        await pilot.pause(0.05)
+        try:
+            done = until is not None and bool(until())
+        except Exception:  # the screen may still be switching
+            done = False
+        if done or loop.time() > end:
+            return
+
+
+def text_of(app, selector: str) -> str:
+    return str(app.screen.query_one(selector, Static).render())
+
+
+def log_text(app) -> str:
+    return "\n".join(str(item.render()) for item in app.screen.query_one(MessageLog).children)
+
+
+async def app_for(tmp_path, relay, handle: str, born) -> AgechatApp:
+    await make_profile(tmp_path, relay.url, handle, born)
+    return AgechatApp(ProfileSessions(tmp_path / handle, kdf=MINIMUM), passphrase=PASSPHRASE)
+
+
+async def fill_onboarding(pilot, relay, handle: str, born: str) -> None:
+    screen = pilot.app.screen
+    assert isinstance(screen, OnboardingScreen)
+    screen.query_one("#server", Input).value = relay.url
+    for field, value in (
+        ("handle", handle),
+        ("name", handle.title()),
+        ("birthdate", born),
+        ("passphrase", PASSPHRASE),
+    ):
+        screen.query_one(f"#{field}", Input).value = value
+    await pilot.pause()
+
+
+async def submit_onboarding(pilot) -> None:
+    """Enter in the last field submits the form (the button may be below the fold)."""
+    pilot.app.screen.query_one("#passphrase", Input).focus()
+    await pilot.press("enter")
+
+
+async def test_onboarding_explains_protections_by_age_then_creates_the_account(relay, tmp_path):
+    app = AgechatApp(ProfileSessions(tmp_path / "teen", kdf=MINIMUM))
+    async with app.run_test(size=SIZE) as pilot:
+        await fill_onboarding(pilot, relay, "teen_one", years_ago(14).isoformat())
+        minor_text = text_of(app, "#protections")
+        assert "not end-to-end encrypted" in minor_text
+        assert "Adults you haven't connected with can't message you" in minor_text
+        app.screen.query_one("#birthdate", Input).value = years_ago(30).isoformat()
+        await pilot.pause()
+        adult_text = text_of(app, "#protections")
+        assert "Your chats with other adults will be end-to-end encrypted" in adult_text
+        assert adult_text != minor_text
+        await submit_onboarding(pilot)
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        assert isinstance(app.screen, MainScreen)
+        assert "@teen_one" in app.screen.title
+
+
+async def test_onboarding_shows_refusals_on_the_form(relay, tmp_path):
+    await make_profile(tmp_path, relay.url, "taken")
+    app = AgechatApp(ProfileSessions(tmp_path / "new", kdf=MINIMUM))
+    async with app.run_test(size=SIZE) as pilot:
+        await fill_onboarding(pilot, relay, "taken", years_ago(30).isoformat())
+        await submit_onboarding(pilot)
+        await settle(pilot, lambda: "handle_taken" in text_of(app, "#onboarding-error"))
+        assert "That handle is already taken. [handle_taken]" in text_of(app, "#onboarding-error")
+        app.screen.query_one("#handle", Input).value = "tiny"
+        app.screen.query_one("#birthdate", Input).value = years_ago(12).isoformat()
+        await submit_onboarding(pilot)
+        await settle(pilot, lambda: "under_minimum_age" in text_of(app, "#onboarding-error"))
+        assert isinstance(app.screen, OnboardingScreen)
+
+
+async def test_send_and_receive_with_the_mode_badge(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "ana", years_ago(40))
+    ben = await make_profile(tmp_path, relay.url, "ben", years_ago(41))
+    async with open_client(ben) as b, app.run_test(size=SIZE) as pilot:
+        await b.wait_connected()
+        await b.contact_request("ana")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
+        screen = app.screen
+        assert screen.current.handle == "ben" and screen.current.is_request
+        await pilot.click("#accept")
+        await settle(pilot, lambda: screen.current.state == "connected")
+        assert "👁 visible to safety checks" in text_of(app, "#chat-title")
+        assert "doesn't have end-to-end encryption yet" in text_of(app, "#chat-reason")
+        await pilot.click("#compose")
+        await pilot.press(*"hello ben", "enter")
+        await settle(pilot, lambda: "sent ✓" in log_text(app))
+        assert received_bodies(await collect(b, 2))[-1:] == ["hello ben"]
+        m = await b.send("ana", "hi ana!")
+        await b.wait_accepted(m.msg_id)
+        await settle(pilot, lambda: "hi ana!" in log_text(app))
+        assert "ben: hi ana!" in log_text(app)
+
+
+async def test_a_refusal_is_shown_in_the_conversation(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "adult", years_ago(40))
+    kid = await make_profile(tmp_path, relay.url, "kid", years_ago(14))
+    async with open_client(kid) as k, app.run_test(size=SIZE) as pilot:
+        await k.wait_connected()
+        await k.contact_request("adult")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
+        await pilot.click("#decline")
+        await settle(pilot, lambda: app.screen.current.state == "declined_by_you")
+        await pilot.click("#compose")
+        await pilot.press(*"changed my mind", "enter")
+        await settle(pilot, lambda: "not sent" in log_text(app))
+        assert "Adults can't start conversations with accounts under 18." in log_text(app)
+
+
+async def test_search_obeys_the_policy(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "rex", years_ago(30))
+    await make_profile(tmp_path, relay.url, "maya", years_ago(14))
+    await make_profile(tmp_path, relay.url, "mark", years_ago(50))
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("ctrl+f")
+        await settle(pilot)
+        await pilot.press(*"ma", "enter")
+        await settle(pilot, lambda: "found" in text_of(app, "#find-status"))
+        results = text_of(app, "#find-status")
+        assert results == "1 found."
+        items = [str(i.query_one(Static).render()) for i in app.screen.query("#results ListItem")]
+        assert len(items) == 1 and "@mark" in items[0]
+
+
+async def test_block_and_report(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "ana", years_ago(40))
+    ben = await make_profile(tmp_path, relay.url, "ben", years_ago(41))
+    async with open_client(ben) as b, app.run_test(size=SIZE) as pilot:
+        await b.wait_connected()
+        for text in ("one", "two", "three"):
+            m = await b.send("ana", text)
+            await b.wait_accepted(m.msg_id)
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and "three" in log_text(app))
+        await pilot.press("ctrl+r")
+        await settle(pilot, lambda: "three" in text_of(app, "#preview"))
+        assert "one" in text_of(app, "#preview")  # the messages are shown before sending
+        app.screen.query_one("#reason", Input).value = "spam"
+        await pilot.click("#send")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        await pilot.press("ctrl+b")
+        await settle(pilot)
+        await pilot.click("#confirm")
+        await settle(pilot, lambda: app.screen.current.state == "blocked")
+        assert app.screen.query_one("#compose", Input).disabled
+    with sqlite3.connect(relay.config.database_path) as db:
+        assert db.execute("SELECT reporter, reported, reason FROM reports").fetchall() == [
+            ("ana", "ben", "spam")
+        ]
+        assert db.execute("SELECT blocker, blocked FROM blocks").fetchall() == [("ana", "ben")]
+
+
+async def test_minor_sees_a_notice_banner_and_can_dismiss_it(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "maya", years_ago(14))
+    dad = await make_profile(tmp_path, relay.url, "dad", years_ago(45))
+    maya = await make_profile(tmp_path, relay.url, "maya2", years_ago(14))
+    del maya
+    async with open_clients(dad) as (d,):
+        session = await ChatSession.open(tmp_path / "maya", PASSPHRASE)
+        await session.client.wait_connected()
+        await session.request("dad")
+        await session.close()
+        await d.respond("maya", accept=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(
+            pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.query(NoticeBanner)
+        )
+        banners = app.screen.query(NoticeBanner)
+        assert [b.code for b in banners] == ["new_adult_contact"]
+        await pilot.click("#dismiss-notice")
+        await settle(pilot, lambda: not app.screen.query(NoticeBanner))
+        # Dismissed for good: reopening the conversation doesn't bring it back.
+        await app.screen.open_conversation(app.screen.current)
+        await settle(pilot)
+        assert not app.screen.query(NoticeBanner)
+        assert app.screen.query_one(ConversationList).index == 0
+
+
+async def test_unread_counts_and_requests_first(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "ana", years_ago(40))
+    ben = await make_profile(tmp_path, relay.url, "ben", years_ago(41))
+    cal = await make_profile(tmp_path, relay.url, "cal", years_ago(42))
+    async with open_clients(ben, cal) as (b, c), app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        await c.contact_request("ana")
+        m = await b.send("ana", "first message")
+        await b.wait_accepted(m.msg_id)
+        await settle(pilot, lambda: len(app.screen._conversations) == 2)
+        handles = [x.handle for x in app.screen._conversations]
+        assert handles[0] == "cal"  # a request comes first
+        assert app.screen.query_one("#accept", Button).display
