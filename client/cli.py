@@ -349,7 +349,8 @@ async def contacts_list(options: Options) -> None:
     payload = {"contacts": [msgspec.to_builtins(e) for e in entries]}
     lines = [
         f"@{e.handle} ({e.display_name}): {STATE_WORDS.get(e.state, e.state)}, "
-        f"{MODE_WORDS[e.mode]}" + (" — restricted from contacting minors" if e.restricted else "")
+        f"{MODE_WORDS.get(e.mode or '', 'mode not shown')}"
+        + (" — restricted from contacting minors" if e.restricted else "")
         for e in entries
     ]
     emit(options, payload, "\n".join(lines) or "No contacts yet.")

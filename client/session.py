@@ -143,7 +143,7 @@ class ChatSession:
                 c.handle,
                 c.display_name,
                 c.state,
-                c.mode,
+                c.mode or (s.last.mode if s else "visible"),
                 c.restricted,
                 s.unread if s else 0,
                 s.last if s else None,

@@ -197,9 +197,11 @@ class Done(Frame, tag="done"):
 class ContactEntry(msgspec.Struct, frozen=True, kw_only=True):
     handle: Handle
     display_name: str
-    #: connected | incoming_request | outgoing_request | declined | blocked
+    #: connected | incoming_request | outgoing_request | declined | declined_by_you | blocked
     state: str
-    mode: Mode
+    #: The conversation's mode; null for someone you blocked or who declined you (it
+    #: would tell you their age group).
+    mode: Mode | None
     #: True when this contact is an adult the relay has restricted from contacting minors
     #: (only shown to minors, so they can be careful).
     restricted: bool = False

@@ -55,7 +55,7 @@ def is_minor(b: Band) -> bool:
 # --- the policy as data ---------------------------------------------------------------------
 
 Search = Literal["never", "connected_only", "always"]
-Initiate = Literal["refused", "request", "direct"]
+Initiate = Literal["never", "refused", "request", "direct"]
 Count = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 
 
@@ -78,8 +78,9 @@ class Encryption(_Section):
 class PairRule(_Section):
     #: Who may find whom in directory search (prefix or exact handle).
     search: Search
-    #: How a first contact from a stranger goes: refused, as a request the recipient
-    #: accepts or declines, or delivered directly.
+    #: How contact goes: `never` (none at all, even between existing contacts), `refused`
+    #: (can't be started this way; existing contacts go on), `request` (a request the
+    #: recipient accepts or declines), or `direct`.
     initiate: Initiate
 
 
@@ -174,6 +175,7 @@ class Facts:
     actor_blocked_target: bool = False
     target_blocked_actor: bool = False
     actor_restricted: bool = False
+    target_restricted: bool = False
     requests_today: int = 0
     requests_to_minors_today: int = 0
     guardian_approved: bool = False
@@ -198,41 +200,63 @@ def _refuse(reason: str) -> Decision:
 
 
 def _restricted(policy: Policy, f: Facts) -> bool:
-    """Restriction applies to adults, and only where the policy enables it."""
-    return policy.restriction.enabled and f.actor_restricted and not is_minor(f.actor)
+    """Restriction follows the account, not its current band: a restricted adult who
+    re-declares as a minor stays restricted. Only where the policy enables it."""
+    return policy.restriction.enabled and f.actor_restricted
 
 
-def _stranger_rule(policy: Policy, f: Facts) -> Decision | None:
-    """The checks for a new contact between strangers; None when it may go ahead."""
-    to_minor = is_minor(f.target)
-    restricted = _restricted(policy, f)
-    if f.guardian_approved and policy.exceptions.guardian_approved_links:
-        return None
-    if policy.pair(f.actor, f.target).initiate == "refused":
-        return _refuse("sender_restricted" if restricted and to_minor else "contact_not_allowed")
-    if to_minor and restricted:
+def _guardian(policy: Policy, f: Facts) -> bool:
+    return f.guardian_approved and policy.exceptions.guardian_approved_links
+
+
+def _pair_refusal(policy: Policy, f: Facts, *, connected: bool) -> Decision | None:
+    """The age rules for this pair, in both directions: `never` forbids any contact (even
+    an existing one: a band change can create such a pair), `refused` forbids starting it.
+    Restriction applies to any contact that involves a minor. The guardian hook lifts the
+    pair rule, never restriction."""
+    rules = (policy.pair(f.actor, f.target).initiate, policy.pair(f.target, f.actor).initiate)
+    if is_minor(f.target) and _restricted(policy, f) and not connected:
         return _refuse("sender_restricted")
+    if _guardian(policy, f):
+        return None
+    if "never" in rules:
+        return _refuse("contact_not_allowed")
+    if not connected and rules[0] == "refused":
+        return _refuse("contact_not_allowed")
+    return None
+
+
+def _rate_limit(policy: Policy, f: Facts) -> Decision | None:
     if f.requests_today >= policy.limits.contact_requests_per_day:
         return _refuse("rate_limited")
-    if to_minor and f.requests_to_minors_today >= policy.limits.contact_requests_to_minors_per_day:
+    if is_minor(f.target) and (
+        f.requests_to_minors_today >= policy.limits.contact_requests_to_minors_per_day
+    ):
         return _refuse("rate_limited")
     return None
 
 
-def _blocks(f: Facts) -> Decision | None:
-    if f.actor_blocked_target:
-        return _refuse("you_blocked")
-    if f.target_blocked_actor:
+def _unless_blocked(f: Facts, decision: Decision) -> Decision:
+    """A block by the target turns what would have gone through into a silent drop; a
+    refusal stays the same refusal, so the answer never reveals the block."""
+    if f.target_blocked_actor and decision.allowed:
         return Decision("drop", "blocked_by_target")
-    return None
+    return decision
 
 
 def may_find(policy: Policy, f: Facts) -> Decision:
     """May the actor see the target in directory search (prefix or exact handle)?"""
     if f.target_blocked_actor:
         return _refuse("hidden_from_search")
-    if f.guardian_approved and policy.exceptions.guardian_approved_links:
+    if _restricted(policy, f) and is_minor(f.target) and f.relationship != "connected":
+        return _refuse("hidden_from_search")  # a restricted account finds no new minors
+    if _guardian(policy, f):
         return Decision("allow", "guardian_approved")
+    if "never" in (
+        policy.pair(f.actor, f.target).initiate,
+        policy.pair(f.target, f.actor).initiate,
+    ):
+        return _refuse("hidden_from_search")
     rule = policy.pair(f.actor, f.target).search
     if rule == "always":
         return Decision("allow", "searchable")
@@ -243,8 +267,12 @@ def may_find(policy: Policy, f: Facts) -> Decision:
 
 def may_request(policy: Policy, f: Facts) -> Decision:
     """May the actor send the target a contact request?"""
-    if (blocked := _blocks(f)) is not None:
-        return blocked
+    return _unless_blocked(f, _request(policy, f))
+
+
+def _request(policy: Policy, f: Facts) -> Decision:
+    if f.actor_blocked_target:
+        return _refuse("you_blocked")
     if f.relationship == "connected":
         return _refuse("already_connected")
     if f.relationship == "outgoing_request":
@@ -254,40 +282,59 @@ def may_request(policy: Policy, f: Facts) -> Decision:
     if f.relationship == "incoming_request":
         return _refuse("request_awaiting_you")
     # "none" and "declined_by_actor" (changing one's mind) are new contacts.
-    if (refusal := _stranger_rule(policy, f)) is not None:
-        return refusal
-    return Decision("request", "contact_request")
+    refusal = _pair_refusal(policy, f, connected=False) or _rate_limit(policy, f)
+    return refusal or Decision("request", "contact_request")
 
 
 def may_message(policy: Policy, f: Facts) -> Decision:
     """May the actor send the target a message, and does it arrive directly or as a request?"""
-    if (blocked := _blocks(f)) is not None:
-        return blocked
+    return _unless_blocked(f, _message(policy, f))
+
+
+def _message(policy: Policy, f: Facts) -> Decision:
+    if f.actor_blocked_target:
+        return _refuse("you_blocked")
     if f.relationship == "connected":
-        return Decision("allow", "connected")
-    if f.guardian_approved and policy.exceptions.guardian_approved_links:
-        return Decision("allow", "guardian_approved")
+        refusal = _pair_refusal(policy, f, connected=True)
+        return refusal or Decision("allow", "connected")
     if f.relationship == "declined":
         return _refuse("request_declined")
     if f.relationship == "incoming_request":
         return _refuse("request_awaiting_you")
-    if f.relationship == "outgoing_request":
-        # More messages while the request waits travel with it.
-        return Decision("request", "request_pending")
-    if (refusal := _stranger_rule(policy, f)) is not None:
+    refusal = _pair_refusal(policy, f, connected=False)
+    if refusal is not None:
         return refusal
+    if _guardian(policy, f):
+        return Decision("allow", "guardian_approved")
+    if f.relationship == "outgoing_request":
+        # More messages while the request waits travel with it, if the rules still allow
+        # the request (a band may have changed since it was made).
+        return Decision("request", "request_pending")
+    if (limited := _rate_limit(policy, f)) is not None:
+        return limited
     if policy.pair(f.actor, f.target).initiate == "direct":
         return Decision("allow", "direct")
     return Decision("request", "message_request")
 
 
 def may_accept(policy: Policy, f: Facts) -> Decision:
-    """May the actor accept the target's pending request (actor = the one accepting)?"""
+    """May the actor accept the target's pending request (actor = the one accepting)?
+
+    The request is checked again as if the requester made it now: bands change, and an
+    adult may have been restricted since.
+    """
     if f.relationship != "incoming_request":
         return _refuse("no_pending_request")
-    if is_minor(f.target) and _restricted(policy, f):
+    reverse = Facts(
+        actor=f.target,
+        target=f.actor,
+        guardian_approved=f.guardian_approved,
+        actor_restricted=f.target_restricted,
+    )
+    if _restricted(policy, f) and is_minor(f.target):
         return _refuse("sender_restricted")
-    return Decision("allow", "accepted")
+    refusal = _pair_refusal(policy, reverse, connected=False)
+    return refusal or Decision("allow", "accepted")
 
 
 def conversation_mode(policy: Policy, member_bands: Iterable[Band]) -> ConversationMode:
@@ -322,13 +369,16 @@ def may_register(policy: Policy, birthdate: date, today: date) -> Decision:
 
 
 def may_change_birthdate(policy: Policy, current: date, new: date, today: date) -> Decision:
-    """Self-service: only to a younger or equal band, unless the policy allows more."""
+    """Self-service: only to a later birth date (younger) unless the policy allows more.
+
+    Comparing dates, not today's bands: an older date inside the same band would otherwise
+    let a 14-year-old become an adult in a few steps as the bands roll over.
+    """
     if new > today:
         return _refuse("invalid_birthdate")
     if age_on(new, today) < policy.ages.minimum_age:
         return _refuse("under_minimum_age")
-    older = BANDS.index(band(new, today)) > BANDS.index(band(current, today))
-    if older and not policy.ages.self_service_older_band:
+    if new < current and not policy.ages.self_service_older_band:
         return _refuse("age_change_requires_assurance")
     return Decision("allow", "birthdate_changed")
 

@@ -76,5 +76,9 @@ def admin_set_birthdate(data_dir: Path, reason: str, handle: str, birthdate: str
         raise click.BadParameter(
             f"{birthdate!r} is not YYYY-MM-DD", param_hint="BIRTHDATE"
         ) from None
+    if born > date.today() or born.year < date.today().year - 130:
+        raise click.BadParameter(
+            f"{birthdate} is not a plausible birth date", param_hint="BIRTHDATE"
+        )
     result = asyncio.run(set_birthdate(data_dir, handle, born, reason))
     click.echo(json.dumps(result))

@@ -76,7 +76,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     social = SocialService(store, app[POLICY], config.clock, committer)
     app[SOCIAL] = social
     await social.load()
-    pruner = asyncio.create_task(_prune_forever(store, config))
+    pruner = asyncio.create_task(_prune_forever(store, config, social))
     watcher = asyncio.create_task(_watch_forever(store, social))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
     try:
@@ -88,14 +88,18 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _prune_forever(store: SqliteStore, config: RelayConfig) -> None:
+async def _prune_forever(store: SqliteStore, config: RelayConfig, social: SocialService) -> None:
     from datetime import timedelta
 
     while True:
         try:
-            removed = await store.prune(config.clock() - timedelta(seconds=DEDUPE_WINDOW_SECONDS))
+            now = config.clock()
+            removed = await store.prune(now - timedelta(seconds=DEDUPE_WINDOW_SECONDS))
             if removed:
                 log.info("pruned %d acknowledged message ids past the dedupe window", removed)
+            # Rate limits look back a day, restriction its window: older events count no more.
+            keep = max(1, social.policy.restriction.window_days)
+            await social.social.prune_events(now - timedelta(days=keep))
         except Exception:
             log.exception("pruning failed")
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)

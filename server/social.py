@@ -114,6 +114,7 @@ class SocialService:
             actor_blocked_target=(actor, target) in self._blocks,
             target_blocked_actor=(target, actor) in self._blocks,
             actor_restricted=actor in self.restricted,
+            target_restricted=target in self.restricted,
         )
 
     async def facts(self, actor: str, target: str) -> Facts:
@@ -129,6 +130,7 @@ class SocialService:
             actor_blocked_target=quick.actor_blocked_target,
             target_blocked_actor=quick.target_blocked_actor,
             actor_restricted=quick.actor_restricted,
+            target_restricted=quick.target_restricted,
             requests_today=total,
             requests_to_minors_today=minors,
         )
@@ -139,8 +141,12 @@ class SocialService:
     # --- events to people ------------------------------------------------------------------
 
     async def emit(self, recipient: str, kind: Kind, code: str, text: str, about: str) -> None:
-        """A durable `system` or `notice` event, delivered in order with the messages."""
-        await self._committer.store_message(
+        """A durable `system` or `notice` event, delivered in order with the messages.
+
+        Queued, not awaited: the group commit keeps the order, and nobody holds the policy
+        lock across a disk flush.
+        """
+        future = self._committer.submit_message(
             NewMessage(
                 sender=RELAY_HANDLE,
                 msg_id=secrets.token_urlsafe(16),
@@ -153,6 +159,7 @@ class SocialService:
                 code=code,
             )
         )
+        future.add_done_callback(_log_failure)
 
     async def _minor_notice(
         self, event: rules.NoticeEvent, minor: str, other: str, text: str
@@ -166,18 +173,29 @@ class SocialService:
 
     # --- messages --------------------------------------------------------------------------
 
-    async def decide_message(self, sender: str, recipient: str) -> Decision:
-        """May ``sender`` message ``recipient`` now? Applies a message request's side effects."""
+    async def decide_message(self, sender: str, recipient: str, mode: str) -> Decision:
+        """May ``sender`` message ``recipient`` now, with a payload in ``mode``?
+
+        The policy decides first (so a mode mismatch reveals nothing the policy hides),
+        then the mode; only then does a new message request take effect.
+        """
         quick = self.quick_facts(sender, recipient)
-        decision = rules.may_message(self.policy, quick)
-        if decision.outcome == "allow" or decision.reason == "request_pending":
-            return decision  # the fast path: connected, or more of a pending request
+        if quick.relationship not in ("none", "declined_by_actor"):
+            # The fast path (contacts, pending requests): no counters, no lock.
+            decision = rules.may_message(self.policy, quick)
+            return self._with_mode(decision, sender, recipient, mode)
         async with self._lock:
             facts = await self.facts(sender, recipient)
             decision = rules.may_message(self.policy, facts)
+            decision = self._with_mode(decision, sender, recipient, mode)
             await self._note_refusal(sender, recipient, decision)
             if decision.outcome == "request":
                 await self._start_request(sender, recipient, "message_request")
+        return decision
+
+    def _with_mode(self, decision: Decision, sender: str, recipient: str, mode: str) -> Decision:
+        if decision.outcome != "refuse" and mode != self.mode(sender, recipient):
+            return Decision("refuse", "mode_mismatch")
         return decision
 
     async def _note_refusal(self, actor: str, target: str, decision: Decision) -> None:
@@ -206,9 +224,10 @@ class SocialService:
                 "You can accept, decline, block or report. Only accept people you know.",
             )
         else:
+            as_notice = minor and self.policy.notices.minor_message_request
             await self.emit(
                 target,
-                "notice" if minor else "system",
+                "notice" if as_notice else "system",
                 "contact_request",
                 f"{self._name(actor)} wants to connect with you. Accept or decline in contacts.",
                 actor,
@@ -272,9 +291,19 @@ class SocialService:
         async with self._lock:
             await self.social.add_block(actor, target, self._clock())
             self._blocks.add((actor, target))
-            if rules.is_minor(self.band_of(actor)) and not rules.is_minor(self.band_of(target)):
+            if self._counts_against(target, actor):
                 await self.social.log_event(target, actor, BLOCKED_BY_MINOR, True, self._clock())
                 await self.refresh_restriction(target)
+
+    def _counts_against(self, adult: str, minor: str) -> bool:
+        """A minor's block or report counts towards restricting an adult only if the two had
+        some contact (a request either way, or a connection): otherwise any three invented
+        "minors" could restrict anyone."""
+        return (
+            rules.is_minor(self.band_of(minor))
+            and not rules.is_minor(self.band_of(adult))
+            and _pair(adult, minor) in self._contacts
+        )
 
     async def unblock(self, actor: str, target: str) -> None:
         async with self._lock:
@@ -287,15 +316,15 @@ class SocialService:
             await self.social.add_report(
                 actor, target, reason, conversation_id(actor, target), evidence, now
             )
-            if rules.is_minor(self.band_of(actor)) and not rules.is_minor(self.band_of(target)):
+            if self._counts_against(target, actor):
                 await self.social.log_event(target, actor, REPORTED_BY_MINOR, True, now)
                 await self.refresh_restriction(target)
 
     async def refresh_restriction(self, handle: str, *, notify: bool = True) -> None:
-        """Recompute whether an adult is restricted; tell their minor contacts when it starts."""
-        if rules.is_minor(self.band_of(handle)):
-            self.restricted.discard(handle)
-            return
+        """Recompute whether an account is restricted; tell its minor contacts when it starts.
+
+        Whatever the account's band is now: re-declaring as a minor doesn't lift it.
+        """
         since = self._clock() - timedelta(days=self.policy.restriction.window_days)
         minors = await self.social.count_events(
             handle, (BLOCKED_BY_MINOR, REPORTED_BY_MINOR), since, distinct_targets=True
@@ -326,7 +355,9 @@ class SocialService:
         found = []
         for (low, high), row in self._contacts.items():
             if handle in (low, high) and row.state in states:
-                found.append(high if low == handle else low)
+                other = high if low == handle else low
+                if other in self.accounts:
+                    found.append(other)
         return sorted(found)
 
     def list_contacts(self, actor: str) -> list[ContactEntry]:
@@ -339,7 +370,7 @@ class SocialService:
                 handle=other,
                 display_name=self.accounts[other].display_name,
                 state=state,
-                mode=self.mode(actor, other),
+                mode=self.mode(actor, other) if relationship != "declined" else None,
                 restricted=minor and other in self.restricted,
             )
         for blocker, blocked in self._blocks:
@@ -348,13 +379,15 @@ class SocialService:
                     handle=blocked,
                     display_name=self.accounts[blocked].display_name,
                     state="blocked",
-                    mode=self.mode(actor, blocked),
+                    mode=None,  # a mode would tell you the age group of someone you blocked
                 )
         return [entries[h] for h in sorted(entries)]
 
     def search(self, actor: str, query: str) -> list[Person]:
         """Prefix search on handle or display name, filtered by ``may_find`` for each hit."""
-        q = query.strip().lower().lstrip("@")
+        q = query.strip().lower().lstrip("@").strip()
+        if not q:
+            return []  # an empty query would list everyone
         hits = []
         for handle, info in self.accounts.items():
             if handle == actor or not (
@@ -386,12 +419,25 @@ class SocialService:
         return Decision("allow", "birthdate_changed")
 
     async def reload_accounts(self) -> None:
-        """Pick up birth dates changed outside this process (the admin command)."""
-        self.accounts = {h: AccountInfo(n, b) for h, n, b in await self.social.accounts()}
+        """Pick up birth dates changed outside this process (the admin command).
+
+        Merged under the lock, so a registration or edit landing meanwhile isn't undone.
+        """
+        rows = await self.social.accounts()
+        async with self._lock:
+            for handle, name, born in rows:
+                self.accounts[handle] = AccountInfo(name, born)
         await self.check_bands()
+        for handle, *_ in rows:
+            await self.refresh_restriction(handle, notify=False)
 
     async def check_bands(self, handles: list[str] | None = None) -> None:
-        """Announce band changes (a birthday, an edit) in every conversation they affect."""
+        """Announce band changes (a birthday, an edit) and re-check what they affect.
+
+        Pending requests the rules no longer allow between the new bands are cancelled.
+        The account itself hears its new band; its contacts hear that its age group changed
+        and what that means for the conversation, not the band itself.
+        """
         for handle in handles if handles is not None else sorted(self.accounts):
             current = self.band_of(handle)
             previous = self._announced.get(handle)
@@ -402,18 +448,46 @@ class SocialService:
             if previous is None:
                 continue
             log.info("age band changed handle=%s from=%s to=%s", handle, previous, current)
-            for other in self.contacts_of(handle, ("connected", "requested")):
+            await self._cancel_stale_requests(handle)
+            for other in self.contacts_of(handle, ("connected",)):
                 mode = self.mode(handle, other)
-                mode_words = (
-                    "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
+                words = "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
+                await self.emit(
+                    handle,
+                    "system",
+                    "band_changed",
+                    f"Your age group changed from {previous} to {current}. "
+                    f"This conversation is {words}.",
+                    other,
                 )
-                for me, them in ((handle, other), (other, handle)):
-                    who = "Your" if me == handle else f"{self._name(handle)}'s"
-                    await self.emit(
-                        me,
-                        "system",
-                        "band_changed",
-                        f"{who} age band changed from {previous} to {current}. "
-                        f"This conversation is {mode_words}.",
-                        them,
+                await self.emit(
+                    other,
+                    "system",
+                    "band_changed",
+                    f"{self._name(handle)}'s age group changed. This conversation is {words}.",
+                    handle,
+                )
+
+    async def _cancel_stale_requests(self, handle: str) -> None:
+        async with self._lock:
+            for other in self.contacts_of(handle, ("requested",)):
+                row = self._contacts[_pair(handle, other)]
+                target = other if row.requester == handle else handle
+                fresh = Facts(
+                    actor=self.band_of(row.requester),
+                    target=self.band_of(target),
+                    actor_restricted=row.requester in self.restricted,
+                )
+                if rules.may_request(self.policy, fresh).outcome == "refuse":
+                    await self.social.delete_contact(row.low, row.high)
+                    del self._contacts[(row.low, row.high)]
+                    log.info(
+                        "cancelled a request the rules no longer allow %s->%s",
+                        row.requester,
+                        target,
                     )
+
+
+def _log_failure(future: asyncio.Future[object]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        log.error("storing a relay event failed: %s", future.exception())

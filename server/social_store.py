@@ -86,6 +86,16 @@ class SocialStore:
             (row.low, row.high, row.state, row.requester, _ts(now), _ts(now)),
         )
 
+    async def delete_contact(self, low: str, high: str) -> None:
+        await self._write("DELETE FROM contacts WHERE low = ? AND high = ?", (low, high))
+
+    async def prune_events(self, before: datetime) -> int:
+        async with self._store.write_lock:
+            cur = await self._store.db.execute(
+                "DELETE FROM contact_events WHERE created_at < ?", (_ts(before),)
+            )
+            return cur.rowcount
+
     async def blocks(self) -> list[tuple[str, str]]:
         return [(a, b) for a, b in await self._read("SELECT blocker, blocked FROM blocks")]
 

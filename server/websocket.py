@@ -152,20 +152,35 @@ class _Session:
         if frame.to == sender:
             await self.refuse("cannot_target_self", ref=frame.id)
             return
-        mode = social.mode(sender, frame.to)
-        if frame.mode != mode:
-            await self.refuse("mode_mismatch", f"this conversation is {mode}", ref=frame.id)
-            return
-        decision = await social.decide_message(sender, frame.to)
+        decision = await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)
         if decision.outcome == "refuse":
-            await self.refuse(decision.reason, ref=frame.id)
+            detail = (
+                f"this conversation is {social.mode(sender, frame.to)}"
+                if (decision.reason == "mode_mismatch")
+                else None
+            )
+            await self.refuse(decision.reason, detail, ref=frame.id)
             return
         if decision.outcome == "drop":
-            # Blocked by the recipient: the sender is not told (DESIGN.md "Contact limits").
-            await self.send(
-                Accepted(id=frame.id, conversation=conversation, sent_at=self.app[CONFIG].clock())
+            # Blocked by the recipient: answered like any stored message, in order, and
+            # dropped; the sender is not told (DESIGN.md "Contact limits").
+            dropped: asyncio.Future[StoredMessage | None] = (
+                asyncio.get_running_loop().create_future()
             )
+            dropped.set_result(
+                StoredMessage(
+                    0,
+                    sender,
+                    frame.id,
+                    frame.to,
+                    conversation,
+                    frame.mode,
+                    None,
+                    self.app[CONFIG].clock(),
+                )
+            )
+            await self._accepts.put((frame, dropped))
             return
         message = NewMessage(
             sender=sender,

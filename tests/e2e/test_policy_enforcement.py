@@ -4,6 +4,7 @@ of them through (the rules come from the policy, not from code paths)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 
@@ -117,9 +118,10 @@ async def test_a_blocked_account_cannot_reach_the_blocker_and_is_not_told(defaul
         await a.block("ben")
         stored = await send_and_wait(b, "ana", "can you hear me?")  # looks delivered to ben
         assert stored.state == "sent"
-        # A contact request from the blocked account also looks sent, and isn't delivered.
-        assert await b.contact_request("ana") == "requested"
-        assert texts(await drain(a)) == []
+        # A contact request gets exactly the answer it would get without the block.
+        assert await refused(b.contact_request("ana")) == "already_connected"
+        after_block = await drain(a)
+        assert texts(after_block) == [] and codes(after_block) == []
         assert [c.state for c in await a.contacts() if c.handle == "ben"] == ["blocked"]
         assert await refused(send_and_wait(a, "ben", "bye")) == "you_blocked"
         await a.unblock("ben")
@@ -186,21 +188,29 @@ async def test_teen_request_rate_limit_is_lower_towards_minors(default_relay, tm
 
 
 async def test_payload_mode_must_match_the_conversation(default_relay, tmp_path):
+    """Ciphertext into a visible conversation is refused; the policy is asked first, so an
+    unconnected adult learns nothing more from the mode than from the policy's refusal."""
     import aiohttp
 
     from protocol.codec import encode_frame
     from protocol.frames import Send
-    from tests.server.test_websocket_input import login, receive  # raw frames
+    from tests.server.test_websocket_input import login, receive
 
     ana = await make_profile(tmp_path, default_relay.url, "ana", ADULT)
-    await make_profile(tmp_path, default_relay.url, "maya", TEEN14)
+    maya = await make_profile(tmp_path, default_relay.url, "maya", TEEN14)
+    await make_profile(tmp_path, default_relay.url, "kim", TEEN16)
+    async with open_clients(maya) as (m,):
+        await m.contact_request("ana")
+    async with open_clients(ana) as (a,):
+        await a.respond("maya", accept=True)
     async with aiohttp.ClientSession() as session, session.ws_connect(default_relay.ws_url) as ws:
         await login(ws, ana)
-        await ws.send_str(
-            encode_frame(Send(id="ciphertext-1", to="maya", mode="e2ee", body="AAAA"))
-        )
+        await ws.send_str(encode_frame(Send(id="ciphertext-1", to="maya", mode="e2ee", body="AA")))
         reply = await receive(ws)
         assert (reply.code, reply.ref) == ("mode_mismatch", "ciphertext-1")
+        await ws.send_str(encode_frame(Send(id="ciphertext-2", to="kim", mode="e2ee", body="AA")))
+        reply = await receive(ws)
+        assert (reply.code, reply.ref) == ("contact_not_allowed", "ciphertext-2")
 
 
 # --- default: the legitimate paths work -------------------------------------------------------
@@ -293,10 +303,10 @@ async def test_eighteenth_birthday_is_announced_in_both_conversations(tmp_path):
             await drain(m)
             clock.advance(days=2)
             await relay.app[SOCIAL].check_bands()  # what the relay's minute timer runs
-            for client in (s, m):
-                events = await drain(client)
-                assert codes(events) == ["band_changed"]
-                assert "to adult" in events[0].message.body
+            sam_sees, mum_sees = await drain(s), await drain(m)
+            assert codes(sam_sees) == codes(mum_sees) == ["band_changed"]
+            assert "to adult" in sam_sees[0].message.body  # he learns his own band
+            assert "age group changed" in mum_sees[0].message.body  # she, only that it changed
     finally:
         await relay.stop()
 
@@ -345,3 +355,74 @@ async def test_open_preset_lets_every_bypass_through(open_relay, tmp_path):
         assert texts(await drain(t)) == ["hello"]
         assert await m.set_birthdate(years_ago(30)) == "birthdate_changed"  # re-declared adult
         assert [c.state for c in await s.contacts() if c.handle == "kid0"] == ["outgoing_request"]
+
+
+# --- found in review: bypasses through time, re-declaration and blocks -----------------------
+
+
+async def test_a_pending_request_dies_when_its_target_turns_out_to_be_a_minor(
+    default_relay, tmp_path
+):
+    from server.admin import set_birthdate
+
+    abe = await make_profile(tmp_path, default_relay.url, "abe", ADULT)
+    bea = await make_profile(tmp_path, default_relay.url, "bea", ADULT2)
+    async with open_clients(abe) as (a,):
+        await send_and_wait(a, "bea", "hi, nice to meet you")  # a message request, pending
+    await set_birthdate(default_relay.config.data_dir, "bea", years_ago(14), "ID check")
+    await asyncio.sleep(1.5)  # the relay's watcher picks up the correction
+    async with open_clients(abe, bea) as (a, b):
+        assert await refused(send_and_wait(a, "bea", "send me a photo")) == "contact_not_allowed"
+        assert await refused(b.respond("abe", accept=True)) == "no_pending_request"
+        assert [c.handle for c in await b.contacts()] == []
+
+
+async def test_a_minor_cannot_age_up_in_steps_within_a_band(default_relay, tmp_path):
+    teen = await make_profile(tmp_path, default_relay.url, "teen", years_ago(14, 70))
+    async with open_clients(teen) as (t,):
+        # Older by a month, still 14: refused all the same (the bands would roll over).
+        code = await refused(t.set_birthdate(years_ago(14, 40)))
+        assert code == "age_change_requires_assurance"
+
+
+async def test_restriction_survives_redeclaring_as_a_minor(default_relay, tmp_path):
+    pat = await make_profile(tmp_path, default_relay.url, "pat", ADULT)
+    kids = [await make_profile(tmp_path, default_relay.url, f"kid{i}", TEEN14) for i in range(6)]
+    async with open_clients(pat) as (p,):
+        for kid in kids[:5]:
+            await refused(p.contact_request(kid.handle))
+        assert await refused(p.contact_request(kids[5].handle)) == "sender_restricted"
+        assert await p.set_birthdate(years_ago(15)) == "birthdate_changed"  # younger: allowed
+        assert await p.search("kid") == []
+        assert await refused(p.contact_request(kids[5].handle)) == "sender_restricted"
+
+
+async def test_blocks_by_strangers_do_not_restrict_an_adult(default_relay, tmp_path):
+    adult = await make_profile(tmp_path, default_relay.url, "target", ADULT)
+    fakes = [await make_profile(tmp_path, default_relay.url, f"fake{i}", TEEN16) for i in range(3)]
+    async with open_clients(*fakes) as fs:
+        for f in fs:
+            await f.block("target")
+            await f.report("target", "invented", last=0)
+    social = default_relay.app[SOCIAL]
+    assert "target" not in social.restricted
+    assert adult.handle == "target"
+
+
+async def test_strict_ends_adult_minor_contact_even_between_contacts(tmp_path):
+    clock = Clock()
+    relay = await start_relay(tmp_path, "strict", clock=clock)
+    try:
+        almost = await make_profile(tmp_path, relay.url, "sam", years_ago(18, days=1))
+        kid = await make_profile(tmp_path, relay.url, "kit", TEEN14)
+        async with open_clients(almost, kid) as (s, k):
+            await send_and_wait(s, "kit", "see you at school")  # two minors: a request
+            await k.respond("sam", accept=True)
+            await send_and_wait(s, "kit", "ok")
+            clock.advance(days=2)  # sam turns 18
+            await relay.app[SOCIAL].check_bands()
+            assert await refused(send_and_wait(s, "kit", "still there?")) == "contact_not_allowed"
+            assert await refused(send_and_wait(k, "sam", "yes")) == "contact_not_allowed"
+            assert await s.search("kit") == []
+    finally:
+        await relay.stop()

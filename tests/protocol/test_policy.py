@@ -68,6 +68,10 @@ def test_message_request_and_find_decisions(preset, actor, target, relationship)
     stranger_message, stranger_request = STRANGER[preset][(group(actor), group(target))]
     expected_message = MESSAGE_BY_RELATIONSHIP.get(relationship, stranger_message)
     expected_request = REQUEST_BY_RELATIONSHIP.get(relationship, stranger_request)
+    if relationship == "outgoing_request" and stranger_message[0] == R:
+        expected_message = stranger_message  # a request the rules no longer allow is dead
+    if preset == "strict" and group(actor) != group(target) and relationship == "connected":
+        expected_message = (R, "contact_not_allowed")  # `never`: not even existing contacts
     message = rules.may_message(policy, facts)
     request = rules.may_request(policy, facts)
     assert (message.outcome, message.reason) == expected_message
@@ -81,18 +85,22 @@ def test_message_request_and_find_decisions(preset, actor, target, relationship)
 @pytest.mark.parametrize(
     ("preset", "actor", "target"), list(itertools.product(PRESETS, BANDS, BANDS))
 )
-def test_blocks_win_over_everything(preset, actor, target):
+def test_a_block_turns_only_what_would_go_through_into_a_silent_drop(preset, actor, target):
+    """So the blocked account gets exactly the answer it would have got: it can't tell."""
     policy = PRESETS[preset]
     for relationship in RELATIONSHIPS:
-        blocked_by_target = Facts(actor, target, relationship, target_blocked_actor=True)
-        assert rules.may_message(policy, blocked_by_target) == rules.Decision(
-            D, "blocked_by_target"
-        )
-        assert rules.may_request(policy, blocked_by_target).outcome == D
-        assert not rules.may_find(policy, blocked_by_target).allowed
-        blocked_by_actor = Facts(actor, target, relationship, actor_blocked_target=True)
-        assert rules.may_message(policy, blocked_by_actor) == rules.Decision(R, "you_blocked")
-        assert rules.may_request(policy, blocked_by_actor) == rules.Decision(R, "you_blocked")
+        open_ = Facts(actor, target, relationship)
+        blocked = Facts(actor, target, relationship, target_blocked_actor=True)
+        for decide in (rules.may_message, rules.may_request):
+            without, with_block = decide(policy, open_), decide(policy, blocked)
+            if without.allowed:
+                assert with_block == rules.Decision(D, "blocked_by_target")
+            else:
+                assert with_block == without
+        assert not rules.may_find(policy, blocked).allowed
+        by_actor = Facts(actor, target, relationship, actor_blocked_target=True)
+        assert rules.may_message(policy, by_actor) == rules.Decision(R, "you_blocked")
+        assert rules.may_request(policy, by_actor) == rules.Decision(R, "you_blocked")
 
 
 @pytest.mark.parametrize("preset", PRESETS)
@@ -103,10 +111,11 @@ def test_restricted_adults_cannot_start_contact_with_minors(preset):
         expected = (A, "direct") if preset == "open" else (R, "sender_restricted")
         decision = rules.may_message(policy, f)
         assert (decision.outcome, decision.reason) == expected
-        # ...but keep existing contacts, and can still reach adults.
-        assert rules.may_message(
+        # ...but keep existing contacts (where the preset allows any), and can reach adults.
+        connected = rules.may_message(
             policy, Facts("adult", minor, "connected", actor_restricted=True)
-        ).allowed
+        )
+        assert connected.allowed == (preset != "strict")
         assert rules.may_message(policy, Facts("adult", "adult", actor_restricted=True)).allowed
         # A restricted adult may not accept a minor's request either.
         if preset == "open":
@@ -185,7 +194,9 @@ def test_registration_minimum_age():
     [
         ("default", date(2011, 1, 1), date(1990, 1, 1), (R, "age_change_requires_assurance")),
         ("default", date(2011, 1, 1), date(2009, 12, 1), (R, "age_change_requires_assurance")),
-        ("default", date(2011, 1, 1), date(2011, 6, 1), (A, "birthdate_changed")),  # same band
+        ("default", date(2011, 1, 1), date(2011, 6, 1), (A, "birthdate_changed")),  # younger
+        # An older date inside the same band still needs assurance (bands roll over).
+        ("default", date(2011, 1, 1), date(2010, 12, 1), (R, "age_change_requires_assurance")),
         ("default", date(1990, 1, 1), date(2011, 1, 1), (A, "birthdate_changed")),  # younger
         ("default", date(1990, 1, 1), date(2020, 1, 1), (R, "under_minimum_age")),
         ("open", date(2011, 1, 1), date(1990, 1, 1), (A, "birthdate_changed")),
@@ -227,3 +238,32 @@ def test_notices_go_to_minors_only(preset):
     assert (
         rules.minor_notice(policy, "contact_restricted", "teen_16_17", "adult") is not None
     ) == on
+
+
+def test_restriction_follows_the_account_into_a_minor_band():
+    default = PRESETS["default"]
+    redeclared = Facts("teen_16_17", "teen_13_15", actor_restricted=True)
+    assert rules.may_request(default, redeclared) == rules.Decision(R, "sender_restricted")
+    assert rules.may_message(default, redeclared) == rules.Decision(R, "sender_restricted")
+    # ...but contact with adults is untouched.
+    assert rules.may_request(default, Facts("teen_16_17", "adult", actor_restricted=True)).allowed
+
+
+def test_accepting_rechecks_the_request_under_todays_rules():
+    default = PRESETS["default"]
+    # An adult's request from before the target became (or was corrected to) a minor.
+    stale = Facts("teen_13_15", "adult", "incoming_request")
+    assert rules.may_accept(default, stale) == rules.Decision(R, "contact_not_allowed")
+    # A minor accepting a request from an adult who has since been restricted.
+    minor_asked = Facts("teen_13_15", "adult", "incoming_request", target_restricted=True)
+    assert rules.may_accept(default, minor_asked).outcome == R
+    # The ordinary case: an adult accepts a minor's request.
+    assert rules.may_accept(default, Facts("adult", "teen_13_15", "incoming_request")).allowed
+    # A stale request can't carry more messages either.
+    assert not rules.may_message(default, Facts("adult", "teen_13_15", "outgoing_request")).allowed
+
+
+def test_guardian_hook_never_lifts_restriction():
+    strict = PRESETS["strict"]
+    f = Facts("adult", "teen_13_15", guardian_approved=True, actor_restricted=True)
+    assert rules.may_message(strict, f) == rules.Decision(R, "sender_restricted")

@@ -209,7 +209,7 @@ async def test_minor_sees_a_notice_banner_and_can_dismiss_it(relay, tmp_path):
         )
         banners = app.screen.query(NoticeBanner)
         assert [b.code for b in banners] == ["new_adult_contact"]
-        await pilot.click("#dismiss-notice")
+        app.screen.query_one("#dismiss-notice", Button).press()
         await settle(pilot, lambda: not app.screen.query(NoticeBanner))
         # Dismissed for good: reopening the conversation doesn't bring it back.
         await app.screen.open_conversation(app.screen.current)
