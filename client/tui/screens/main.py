@@ -116,6 +116,7 @@ class MainScreen(Screen[None]):
 
         await log.show(page)
         await self.session.mark_read(conversation.handle)
+        await self.refresh_conversations(from_relay=False)  # its unread count is now 0
         if not conversation.is_request and conversation.state != "blocked":
             self.query_one("#compose", Input).focus()
 

@@ -8,7 +8,7 @@ from datetime import date
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, Label, Static
 
@@ -41,22 +41,26 @@ class OnboardingScreen(Screen[ChatSession]):
         yield Header()
         with VerticalScroll(id="onboarding"):
             yield Static("Welcome to agechat. Tell us who you are.", classes="lead")
-            with Vertical(classes="form"):
-                yield Label("Relay address")
-                yield Input(self.default_server, id="server")
-                yield Label("Handle (3–32 characters: a–z, 0–9, _)")
-                yield Input(
-                    placeholder="e.g. maya_r", id="handle", restrict=r"[a-z0-9_]*", max_length=32
-                )
-                yield Label("Your name, as others see it")
-                yield Input(placeholder="e.g. Maya", id="name", max_length=64)
-                yield Label("Birth date (YYYY-MM-DD)")
-                yield Input(placeholder="e.g. 2011-04-30", id="birthdate", max_length=10)
-                yield Label("Passphrase (protects your keys on this device)")
-                yield Input(password=True, id="passphrase")
-            yield Static("Enter your birth date to see what protects you.", id="protections")
-            yield Static("", id="onboarding-error")
-            yield Button("Create account", id="create", variant="primary")
+            with Horizontal(id="onboarding-columns"):
+                with Vertical(classes="form"):
+                    yield Label("Relay address")
+                    yield Input(self.default_server, id="server")
+                    yield Label("Handle (3–32 characters: a–z, 0–9, _)")
+                    yield Input(
+                        placeholder="e.g. maya_r",
+                        id="handle",
+                        restrict=r"[a-z0-9_]*",
+                        max_length=32,
+                    )
+                    yield Label("Your name, as others see it")
+                    yield Input(placeholder="e.g. Maya", id="name", max_length=64)
+                    yield Label("Birth date (YYYY-MM-DD)")
+                    yield Input(placeholder="e.g. 2011-04-30", id="birthdate", max_length=10)
+                    yield Label("Passphrase (protects your keys on this device)")
+                    yield Input(password=True, id="passphrase")
+                    yield Button("Create account", id="create", variant="primary")
+                    yield Static("", id="onboarding-error")
+                yield Static("Enter your birth date to see what protects you.", id="protections")
         yield Footer()
 
     @on(Input.Changed, "#birthdate")

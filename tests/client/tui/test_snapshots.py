@@ -1,0 +1,156 @@
+"""Snapshot tests of the app's screens (pytest-textual-snapshot).
+
+The profiles are real, the history is written through the client library with fixed
+times, and the relay address points at a closed port so the screens don't depend on a
+network; the tests that need a relay are in test_app.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import nacl.signing
+import pytest
+from textual.widgets import Input
+
+from client.history import History
+from client.keystore import MINIMUM, seal
+from client.profile import Profile, ProfileData
+from client.session import ProfileSessions
+from client.tui.app import AgechatApp
+from client.tui.widgets.connection_indicator import ConnectionIndicator
+
+SIZE = (110, 32)
+PASSPHRASE = "snapshot"
+T0 = datetime(2026, 5, 4, 16, 0, tzinfo=UTC)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def write_profile(directory: Path, handle: str, name: str, born: date) -> Profile:
+    key = nacl.signing.SigningKey(bytes(32 * [7]))
+    data = ProfileData(
+        handle=handle,
+        display_name=name,
+        server=f"http://127.0.0.1:{closed_port()}",
+        birthdate=born,
+        identity_key=bytes(key.verify_key),
+        created_at=T0,
+        secret=seal(bytes(key), PASSPHRASE, MINIMUM),
+    )
+    Profile.write_file(Profile.path_in(directory), data)
+    return Profile(directory, data)
+
+
+async def fill(
+    profile: Profile, peer: str, lines: list[tuple[str, str]], notice: str | None
+) -> None:
+    history = History(profile.history_path)
+    await history.open()
+    me = profile.handle
+    conversation = f"dm:{min(me, peer)}:{max(me, peer)}"
+    for i, (who, text) in enumerate(lines):
+        at = T0 + timedelta(minutes=i)
+        if who == me:
+            m = await history.add_outgoing(
+                sender=me,
+                msg_id=f"out-{i:05d}",
+                recipient=peer,
+                conversation=conversation,
+                mode="visible",
+                body=text,
+                created_at=at,
+            )
+            await history.mark_sent(m.msg_id, me, at)
+        else:
+            await history.add_incoming(
+                sender=who,
+                msg_id=f"in-{i:06d}",
+                recipient=me,
+                conversation=conversation,
+                kind="message",
+                mode="visible",
+                body=text,
+                sent_at=at,
+                received_at=at,
+            )
+    if notice:
+        await history.add_incoming(
+            sender="agechat",
+            msg_id="notice-0001",
+            recipient=me,
+            conversation=conversation,
+            kind="notice",
+            mode="visible",
+            body=notice,
+            sent_at=T0,
+            received_at=T0,
+            code="new_adult_contact",
+        )
+    await history.close()
+
+
+async def until_offline(pilot) -> None:
+    """Wait until the app gave up its first connection attempt (a stable screen)."""
+    for _ in range(100):
+        await pilot.pause(0.05)
+        found = pilot.app.screen.query(ConnectionIndicator)
+        if found and found.first().state in ("reconnecting", "offline"):
+            break
+    await pilot.pause(0.2)
+
+
+@pytest.fixture
+def maya(tmp_path) -> Path:
+    profile = write_profile(tmp_path / "maya", "maya", "Maya", date(2012, 3, 1))
+    lines = [
+        ("dana", "Did you finish your homework?"),
+        ("maya", "Almost! Can Leo come over on Saturday?"),
+        ("dana", "Sure, if his parents say it's ok."),
+    ]
+    asyncio.run(
+        fill(
+            profile,
+            "dana",
+            lines,
+            notice=(
+                "Dana (@dana) is an adult and is now one of your contacts. If anything they "
+                "say makes you uncomfortable, you can block or report them at any time."
+            ),
+        )
+    )
+    return tmp_path / "maya"
+
+
+def test_onboarding_for_a_minor(snap_compare, tmp_path):
+    app = AgechatApp(ProfileSessions(tmp_path / "new", kdf=MINIMUM))
+
+    async def type_details(pilot) -> None:
+        for field, value in (("handle", "maya_r"), ("name", "Maya"), ("birthdate", "2012-03-01")):
+            pilot.app.screen.query_one(f"#{field}", Input).value = value
+        await pilot.pause()
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=type_details)
+
+
+def test_main_screen_visible_mode_with_a_notice_banner(snap_compare, maya):
+    app = AgechatApp(ProfileSessions(maya, kdf=MINIMUM), passphrase=PASSPHRASE)
+    assert snap_compare(app, terminal_size=SIZE, run_before=until_offline)
+
+
+def test_account_dialog(snap_compare, maya):
+    app = AgechatApp(ProfileSessions(maya, kdf=MINIMUM), passphrase=PASSPHRASE)
+
+    async def open_account(pilot) -> None:
+        await until_offline(pilot)
+        await pilot.press("ctrl+o")
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=SIZE, run_before=open_account)
