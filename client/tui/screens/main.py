@@ -9,6 +9,7 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, ListView, Static
 
@@ -54,6 +55,7 @@ class MainScreen(Screen[None]):
         self.session = session
         self.current: Conversation | None = None
         self._conversations: list[Conversation] = []
+        self._shown_notices: set[int] = set()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,6 +152,7 @@ class MainScreen(Screen[None]):
     async def _show_notices(self, handle: str) -> None:
         box = self.query_one("#notices")
         await box.remove_children()
+        self._shown_notices.clear()
         notices = [
             m
             for m in await self.session.history.unseen()
@@ -161,8 +164,10 @@ class MainScreen(Screen[None]):
     async def _mount_notice(self, notice: HistoryMessage) -> None:
         """One banner per notice, however it reached us (history on open, or live)."""
         box = self.query_one("#notices")
-        if any(getattr(b, "rowid", None) == notice.rowid for b in box.query(NoticeBanner)):
+        # Checked and recorded before the first await, so two paths racing can't both mount.
+        if notice.rowid in self._shown_notices:
             return
+        self._shown_notices.add(notice.rowid)
         banner = NoticeBanner(notice.code or "notice", notice.body)
         banner.rowid = notice.rowid  # type: ignore[attr-defined]
         await box.mount(banner)
@@ -172,6 +177,7 @@ class MainScreen(Screen[None]):
         rowid = getattr(event.banner, "rowid", None)
         if rowid is not None:
             await self.session.history.mark_seen([rowid])
+        await event.banner.remove()
 
     # --- sending ----------------------------------------------------------------------
 
@@ -194,6 +200,10 @@ class MainScreen(Screen[None]):
     async def _follow_events(self) -> None:
         indicator = self.query_one(ConnectionIndicator)
         indicator.state = "connected" if self.session.connected else "connecting"
+        with contextlib.suppress(NoMatches):  # the screen is going away (the app quits)
+            await self._handle_events(indicator)
+
+    async def _handle_events(self, indicator: ConnectionIndicator) -> None:
         async for event in self.session.events():
             if isinstance(event, Connected):
                 indicator.state = "connected"

@@ -31,5 +31,6 @@ class NoticeBanner(Horizontal):
 
     @on(Button.Pressed, "#dismiss-notice")
     def _dismiss(self) -> None:
+        # The screen records the dismissal, then removes the banner: once it's gone, it
+        # stays gone.
         self.post_message(self.Dismissed(self))
-        self.remove()

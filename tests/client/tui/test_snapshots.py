@@ -8,7 +8,6 @@ network; the tests that need a relay are in test_app.py.
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -28,10 +27,8 @@ PASSPHRASE = "snapshot"
 T0 = datetime(2026, 5, 4, 16, 0, tzinfo=UTC)
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+#: Port 9 (discard) is closed here: the app stays offline and the address is stable.
+CLOSED_SERVER = "http://127.0.0.1:9"
 
 
 def write_profile(directory: Path, handle: str, name: str, born: date) -> Profile:
@@ -39,7 +36,7 @@ def write_profile(directory: Path, handle: str, name: str, born: date) -> Profil
     data = ProfileData(
         handle=handle,
         display_name=name,
-        server=f"http://127.0.0.1:{closed_port()}",
+        server=CLOSED_SERVER,
         birthdate=born,
         identity_key=bytes(key.verify_key),
         created_at=T0,
