@@ -25,6 +25,7 @@ import msgspec
 from client.account import create_account
 from client.errors import ClientError
 from client.events import Disconnected, MessageReceived, Synced
+from client.explain import MODE_BADGE
 from client.history import History, HistoryMessage
 from client.profile import Profile, default_profile_dir
 from client.relay import RelayClient
@@ -337,7 +338,7 @@ STATE_WORDS = {
     "declined_by_you": "you declined",
     "blocked": "blocked by you",
 }
-MODE_WORDS = {"e2ee": "🔒 end-to-end encrypted", "visible": "👁 visible to safety checks"}
+MODE_WORDS = MODE_BADGE
 
 
 @contacts.command("list")

@@ -39,6 +39,13 @@ class MessageAccepted:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageDelivered:
+    """The recipient's client stored an outgoing message (a delivery receipt)."""
+
+    message: HistoryMessage
+
+
+@dataclass(frozen=True, slots=True)
 class MessageRefused:
     message: HistoryMessage
     code: str
@@ -59,6 +66,7 @@ ClientEvent = (
     | Synced
     | MessageReceived
     | MessageAccepted
+    | MessageDelivered
     | MessageRefused
     | RelayError
 )

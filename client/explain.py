@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from protocol.policy import E2EE_AVAILABLE, Band, is_minor
 
+# 👀 rather than 👁: terminals disagree on 👁's width, which shifts every line it is on.
 MODE_BADGE = {
     "e2ee": "🔒 end-to-end encrypted",
-    "visible": "👁 visible to safety checks",
+    "visible": "👀 visible to safety checks",
 }
 
 BAND_WORDS = {
@@ -43,7 +44,7 @@ def protections(band: Band) -> list[str]:
         lines = [
             "Your chats are not end-to-end encrypted, so that safety systems can check them.",
             "Adults you haven't connected with can't message you, and can't find you in search.",
-            "Someone you don't know can only send you a request: you decide to accept or not.",
+            "Other young people you don't know can only send you a request: you decide.",
             "You can block or report anyone, any time. People you block aren't told.",
             "To change your birth date to an older age, an administrator has to check it.",
         ]

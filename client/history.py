@@ -18,7 +18,7 @@ import aiosqlite
 
 SCHEMA_VERSION = 2
 Direction = Literal["in", "out"]
-State = Literal["pending", "sent", "failed", "received"]
+State = Literal["pending", "sent", "delivered", "failed", "received"]
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -193,10 +193,22 @@ class History:
     async def mark_sent(self, msg_id: str, sender: str, sent_at: datetime) -> None:
         async with self._lock:
             await self.db.execute(
-                "UPDATE messages SET state = 'sent', sent_at = ? WHERE sender = ? AND msg_id = ?",
+                "UPDATE messages SET sent_at = ?, state = CASE state WHEN 'delivered' THEN state "
+                "ELSE 'sent' END WHERE sender = ? AND msg_id = ?",
                 (_ts(sent_at), sender, msg_id),
             )
             await self.db.commit()
+
+    async def mark_delivered(self, msg_id: str, sender: str) -> bool:
+        """Record a delivery receipt; False when there was nothing to update."""
+        async with self._lock:
+            cur = await self.db.execute(
+                "UPDATE messages SET state = 'delivered' WHERE sender = ? AND msg_id = ? "
+                "AND state = 'sent'",
+                (sender, msg_id),
+            )
+            await self.db.commit()
+            return cur.rowcount > 0
 
     async def mark_failed(self, msg_id: str, sender: str, code: str) -> None:
         async with self._lock:

@@ -27,6 +27,7 @@ from client.events import (
     Connected,
     Disconnected,
     MessageAccepted,
+    MessageDelivered,
     MessageReceived,
     MessageRefused,
     RelayError,
@@ -49,6 +50,7 @@ from protocol.frames import (
     ContactsList,
     ContactsResult,
     Deliver,
+    Delivered,
     Done,
     Error,
     Frame,
@@ -237,7 +239,7 @@ class RelayClient:
             raise ClientError(self.last_disconnect.code, self.last_disconnect.message)
         future = self._future_for(msg_id)  # before looking, so an acceptance can't slip by
         known = await self.history.get(self.handle, msg_id)
-        if known is not None and known.state == "sent":
+        if known is not None and known.state in ("sent", "delivered"):
             self._pending.pop(msg_id, None)
             return known
         if known is not None and known.state == "failed":
@@ -500,6 +502,11 @@ class RelayClient:
         elif isinstance(frame, SyncedFrame):
             self.synced.set()
             await self._events.put(Synced())
+        elif isinstance(frame, Delivered):
+            if await self.history.mark_delivered(frame.id, self.handle):
+                message = await self.history.get(self.handle, frame.id)
+                if message is not None:
+                    await self._events.put(MessageDelivered(message))
         elif isinstance(frame, Done | ContactsResult | SearchResult):
             future = self._requests.pop(frame.rid, None)
             if future is not None and not future.done():

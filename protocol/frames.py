@@ -186,6 +186,17 @@ class Error(Frame, tag="error"):
     ref: str | None = None
 
 
+class Delivered(Frame, tag="delivered"):
+    """The recipient acknowledged the sender's message ``id`` (a delivery receipt).
+
+    Best effort: sent only while the sender is connected; not stored.
+    """
+
+    id: MessageId
+    to: Handle
+    delivered_at: Time
+
+
 class Done(Frame, tag="done"):
     """A request (contact_request, contact_respond, block, unblock, report, set_birthdate)
     succeeded. ``outcome`` says how, e.g. ``requested``, ``connected``, ``declined``."""
@@ -236,7 +247,16 @@ ClientFrame = (
     | SetBirthdate
 )
 RelayFrame = (
-    Challenge | Ready | Synced | Accepted | Deliver | Error | Done | ContactsResult | SearchResult
+    Challenge
+    | Ready
+    | Synced
+    | Accepted
+    | Deliver
+    | Delivered
+    | Error
+    | Done
+    | ContactsResult
+    | SearchResult
 )
 
 CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
@@ -265,6 +285,7 @@ RELAY_FRAME_TYPES: frozenset[str] = frozenset(
         "done",
         "contacts",
         "search_result",
+        "delivered",
     }
 )
 

@@ -68,7 +68,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         relay_id = secrets.token_hex(16)
         await store.set_meta("relay_id", relay_id)
     hub = app[HUB]
-    committer = GroupCommitter(store, config.clock, hub.deliver)
+    committer = GroupCommitter(store, config.clock, hub.deliver, hub.delivered)
     committer.start()
     app[STORE] = store
     app[RELAY_ID] = relay_id

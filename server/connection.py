@@ -17,8 +17,9 @@ from collections import deque
 from aiohttp import web
 
 from protocol.codec import encode_frame
-from protocol.frames import Frame, Synced
-from server.records import StoredMessage
+from protocol.frames import Delivered, Frame, Synced
+from server.config import utc_now
+from server.records import AckRecord, StoredMessage
 from server.store import Store
 
 log = logging.getLogger("agechat.relay.delivery")
@@ -47,6 +48,7 @@ class Connection:
         self._store = store
         self._send_lock = asyncio.Lock()
         self._live: deque[StoredMessage] = deque()
+        self._receipts: deque[AckRecord] = deque()
         self._resync = False
         self._wake = asyncio.Event()
         self._last_seq = 0
@@ -91,6 +93,12 @@ class Connection:
             self._live.append(message)
         self._wake.set()
 
+    def push_receipt(self, ack: AckRecord) -> None:
+        """The recipient of one of this account's messages acknowledged it."""
+        if len(self._receipts) < LIVE_QUEUE_LIMIT * 16:  # receipts are best effort
+            self._receipts.append(ack)
+            self._wake.set()
+
     def start_delivery(self) -> None:
         self._task = asyncio.create_task(self._deliver(), name=f"deliver-{self.handle}")
 
@@ -121,6 +129,11 @@ class Connection:
                     self._live.clear()
                     await self._drain_store()
                     continue
+                while self._receipts:
+                    ack = self._receipts.popleft()
+                    await self.send(
+                        Delivered(id=ack.msg_id, to=ack.recipient, delivered_at=utc_now())
+                    )
                 while self._live and not self._resync:
                     message = self._live.popleft()
                     if message.seq <= self._last_seq:

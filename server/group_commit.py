@@ -21,12 +21,20 @@ from server.store import Store
 log = logging.getLogger("agechat.relay.store")
 
 OnStored = Callable[[list[StoredMessage]], None]
+OnAcked = Callable[[list[AckRecord]], None]
 
 
 class GroupCommitter:
     """The single writer of messages and acks."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime], on_stored: OnStored) -> None:
+    def __init__(
+        self,
+        store: Store,
+        clock: Callable[[], datetime],
+        on_stored: OnStored,
+        on_acked: OnAcked | None = None,
+    ) -> None:
+        self._on_acked = on_acked
         self._store = store
         self._clock = clock
         self._on_stored = on_stored
@@ -106,3 +114,5 @@ class GroupCommitter:
                 future.set_result(by_key.pop((message.sender, message.msg_id), None))
         if stored:
             self._on_stored(stored)
+        if acks and self._on_acked is not None:
+            self._on_acked(acks)

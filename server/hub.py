@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from server.connection import Connection
-from server.records import StoredMessage
+from server.records import AckRecord, StoredMessage
 
 
 class Hub:
@@ -23,6 +23,13 @@ class Hub:
     def connections(self) -> list[Connection]:
         """A copy, so callers may close connections while iterating."""
         return list(self._connections.values())
+
+    def delivered(self, acks: list[AckRecord]) -> None:
+        """Delivery receipts to senders who are connected now (best effort)."""
+        for ack in acks:
+            connection = self._connections.get(ack.sender)
+            if connection is not None:
+                connection.push_receipt(ack)
 
     def deliver(self, stored: list[StoredMessage]) -> None:
         for message in stored:

@@ -229,7 +229,7 @@ class SocialService:
                 target,
                 "notice" if as_notice else "system",
                 "contact_request",
-                f"{self._name(actor)} wants to connect with you. Accept or decline in contacts.",
+                f"{self._name(actor)} wants to connect with you. You can accept or decline.",
                 actor,
             )
 

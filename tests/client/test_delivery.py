@@ -132,3 +132,20 @@ async def test_events_report_acceptance_and_sync(relay, tmp_path):
         events = await collect(a, 1, timeout=0.5)
         kinds = {type(e) for e in events}
         assert Synced in kinds and MessageAccepted in kinds
+
+
+async def test_sender_sees_delivered_once_the_recipient_stored_it(relay, tmp_path):
+    from client.events import MessageDelivered
+
+    alice = await make_profile(tmp_path, relay.url, "alice")
+    bob = await make_profile(tmp_path, relay.url, "bob")
+    async with open_client(alice) as a:
+        await a.wait_connected()
+        msg = await a.send("bob", "did you get this?")
+        assert (await a.wait_accepted(msg.msg_id)).state == "sent"
+        async with open_client(bob) as b:
+            assert received_bodies(await collect(b, 1)) == ["did you get this?"]
+        events = await collect(a, 1, timeout=2)
+        delivered = [e for e in events if isinstance(e, MessageDelivered)]
+        assert [e.message.msg_id for e in delivered] == [msg.msg_id]
+        assert (await a.history.get("alice", msg.msg_id)).state == "delivered"

@@ -14,6 +14,7 @@ from client.errors import ClientError
 from client.explain import BAND_WORDS, protections
 from client.session import ChatSession
 from client.tui.widgets.message_item import render_message
+from protocol.policy import is_minor
 
 
 class Dialog(ModalScreen[str | None]):
@@ -38,6 +39,14 @@ class FindPeopleDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label("Find people by handle or name", classes="dialog-title")
+            if is_minor(self.session.band):
+                yield Static(
+                    Text(
+                        "Only connect with people you know in real life. If someone you don't "
+                        "know asks you for photos, secrets or to meet, tell an adult you trust.",
+                        style="yellow",
+                    )
+                )
             yield Input(placeholder="type a name or @handle, then Enter", id="query")
             yield ListView(id="results")
             yield Static("", id="find-status")
@@ -106,6 +115,9 @@ class ConfirmDialog(Dialog):
                 yield Button(self.confirm, id="confirm", variant="error")
                 yield Button("Cancel", id="cancel")
 
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()  # the safe choice is the default
+
     @on(Button.Pressed, "#confirm")
     def _yes(self) -> None:
         self.dismiss("confirm")
@@ -132,9 +144,7 @@ class ReportDialog(Dialog):
             yield Input(
                 placeholder="e.g. asked for photos, harassment, spam", id="reason", max_length=200
             )
-            yield Label(
-                f"These last {self.LAST} messages will be attached, as your device has them:"
-            )
+            yield Label("", id="attach-label")
             yield Static("loading…", id="preview")
             yield Static("", id="report-status")
             with Horizontal(classes="buttons"):
@@ -143,10 +153,14 @@ class ReportDialog(Dialog):
 
     async def on_mount(self) -> None:
         messages = await self.session.report_preview(self.handle, self.LAST)
+        self.query_one("#attach-label", Label).update(
+            Text(f"These {len(messages)} message(s) will be attached, as your device has them:")
+        )
         preview = Text("\n").join(render_message(m, self.session.handle) for m in messages)
         self.query_one("#preview", Static).update(preview if messages else Text("(no messages)"))
 
     @on(Button.Pressed, "#send")
+    @on(Input.Submitted, "#reason")
     @work(exclusive=True)
     async def _send(self) -> None:
         reason = self.query_one("#reason", Input).value.strip()
@@ -188,7 +202,7 @@ def account_text(session: ChatSession) -> str:
     lines = "\n".join(f"• {line}" for line in protections(b))
     return (
         f"@{session.handle} ({session.display_name}) on {session.profile.server}\n"
-        f"Age group: {BAND_WORDS[b]} ({b})\n\nWhat that means:\n{lines}"
+        f"Age group: {BAND_WORDS[b]}\n\nWhat that means:\n{lines}"
     )
 
 

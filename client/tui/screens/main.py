@@ -18,6 +18,7 @@ from client.events import (
     Connected,
     Disconnected,
     MessageAccepted,
+    MessageDelivered,
     MessageReceived,
     MessageRefused,
     RelayError,
@@ -48,6 +49,9 @@ class MainScreen(Screen[None]):
         Binding("ctrl+r", "report", "Report"),
         Binding("ctrl+s", "safety_number", "Safety number"),
         Binding("ctrl+o", "account", "Account"),
+        Binding("ctrl+q", "app.quit", "Quit"),
+        Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
+        Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
     ]
 
     def __init__(self, session: ChatSession) -> None:
@@ -122,6 +126,11 @@ class MainScreen(Screen[None]):
         if not conversation.is_request and conversation.state != "blocked":
             self.query_one("#compose", Input).focus()
 
+    def _focus_compose(self) -> None:
+        compose = self.query_one("#compose", Input)
+        if not compose.disabled:
+            compose.focus()
+
     def _show_header(self, c: Conversation) -> None:
         title = Text.assemble((c.display_name, "bold"), f" @{c.handle}   ")
         title.append(
@@ -153,10 +162,14 @@ class MainScreen(Screen[None]):
         box = self.query_one("#notices")
         await box.remove_children()
         self._shown_notices.clear()
+        state = self.current.state if self.current else None
+        stale = {"message_request", "contact_request"} if state == "connected" else set()
         notices = [
             m
             for m in await self.session.history.unseen()
-            if m.kind == "notice" and peer_of(m.conversation, self.session.handle) == handle
+            if m.kind == "notice"
+            and peer_of(m.conversation, self.session.handle) == handle
+            and m.code not in stale  # a request notice once the request was accepted
         ]
         for notice in notices[-3:]:
             await self._mount_notice(notice)
@@ -178,6 +191,7 @@ class MainScreen(Screen[None]):
         if rowid is not None:
             await self.session.history.mark_seen([rowid])
         await event.banner.remove()
+        self._focus_compose()
 
     # --- sending ----------------------------------------------------------------------
 
@@ -193,6 +207,7 @@ class MainScreen(Screen[None]):
             self.notify(exc.message, title="Not sent", severity="error")
             return
         await self.query_one(MessageLog).add(message)
+        await self.refresh_conversations(from_relay=False)  # a new chat joins the list
 
     # --- events from the relay --------------------------------------------------------
 
@@ -212,7 +227,7 @@ class MainScreen(Screen[None]):
                 indicator.state = "reconnecting" if event.retry_in is not None else "offline"
             elif isinstance(event, MessageReceived):
                 await self._received(event.message)
-            elif isinstance(event, MessageAccepted):
+            elif isinstance(event, MessageAccepted | MessageDelivered):
                 self.query_one(MessageLog).update(event.message)
             elif isinstance(event, MessageRefused):
                 self.query_one(MessageLog).update(event.message, event.reason)
@@ -230,7 +245,8 @@ class MainScreen(Screen[None]):
                 await self.session.mark_read(self.current.handle)
         elif message.kind == "notice":
             self.notify(message.body, title="Safety notice", severity="warning", timeout=10)
-        await self.refresh_conversations(from_relay=message.kind != "message")
+        # Events and message requests change contact states: ask the relay again.
+        await self.refresh_conversations(from_relay=message.kind != "message" or message.request)
 
     # --- actions ----------------------------------------------------------------------
 
@@ -240,6 +256,13 @@ class MainScreen(Screen[None]):
         if action in ("block", "report", "safety_number"):
             return self.current is not None
         return True
+
+    def action_scroll_log(self, direction: int) -> None:
+        log = self.query_one(MessageLog)
+        if direction < 0:
+            log.scroll_page_up()
+        else:
+            log.scroll_page_down()
 
     def action_find(self) -> None:
         self.app.push_screen(FindPeopleDialog(self.session), self._found)
@@ -278,6 +301,7 @@ class MainScreen(Screen[None]):
             fresh = next((c for c in self._conversations if c.handle == handle), None)
             if fresh is not None:
                 await self.open_conversation(fresh)
+            self._focus_compose()
 
     @on(Button.Pressed, "#decline")
     @work
@@ -287,6 +311,7 @@ class MainScreen(Screen[None]):
         handle = self.current.handle
         if await self._run(self.session.respond(handle, False), f"Declined @{handle}."):
             await self.refresh_conversations()
+            self._focus_compose()
 
     def action_block(self) -> None:
         if self.current is None:
@@ -331,5 +356,7 @@ class MainScreen(Screen[None]):
         self.app.push_screen(InfoDialog("Your account", account_text(self.session)))
 
     async def on_unmount(self) -> None:
+        # Stop this screen's workers before the session (and its database) closes under them.
+        self.workers.cancel_node(self)
         with contextlib.suppress(Exception):
             await self.session.close()

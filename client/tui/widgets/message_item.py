@@ -7,9 +7,16 @@ from datetime import UTC
 from rich.text import Text
 from textual.widgets import Static
 
+from client.errors import error_message
 from client.history import HistoryMessage
 
-STATE_MARK = {"pending": "sending…", "sent": "sent ✓", "failed": "not sent ✗", "received": ""}
+STATE_MARK = {
+    "pending": "sending…",
+    "sent": "sent ✓",
+    "delivered": "delivered ✓✓",
+    "failed": "not sent ✗",
+    "received": "",
+}
 
 
 def render_message(message: HistoryMessage, me: str, reason: str | None = None) -> Text:
@@ -22,8 +29,8 @@ def render_message(message: HistoryMessage, me: str, reason: str | None = None) 
     line.append(message.body)  # appended as plain text: no markup from other people
     if mine and message.state in STATE_MARK:
         mark = STATE_MARK[message.state]
-        if message.state == "failed" and reason:
-            mark = f"{mark} {reason}"
+        if message.state == "failed":
+            mark = f"{mark} {reason or error_message(message.error_code or 'refused')}"
         line.append(f"  {mark}", style="red" if message.state == "failed" else "dim")
     if message.request and not mine:
         line.append("  (message request)", style="yellow")

