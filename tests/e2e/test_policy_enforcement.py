@@ -430,3 +430,20 @@ async def test_strict_ends_adult_minor_contact_even_between_contacts(tmp_path):
             assert await s.search("kit") == []
     finally:
         await relay.stop()
+
+
+async def test_plaintext_where_e2ee_is_required_is_refused(default_relay, tmp_path, monkeypatch):
+    """The other direction of the mode check, with E2EE switched on in the shared policy
+    module as issue #4 will (the relay and this test share the process)."""
+    from protocol import policy as shared_policy
+
+    ana = await make_profile(tmp_path, default_relay.url, "ana", ADULT)
+    ben = await make_profile(tmp_path, default_relay.url, "ben", ADULT2)
+    async with open_clients(ben) as (b,):
+        await b.contact_request("ana")
+    async with open_clients(ana) as (a,):
+        await a.respond("ben", accept=True)
+        monkeypatch.setattr(shared_policy, "E2EE_AVAILABLE", True)
+        # The client library still sends `visible` (it can't encrypt yet): refused.
+        assert await refused(send_and_wait(a, "ben", "plaintext")) == "mode_mismatch"
+        assert [c.mode for c in await a.contacts()] == ["e2ee"]
