@@ -43,6 +43,7 @@ from protocol.frames import (
     Ack,
     Auth,
     Block,
+    Bundle,
     Challenge,
     ContactEntry,
     ContactRequest,
@@ -53,9 +54,12 @@ from protocol.frames import (
     Delivered,
     Done,
     Error,
+    FetchBundle,
     Frame,
     MessageRef,
+    OneTimePrekey,
     Person,
+    PrekeysLow,
     Ready,
     RelayFrame,
     Report,
@@ -64,7 +68,9 @@ from protocol.frames import (
     SearchResult,
     Send,
     SetBirthdate,
+    SignedPrekey,
     Unblock,
+    UploadPrekeys,
     conversation_id,
 )
 from protocol.frames import Synced as SyncedFrame
@@ -345,6 +351,24 @@ class RelayClient:
         await self._done(Report(rid=rid, handle=handle, reason=reason, messages=evidence), rid)
         return messages
 
+    async def upload_prekeys(
+        self, signed: SignedPrekey | None, one_time: list[OneTimePrekey]
+    ) -> int:
+        """Publish prekeys (issue #4); returns the relay's one-time stock afterwards."""
+        rid = new_message_id()
+        outcome = await self._done(
+            UploadPrekeys(rid=rid, signed_prekey=signed, one_time_prekeys=one_time), rid
+        )
+        return int(outcome.partition(":")[2] or 0)
+
+    async def fetch_bundle(self, handle: str) -> Bundle:
+        """Another account's key bundle, to start an X3DH session (issue #4)."""
+        rid = new_message_id()
+        reply = await self._request(FetchBundle(rid=rid, handle=handle), rid)
+        if not isinstance(reply, Bundle):
+            raise ClientError("protocol_error", f"expected a bundle, got {type(reply).__name__}")
+        return reply
+
     async def set_birthdate(self, birthdate: date) -> str:
         """Re-declare the birth date (only to a younger or equal band without age assurance)."""
         declaration = sign_declaration(
@@ -507,7 +531,11 @@ class RelayClient:
                 message = await self.history.get(self.handle, frame.id)
                 if message is not None:
                     await self._events.put(MessageDelivered(message))
-        elif isinstance(frame, Done | ContactsResult | SearchResult):
+        elif isinstance(frame, PrekeysLow):
+            # The relay's key directory wants more one-time prekeys. Nothing uses them until
+            # E2EE is wired in (issue #4), so there is nothing to top up yet.
+            log.debug("relay reports %d one-time prekeys left", frame.remaining)
+        elif isinstance(frame, Done | ContactsResult | SearchResult | Bundle):
             future = self._requests.pop(frame.rid, None)
             if future is not None and not future.done():
                 future.set_result(frame)

@@ -55,6 +55,8 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "request_awaiting_you": "They asked to connect with you: accept their request first.",
     "no_pending_request": "There is no request from them to answer.",
     "cannot_target_self": "That's your own account.",
+    # Key directory (§6.3)
+    "no_prekeys": "That account hasn't published its encryption keys yet.",
     # Anything else
     "not_found": "There is nothing at that address.",
     "internal_error": "The relay hit an unexpected error; nothing was stored.",

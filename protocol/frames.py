@@ -8,11 +8,11 @@ as standard base64 (msgspec's JSON encoding of ``bytes``); times are RFC 3339 in
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import msgspec
 
-from protocol.limits import MAX_ACK_REFS, MAX_REPORTED_MESSAGES
+from protocol.limits import MAX_ACK_REFS, MAX_PREKEYS_PER_UPLOAD, MAX_REPORTED_MESSAGES
 from protocol.registration import AgeDeclaration
 from protocol.types import (
     Body,
@@ -21,6 +21,7 @@ from protocol.types import (
     MessageId,
     Mode,
     Nonce,
+    PublicKey,
     Signature,
     Time,
 )
@@ -128,6 +129,39 @@ class SetBirthdate(Frame, tag="set_birthdate"):
     declaration: AgeDeclaration
 
 
+KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+
+
+class SignedPrekey(msgspec.Struct, frozen=True, kw_only=True):
+    """X3DH signed prekey: Ed25519 signature by the identity key over 0x05 ‖ public."""
+
+    id: KeyId
+    public: PublicKey
+    signature: Signature
+
+
+class OneTimePrekey(msgspec.Struct, frozen=True, kw_only=True):
+    id: KeyId
+    public: PublicKey
+
+
+class UploadPrekeys(Frame, tag="upload_prekeys"):
+    """Publish a (new) signed prekey and/or a batch of one-time prekeys (issue #4)."""
+
+    rid: RequestId
+    signed_prekey: SignedPrekey | None = None
+    one_time_prekeys: Annotated[
+        list[OneTimePrekey], msgspec.Meta(max_length=MAX_PREKEYS_PER_UPLOAD)
+    ] = []
+
+
+class FetchBundle(Frame, tag="fetch_bundle"):
+    """Ask for another account's key bundle to start an X3DH session with it."""
+
+    rid: RequestId
+    handle: Handle
+
+
 # --- relay → client -------------------------------------------------------------------
 
 
@@ -197,6 +231,25 @@ class Delivered(Frame, tag="delivered"):
     delivered_at: Time
 
 
+class Bundle(Frame, tag="bundle"):
+    """A key bundle: the identity key, the account's own signed age declaration, the
+    current signed prekey, and one one-time prekey (handed out once; null when none are
+    left, and X3DH proceeds without it)."""
+
+    rid: RequestId
+    handle: Handle
+    identity_key: PublicKey
+    declaration: AgeDeclaration
+    signed_prekey: SignedPrekey
+    one_time_prekey: OneTimePrekey | None = None
+
+
+class PrekeysLow(Frame, tag="prekeys_low"):
+    """This account's stock of one-time prekeys is low: upload more."""
+
+    remaining: int
+
+
 class Done(Frame, tag="done"):
     """A request (contact_request, contact_respond, block, unblock, report, set_birthdate)
     succeeded. ``outcome`` says how, e.g. ``requested``, ``connected``, ``declined``."""
@@ -245,6 +298,8 @@ ClientFrame = (
     | Unblock
     | Report
     | SetBirthdate
+    | UploadPrekeys
+    | FetchBundle
 )
 RelayFrame = (
     Challenge
@@ -257,37 +312,18 @@ RelayFrame = (
     | Done
     | ContactsResult
     | SearchResult
+    | Bundle
+    | PrekeysLow
 )
 
-CLIENT_FRAME_TYPES: frozenset[str] = frozenset(
-    {
-        "auth",
-        "send",
-        "ack",
-        "contact_request",
-        "contact_respond",
-        "contacts_list",
-        "search",
-        "block",
-        "unblock",
-        "report",
-        "set_birthdate",
-    }
-)
-RELAY_FRAME_TYPES: frozenset[str] = frozenset(
-    {
-        "challenge",
-        "ready",
-        "synced",
-        "accepted",
-        "deliver",
-        "error",
-        "done",
-        "contacts",
-        "search_result",
-        "delivered",
-    }
-)
+
+def _tags(union: object) -> frozenset[str]:
+    return frozenset(str(t.__struct_config__.tag) for t in get_args(union))
+
+
+#: Every frame type each side accepts, derived from the unions (one source of truth).
+CLIENT_FRAME_TYPES: frozenset[str] = _tags(ClientFrame)
+RELAY_FRAME_TYPES: frozenset[str] = _tags(RelayFrame)
 
 #: The relay's own handle as the sender of system and notice events; never registrable.
 RELAY_HANDLE = "agechat"

@@ -27,3 +27,8 @@ SIGNATURE_BYTES: Final = 64
 MAX_REPORTED_MESSAGES: Final = 50
 #: Most results one search returns.
 MAX_SEARCH_RESULTS: Final = 20
+#: One-time prekeys per upload, the most a relay keeps per account, and the stock below
+#: which it asks the owner for more.
+MAX_PREKEYS_PER_UPLOAD: Final = 100
+MAX_PREKEYS_STORED: Final = 500
+PREKEYS_LOW_WATER: Final = 10

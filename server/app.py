@@ -16,7 +16,8 @@ from server.config import RelayConfig
 from server.group_commit import GroupCommitter
 from server.http_errors import error_response
 from server.hub import Hub
-from server.keys import COMMITTER, CONFIG, HUB, POLICY, RELAY_ID, SOCIAL, STORE
+from server.key_directory import KeyDirectory
+from server.keys import COMMITTER, CONFIG, HUB, KEY_DIRECTORY, POLICY, RELAY_ID, SOCIAL, STORE
 from server.policy_loader import load_policy
 from server.registration import register
 from server.social import SocialService
@@ -75,6 +76,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[COMMITTER] = committer
     social = SocialService(store, app[POLICY], config.clock, committer)
     app[SOCIAL] = social
+    app[KEY_DIRECTORY] = KeyDirectory(store)
     await social.load()
     pruner = asyncio.create_task(_prune_forever(store, config, social))
     watcher = asyncio.create_task(_watch_forever(store, social))

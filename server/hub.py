@@ -20,6 +20,9 @@ class Hub:
         if self._connections.get(connection.handle) is connection:
             del self._connections[connection.handle]
 
+    def connection(self, handle: str) -> Connection | None:
+        return self._connections.get(handle)
+
     def connections(self) -> list[Connection]:
         """A copy, so callers may close connections while iterating."""
         return list(self._connections.values())

@@ -8,6 +8,7 @@ from protocol.policy import Policy
 from server.config import RelayConfig
 from server.group_commit import GroupCommitter
 from server.hub import Hub
+from server.key_directory import KeyDirectory
 from server.social import SocialService
 from server.store import Store
 
@@ -18,4 +19,5 @@ COMMITTER = web.AppKey("committer", GroupCommitter)
 #: The policy in force and its enforcement (accounts, contacts, blocks, bands).
 POLICY = web.AppKey("policy", Policy)
 SOCIAL = web.AppKey("social", SocialService)
+KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 RELAY_ID = web.AppKey("relay_id", str)

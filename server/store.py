@@ -19,7 +19,7 @@ import aiosqlite
 
 from server.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -99,6 +99,21 @@ CREATE TABLE audit (
     created_at REAL NOT NULL
 );
 CREATE TABLE announced_bands (handle TEXT PRIMARY KEY, band TEXT NOT NULL);
+"""
+
+
+# v3 (issue #4): the key directory — signed prekeys (the newest is handed out, older ones
+# kept for the grace period) and one-time prekeys (each handed out once, then deleted).
+_SCHEMA_V3 = """
+CREATE TABLE prekeys (
+    handle TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    key_id INTEGER NOT NULL,
+    public BLOB NOT NULL,
+    signature BLOB,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (handle, kind, key_id)
+);
 """
 
 
@@ -214,7 +229,7 @@ class SqliteStore:
                 f"this relay knows up to {SCHEMA_VERSION}"
             )
         # Each step runs in its own transaction and records the version it reached.
-        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2)):
+        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)):
             if version < target:
                 await self.db.executescript(
                     f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"

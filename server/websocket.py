@@ -14,6 +14,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import identity
@@ -25,6 +26,7 @@ from protocol.frames import (
     Ack,
     Auth,
     Block,
+    Bundle,
     Challenge,
     ContactRequest,
     ContactRespond,
@@ -32,7 +34,9 @@ from protocol.frames import (
     ContactsResult,
     Done,
     Error,
+    FetchBundle,
     Frame,
+    PrekeysLow,
     Ready,
     Report,
     Search,
@@ -40,13 +44,21 @@ from protocol.frames import (
     Send,
     SetBirthdate,
     Unblock,
+    UploadPrekeys,
     conversation_id,
 )
-from protocol.limits import AUTH_TIMEOUT_SECONDS, MAX_WEBSOCKET_MESSAGE_BYTES, NONCE_BYTES
-from protocol.policy import Decision
+from protocol.limits import (
+    AUTH_TIMEOUT_SECONDS,
+    MAX_WEBSOCKET_MESSAGE_BYTES,
+    NONCE_BYTES,
+    PREKEYS_LOW_WATER,
+)
+from protocol.policy import Decision, may_message
+from protocol.registration import AgeDeclaration
 from server.connection import Connection
 from server.declarations import declaration_error
-from server.keys import COMMITTER, CONFIG, HUB, RELAY_ID, SOCIAL, STORE
+from server.key_directory import signed_prekey_valid
+from server.keys import COMMITTER, CONFIG, HUB, KEY_DIRECTORY, RELAY_ID, SOCIAL, STORE
 from server.records import AckRecord, NewMessage, StoredMessage
 
 log = logging.getLogger("agechat.relay.ws")
@@ -93,6 +105,8 @@ class _Session:
             Unblock: self._on_unblock,
             Report: self._on_report,
             SetBirthdate: self._on_set_birthdate,
+            UploadPrekeys: self._on_upload_prekeys,
+            FetchBundle: self._on_fetch_bundle,
         }
 
     async def send(self, frame: Frame) -> None:
@@ -320,6 +334,60 @@ class _Session:
             handle, frame.birthdate, encode_json(frame.declaration)
         )
         await self._answer(frame.rid, decision, "birthdate_changed")
+
+    # --- the key directory (issue #4) -------------------------------------------------
+
+    async def _on_upload_prekeys(self, frame: UploadPrekeys) -> None:
+        assert self.connection is not None
+        handle = self.connection.handle
+        account = await self.app[STORE].get_account(handle)
+        assert account is not None
+        spk = frame.signed_prekey
+        if spk is not None and not signed_prekey_valid(account.identity_key, spk):
+            await self.refuse("bad_signature", "the signed prekey's signature", ref=frame.rid)
+            return
+        stock = await self.app[KEY_DIRECTORY].upload(
+            handle, spk, frame.one_time_prekeys, self.app[CONFIG].clock()
+        )
+        await self.send(Done(rid=frame.rid, outcome=f"stored:{stock}"))
+
+    async def _on_fetch_bundle(self, frame: FetchBundle) -> None:
+        assert self.connection is not None
+        me = self.connection.handle
+        if (problem := self._target_error(frame.handle)) is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        # Only someone who may write to the account gets its keys (and its declaration).
+        social = self.app[SOCIAL]
+        decision = may_message(social.policy, social.quick_facts(me, frame.handle))
+        if decision.outcome == "refuse" and decision.reason != "you_blocked":
+            await self.refuse(decision.reason, ref=frame.rid)
+            return
+        directory = self.app[KEY_DIRECTORY]
+        account = await self.app[STORE].get_account(frame.handle)
+        signed = await directory.current_signed(frame.handle)
+        if account is None or signed is None:
+            await self.refuse("no_prekeys", ref=frame.rid)
+            return
+        one_time = await directory.take_one_time(frame.handle)
+        await self.send(
+            Bundle(
+                rid=frame.rid,
+                handle=frame.handle,
+                identity_key=account.identity_key,
+                declaration=_declaration(account.declaration),
+                signed_prekey=signed,
+                one_time_prekey=one_time,
+            )
+        )
+        remaining = await directory.one_time_count(frame.handle)
+        owner = self.app[HUB].connection(frame.handle)
+        if remaining < PREKEYS_LOW_WATER and owner is not None:
+            await owner.send(PrekeysLow(remaining=remaining))
+
+
+def _declaration(raw: bytes) -> AgeDeclaration:
+    return msgspec.json.decode(raw, type=AgeDeclaration)
 
 
 async def _auth_deadline(session: _Session) -> None:
