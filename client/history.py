@@ -316,9 +316,25 @@ class History:
             return None if row is None else _row(row)
 
     async def conversation(
-        self, conversation: str, *, limit: int = 100, before_rowid: int | None = None
+        self,
+        conversation: str,
+        *,
+        limit: int = 100,
+        before_rowid: int | None = None,
+        after_rowid: int | None = None,
     ) -> list[HistoryMessage]:
-        """The latest ``limit`` messages before ``before_rowid``, oldest first (for paging)."""
+        """A page of a conversation, oldest first: the latest ``limit`` before
+        ``before_rowid``, or the first ``limit`` after ``after_rowid`` (paging both ways)."""
+        if after_rowid is not None:
+            async with (
+                self._lock,
+                self.db.execute(
+                    f"SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND rowid > ? "
+                    "ORDER BY rowid LIMIT ?",
+                    (conversation, after_rowid, limit),
+                ) as cur,
+            ):
+                return [_row(r) for r in await cur.fetchall()]
         async with self._lock:
             async with self.db.execute(
                 f"SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND rowid < ? "

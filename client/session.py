@@ -161,10 +161,18 @@ class ChatSession:
         return sorted(result.values(), key=order)
 
     async def messages(
-        self, handle: str, *, limit: int = 200, before_rowid: int | None = None
+        self,
+        handle: str,
+        *,
+        limit: int = 200,
+        before_rowid: int | None = None,
+        after_rowid: int | None = None,
     ) -> list[HistoryMessage]:
         return await self.history.conversation(
-            conversation_id(self.handle, handle), limit=limit, before_rowid=before_rowid
+            conversation_id(self.handle, handle),
+            limit=limit,
+            before_rowid=before_rowid,
+            after_rowid=after_rowid,
         )
 
     async def mark_read(self, handle: str) -> None:

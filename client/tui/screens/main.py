@@ -117,8 +117,10 @@ class MainScreen(Screen[None]):
         await self._show_notices(conversation.handle)
         log = self.query_one(MessageLog)
 
-        async def page(before: int | None) -> list[HistoryMessage]:
-            return await self.session.messages(conversation.handle, limit=PAGE, before_rowid=before)
+        async def page(before: int | None, after: int | None) -> list[HistoryMessage]:
+            return await self.session.messages(
+                conversation.handle, limit=PAGE, before_rowid=before, after_rowid=after
+            )
 
         await log.show(page)
         await self.session.mark_read(conversation.handle)
