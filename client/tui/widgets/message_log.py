@@ -48,7 +48,10 @@ class MessageLog(VerticalScroll, can_focus=False):
         self._older_exhausted = len(page) < PAGE
         self._at_newest = True
         await self.mount_all([self._item(m) for m in page])
-        self.scroll_end(animate=False, immediate=True)
+        # Stay at the bottom (the newest line) as the layout settles and lines arrive,
+        # until the reader scrolls away.
+        self.anchor()
+        self.scroll_end(animate=False)
 
     def _item(self, message: HistoryMessage, reason: str | None = None) -> MessageItem:
         item = MessageItem(message, self.me, reason)

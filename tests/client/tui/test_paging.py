@@ -42,3 +42,19 @@ async def test_scrolling_a_long_conversation_keeps_a_bounded_window(tmp_path):
         assert bodies()[-1] == f"line {COUNT - 1:04d}"
         assert bodies() == sorted(bodies())  # in order, no gaps inside the window
         await asyncio.sleep(0)
+
+
+async def test_opening_a_conversation_shows_its_newest_line(tmp_path):
+    profile = write_profile(tmp_path / "ana", "ana", "Ana", date(1990, 1, 1))
+    await fill(profile, "ben", [("ben", f"line {i:03d}") for i in range(150)], notice=None)
+    app = AgechatApp(ProfileSessions(tmp_path / "ana", kdf=MINIMUM), passphrase=PASSPHRASE)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(100):
+            await pilot.pause(0.05)
+            if isinstance(app.screen, MainScreen) and app.screen.query(MessageItem):
+                break
+        await pilot.pause(0.2)
+        log = app.screen.query_one(MessageLog)
+        newest = list(log.query(MessageItem))[-1]
+        assert newest.message.body == "line 149"
+        assert log.scroll_y == log.max_scroll_y > 0  # scrolled to the end, where it is
