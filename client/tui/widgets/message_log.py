@@ -15,8 +15,8 @@ from textual.containers import VerticalScroll
 from client.history import HistoryMessage
 from client.tui.widgets.message_item import MessageItem
 
-PAGE = 100
-WINDOW = 3 * PAGE
+PAGE = 50  # enough to fill a tall terminal; a smaller first page paints sooner
+WINDOW = 6 * PAGE
 
 #: (before_rowid, after_rowid) -> a page, oldest first
 LoadPage = Callable[[int | None, int | None], Awaitable[list[HistoryMessage]]]
