@@ -26,13 +26,13 @@ def describe(c: Conversation) -> Text:
     line.append(f" @{c.handle}", style="dim")
     if c.unread:
         line.append(f"  ({c.unread} new)", style="bold magenta")
-    line.append("\n  ")
-    line.append(MODE_BADGE.get(c.mode, c.mode), style="green" if c.mode == "e2ee" else "yellow")
     note = STATE_NOTE.get(c.state)
     if note:
-        line.append(f" · {note}", style="dim")
+        line.append(f"\n  {note}", style="dim")
     if c.restricted:
-        line.append(" · ⚠ restricted", style="bold red")
+        line.append("\n  ⚠ restricted from contacting minors", style="bold red")
+    line.append("\n  ")
+    line.append(MODE_BADGE.get(c.mode, c.mode), style="green" if c.mode == "e2ee" else "yellow")
     return line
 
 
