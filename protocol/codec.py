@@ -61,7 +61,7 @@ class _FrameDecoder(Generic[T]):
         # Only on the error path: look again to tell an unknown type from a bad field.
         try:
             raw = msgspec.json.decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, UnicodeDecodeError):  # e.g. b'"\x80"': not UTF-8
             return FrameError("invalid_json")
         if not isinstance(raw, dict):
             return FrameError("invalid_frame", "a frame is a JSON object")

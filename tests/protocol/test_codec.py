@@ -112,6 +112,7 @@ def test_random_json_only_ever_raises_frame_error(value):
     [
         (b"{not json", "invalid_json"),
         (b"\xff\xfe", "invalid_json"),
+        (b'"\x80"', "invalid_json"),  # found by hypothesis: a JSON string that isn't UTF-8
         (b"[1, 2]", "invalid_frame"),
         (b'{"id": "x"}', "invalid_frame"),
         (b'{"type": 7}', "invalid_frame"),
