@@ -280,23 +280,39 @@ class History:
 
     async def conversation_summaries(self, me: str) -> list[ConversationSummary]:
         """One line per conversation: the other handle, unread count, the last message."""
-        async with self._lock:
-            async with self.db.execute(
-                "SELECT conversation, "
-                "SUM(direction = 'in' AND seen = 0 AND kind = 'message'), "
-                "MAX(rowid) FROM messages GROUP BY conversation"
-            ) as cur:
-                rows = list(await cur.fetchall())
-            summaries = []
-            for conversation, unread, last_rowid in rows:
-                async with self.db.execute(
-                    f"SELECT {_COLUMNS} FROM messages WHERE rowid = ?", (last_rowid,)
-                ) as cur:
-                    last = _row(await cur.fetchone())
-                peer = peer_of(conversation, me)
-                if peer is not None:
-                    summaries.append(ConversationSummary(peer, conversation, int(unread), last))
-            return summaries
+        async with (
+            self._lock,
+            self.db.execute(
+                f"SELECT {_COLUMNS}, totals.unread FROM messages JOIN ("
+                "SELECT MAX(rowid) AS last, "
+                "SUM(direction = 'in' AND seen = 0 AND kind = 'message') AS unread "
+                "FROM messages GROUP BY conversation) AS totals ON messages.rowid = totals.last"
+            ) as cur,
+        ):
+            rows = list(await cur.fetchall())
+        summaries = []
+        for row in rows:
+            last = _row(row[:-1])
+            peer = peer_of(last.conversation, me)
+            if peer is not None:
+                summaries.append(ConversationSummary(peer, last.conversation, int(row[-1]), last))
+        return summaries
+
+    async def last_messages(self, conversation: str, count: int) -> list[HistoryMessage]:
+        """The last ``count`` messages (not events) of a conversation, oldest first."""
+        if count <= 0:
+            return []
+        async with (
+            self._lock,
+            self.db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE conversation = ? AND kind = 'message' "
+                "ORDER BY rowid DESC LIMIT ?",
+                (conversation, count),
+            ) as cur,
+        ):
+            rows = [_row(r) for r in await cur.fetchall()]
+        rows.reverse()
+        return rows
 
     async def mark_conversation_seen(self, conversation: str) -> None:
         async with self._lock:

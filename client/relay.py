@@ -338,9 +338,7 @@ class RelayClient:
     async def report(self, handle: str, reason: str, last: int = 5) -> list[HistoryMessage]:
         """Report ``handle``, attaching the last ``last`` messages of our conversation as this
         client has them. Returns what was attached."""
-        conversation = conversation_id(self.handle, handle)
-        history = await self.history.conversation(conversation, limit=max(last, 0) * 4 + 20)
-        messages = [m for m in history if m.kind == "message"][-last:] if last > 0 else []
+        messages = await self.history.last_messages(conversation_id(self.handle, handle), last)
         evidence = [
             ReportedMessage(
                 id=m.msg_id, sender=m.sender, to=m.recipient, text=m.body, sent_at=m.sent_at

@@ -208,8 +208,7 @@ class ChatSession:
 
     async def report_preview(self, handle: str, last: int = 5) -> list[HistoryMessage]:
         """The messages a report would attach, to show before sending it."""
-        history = await self.messages(handle, limit=last * 4 + 20)
-        return [m for m in history if m.kind == "message"][-last:] if last > 0 else []
+        return await self.history.last_messages(conversation_id(self.handle, handle), last)
 
     async def report(self, handle: str, reason: str, last: int = 5) -> list[HistoryMessage]:
         return await self.client.report(handle, reason, last)

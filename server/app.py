@@ -6,6 +6,7 @@ import asyncio
 import logging
 import secrets
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from aiohttp import WSCloseCode, web
 
@@ -91,8 +92,6 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _prune_forever(store: SqliteStore, config: RelayConfig, social: SocialService) -> None:
-    from datetime import timedelta
-
     while True:
         try:
             now = config.clock()

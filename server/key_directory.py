@@ -44,29 +44,22 @@ class KeyDirectory:
     ) -> int:
         """Store what was uploaded; returns the one-time stock afterwards. A one-time id
         already present is ignored (a retried upload); the stock is capped."""
-        async with self._store.write_lock:
-            db = self._store.db
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                if signed is not None:
-                    await db.execute(
-                        "INSERT OR REPLACE INTO prekeys VALUES (?, 'signed', ?, ?, ?, ?)",
-                        (handle, signed.id, signed.public, signed.signature, now.timestamp()),
-                    )
-                async with db.execute(
-                    "SELECT COUNT(*) FROM prekeys WHERE handle = ? AND kind = 'one_time'",
-                    (handle,),
-                ) as cur:
-                    row = await cur.fetchone()
-                room = MAX_PREKEYS_STORED - (int(row[0]) if row else 0)
-                await db.executemany(
-                    "INSERT OR IGNORE INTO prekeys VALUES (?, 'one_time', ?, ?, NULL, ?)",
-                    [(handle, k.id, k.public, now.timestamp()) for k in one_time[: max(room, 0)]],
+        async with self._store.transaction() as db:
+            if signed is not None:
+                await db.execute(
+                    "INSERT OR REPLACE INTO prekeys VALUES (?, 'signed', ?, ?, ?, ?)",
+                    (handle, signed.id, signed.public, signed.signature, now.timestamp()),
                 )
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.execute("ROLLBACK")
-                raise
+            async with db.execute(
+                "SELECT COUNT(*) FROM prekeys WHERE handle = ? AND kind = 'one_time'",
+                (handle,),
+            ) as cur:
+                row = await cur.fetchone()
+            room = MAX_PREKEYS_STORED - (int(row[0]) if row else 0)
+            await db.executemany(
+                "INSERT OR IGNORE INTO prekeys VALUES (?, 'one_time', ?, ?, NULL, ?)",
+                [(handle, k.id, k.public, now.timestamp()) for k in one_time[: max(room, 0)]],
+            )
         return await self.one_time_count(handle)
 
     async def current_signed(self, handle: str) -> SignedPrekey | None:

@@ -9,6 +9,7 @@ path decides from memory), and tells people what changed through durable `system
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import secrets
 from collections.abc import Callable
@@ -123,17 +124,7 @@ class SocialService:
         since = self._clock() - timedelta(days=1)
         total = await self.social.count_events(actor, (NEW_CONTACT,), since)
         minors = await self.social.count_events(actor, (NEW_CONTACT,), since, to_minors=True)
-        return Facts(
-            actor=quick.actor,
-            target=quick.target,
-            relationship=quick.relationship,
-            actor_blocked_target=quick.actor_blocked_target,
-            target_blocked_actor=quick.target_blocked_actor,
-            actor_restricted=quick.actor_restricted,
-            target_restricted=quick.target_restricted,
-            requests_today=total,
-            requests_to_minors_today=minors,
-        )
+        return dataclasses.replace(quick, requests_today=total, requests_to_minors_today=minors)
 
     def mode(self, a: str, b: str) -> rules.ConversationMode:
         return rules.conversation_mode(self.policy, [self.band_of(a), self.band_of(b)])

@@ -9,8 +9,9 @@ overwrites deleted bodies on disk instead of leaving them in free pages.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Protocol
@@ -299,6 +300,19 @@ class SqliteStore:
         async with self.reader.execute("SELECT handle FROM accounts") as cur:
             return [str(r[0]) for r in await cur.fetchall()]
 
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction on the writer connection, holding the write lock."""
+        async with self._write_lock:
+            db = self.db
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                await db.execute("ROLLBACK")
+                raise
+            await db.execute("COMMIT")
+
     async def write_batch(
         self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
     ) -> list[StoredMessage]:
@@ -308,15 +322,7 @@ class SqliteStore:
         above the previous maximum are exactly the ones this batch inserted; a message whose
         (sender, id) already exists is ignored (an idempotent resend).
         """
-        async with self._write_lock:
-            return await self._write_batch_locked(messages, acks, now)
-
-    async def _write_batch_locked(
-        self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
-    ) -> list[StoredMessage]:
-        db = self.db
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with self.transaction() as db:
             if messages:
                 await db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
@@ -351,10 +357,6 @@ class SqliteStore:
                     (self._max_seq,),
                 ) as cur:
                     new = [_message(r) for r in await cur.fetchall()]
-            await db.execute("COMMIT")
-        except BaseException:
-            await db.execute("ROLLBACK")
-            raise
         if new:
             self._max_seq = new[-1].seq
         return new

@@ -17,6 +17,7 @@ import nacl.signing
 
 from protocol.crypto.errors import CryptoError
 from protocol.crypto.kdf import equal
+from protocol.identity import verify
 
 KEY_BYTES = 32
 SIGNATURE_BYTES = 64
@@ -102,12 +103,5 @@ class IdentityKeyPair:
         return nacl.signing.SigningKey(self.seed).sign(message).signature
 
 
-def verify_signature(identity_key: bytes, message: bytes, signature: bytes) -> bool:
-    """True when ``signature`` is a valid Ed25519 signature of ``message`` by ``identity_key``."""
-    if len(identity_key) != KEY_BYTES or len(signature) != SIGNATURE_BYTES:
-        return False
-    try:
-        nacl.signing.VerifyKey(identity_key).verify(message, signature)
-    except (nacl.exceptions.BadSignatureError, nacl.exceptions.ValueError, ValueError):
-        return False
-    return True
+#: Ed25519 verification lives in protocol.identity (also used for auth and declarations).
+verify_signature = verify
