@@ -6,6 +6,7 @@ relay accepts, so a crash in between never leaves a registered account without i
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
@@ -16,9 +17,10 @@ import nacl.signing
 
 from client.declaration import sign_declaration
 from client.errors import ClientError, error_message
+from client.history import History
 from client.keystore import INTERACTIVE, KdfLimits, SealedSecret, seal, unseal
-from client.profile import PROFILE_FILE, Profile, ProfileData
-from client.relay import websocket_url
+from client.profile import PROFILE_FILE, Identity, Profile, ProfileData
+from client.relay import RelayClient, websocket_url
 from client.timeutil import utc_now
 from protocol import identity
 from protocol.codec import encode
@@ -88,7 +90,26 @@ async def create_account(
             f"kept in {pending}. Run the same command again to finish.",
         ) from None
     pending.replace(Profile.path_in(directory))
-    return Profile(directory, data)
+    profile = Profile(directory, data)
+    # Publish prekeys now, so others can start an encrypted chat before our first login.
+    # Best effort: every later connection publishes whatever is still due.
+    await publish_prekeys(profile, Identity(signing_key))
+    return profile
+
+
+async def publish_prekeys(profile: Profile, identity: Identity, timeout: float = 10.0) -> bool:
+    """Connect once, publish the signed and one-time prekeys that are due, disconnect."""
+    history = History(profile.history_path)
+    await history.open()
+    try:
+        async with RelayClient(profile, identity, history, reconnect=False) as client:
+            await client.wait_connected(timeout)
+            await asyncio.wait_for(client.prekeys_published.wait(), timeout)
+        return True
+    except (ClientError, TimeoutError):
+        return False
+    finally:
+        await history.close()
 
 
 #: Registration failures after which the relay may have registered the account anyway.

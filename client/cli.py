@@ -23,6 +23,7 @@ import click
 import msgspec
 
 from client.account import create_account
+from client.e2ee import SafetyNumber
 from client.errors import ClientError
 from client.events import Disconnected, MessageReceived, Synced
 from client.explain import MODE_BADGE
@@ -429,6 +430,52 @@ async def unblock(options: Options, handle: str) -> None:
     async with connected_client(options) as client:
         outcome = await client.unblock(handle)
     emit(options, {"handle": handle, "outcome": outcome}, f"Unblocked @{handle}.")
+
+
+def _safety_payload(result: SafetyNumber) -> dict[str, Any]:
+    return {
+        "handle": result.peer,
+        "safety_number": result.number,
+        "verified": result.verified,
+        "key_changed": result.key_changed,
+    }
+
+
+@cli.command("safety-number")
+@click.argument("handle")
+@command
+async def safety_number(options: Options, handle: str) -> None:
+    """Print the safety number you share with HANDLE (compare it with theirs)."""
+    async with connected_client(options) as client:
+        result = await client.safety_number(handle)
+    state = "verified" if result.verified else "not verified"
+    warning = "\nTheir key CHANGED since you last saw it." if result.key_changed else ""
+    emit(
+        options,
+        _safety_payload(result),
+        f"Safety number with @{handle} ({state}):\n{result.number}{warning}\n"
+        "If it matches the one on their screen, run `agechat verify " + handle + "`.",
+    )
+
+
+@cli.command()
+@click.argument("handle")
+@command
+async def verify(options: Options, handle: str) -> None:
+    """Mark HANDLE's safety number as verified (after comparing it with theirs)."""
+    async with connected_client(options) as client:
+        result = await client.verify(handle)
+    emit(options, _safety_payload(result), f"Verified @{handle}: {result.number}")
+
+
+@cli.command("accept-key")
+@click.argument("handle")
+@command
+async def accept_key(options: Options, handle: str) -> None:
+    """Accept HANDLE's new key without verifying it (clears the warning; not verified)."""
+    async with connected_client(options) as client:
+        result = await client.accept_key(handle)
+    emit(options, _safety_payload(result), f"Accepted @{handle}'s new key (not verified).")
 
 
 @cli.command()

@@ -24,6 +24,12 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "registration_pending": "An earlier registration from this profile did not finish.",
     "connection_closed": "The relay closed the connection.",
     "no_terminal": "The chat app needs a terminal.",
+    # End-to-end encryption (issue #4)
+    "downgrade_refused": "The relay says this chat can't be encrypted, but both of you "
+    "declared yourselves adults: not sending it unencrypted.",
+    "safety_number_changed": "Their safety number changed since you verified it. Verify it "
+    "again (or accept the new key) before sending.",
+    "no_peer_key": "You haven't exchanged keys with them yet: send a message first.",
 }
 
 

@@ -1,7 +1,6 @@
 """Plain words for what protects a person and why — shared by the TUI and the CLI.
 
-Written so a 13-year-old can follow them, and honest about this prototype: end-to-end
-encryption is not built yet (issue #4), so no chat is end-to-end encrypted today.
+Written so a 13-year-old can follow them, and honest about what each mode protects.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Literal
 
 import aiosqlite
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Direction = Literal["in", "out"]
 State = Literal["pending", "sent", "delivered", "failed", "received"]
 
@@ -49,6 +49,15 @@ ALTER TABLE messages ADD COLUMN seen INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX messages_unseen ON messages (rowid) WHERE direction = 'in' AND seen = 0;
 """
 
+# v3 (issue #4): a received e2ee message's franking evidence, kept so it can be reported
+# and verified by the relay (PROTOCOL.md §6.4); sent_at exactly, as the relay tagged it.
+_SCHEMA_V3 = """
+ALTER TABLE messages ADD COLUMN franking_key BLOB;
+ALTER TABLE messages ADD COLUMN commitment BLOB;
+ALTER TABLE messages ADD COLUMN franking_tag BLOB;
+ALTER TABLE messages ADD COLUMN sent_at_exact TEXT;
+"""
+
 _COLUMNS = (
     "rowid, sender, msg_id, recipient, conversation, kind, mode, body, direction, state, "
     "error_code, created_at, sent_at, code, request"
@@ -72,6 +81,16 @@ class HistoryMessage:
     sent_at: datetime | None
     code: str | None = None
     request: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FrankingEvidence:
+    """What reporting a received e2ee message reveals to the relay (PROTOCOL.md §6.4)."""
+
+    franking_key: bytes
+    commitment: bytes
+    franking_tag: bytes
+    sent_at: datetime  # exactly as the relay sent it (the tag covers it to the microsecond)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +165,7 @@ class History:
         version = int(row[0]) if row else 0
         if version > SCHEMA_VERSION:
             raise RuntimeError(f"{self._path} is from a newer agechat (schema {version})")
-        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2)):
+        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)):
             if version < target:
                 await self.db.executescript(
                     f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"
@@ -210,6 +229,29 @@ class History:
             await self.db.commit()
             return cur.rowcount > 0
 
+    async def set_mode(self, msg_id: str, sender: str, mode: str) -> None:
+        """The mode an outgoing message was actually sent in (decided when it leaves)."""
+        async with self._lock:
+            await self.db.execute(
+                "UPDATE messages SET mode = ? WHERE sender = ? AND msg_id = ? AND mode != ?",
+                (mode, sender, msg_id, mode),
+            )
+            await self.db.commit()
+
+    async def franking_evidence(self, sender: str, msg_id: str) -> FrankingEvidence | None:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT franking_key, commitment, franking_tag, sent_at_exact FROM messages "
+                "WHERE sender = ? AND msg_id = ? AND franking_key IS NOT NULL",
+                (sender, msg_id),
+            ) as cur,
+        ):
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return FrankingEvidence(row[0], row[1], row[2], datetime.fromisoformat(row[3]))
+
     async def mark_failed(self, msg_id: str, sender: str, code: str) -> None:
         async with self._lock:
             await self.db.execute(
@@ -233,13 +275,15 @@ class History:
         received_at: datetime,
         code: str | None = None,
         request: bool = False,
+        franking: FrankingEvidence | None = None,
     ) -> HistoryMessage | None:
         """Store a received message; None when it was already stored (a redelivery)."""
         async with self._lock:
             async with self.db.execute(
                 "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, kind, "
-                "mode, body, direction, state, created_at, sent_at, code, request) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?, ?, ?) "
+                "mode, body, direction, state, created_at, sent_at, code, request, "
+                "franking_key, commitment, franking_tag, sent_at_exact) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"RETURNING {_COLUMNS}",
                 (
                     sender,
@@ -253,6 +297,10 @@ class History:
                     _ts(sent_at),
                     code,
                     int(request),
+                    None if franking is None else franking.franking_key,
+                    None if franking is None else franking.commitment,
+                    None if franking is None else franking.franking_tag,
+                    None if franking is None else franking.sent_at.isoformat(),
                 ),
             ) as cur:
                 row = await cur.fetchone()

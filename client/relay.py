@@ -20,7 +20,9 @@ from datetime import date, datetime
 
 import aiohttp
 
+from client.crypto_store import STORE_FILE, CryptoStore
 from client.declaration import sign_declaration
+from client.e2ee import ONE_TIME_BATCH, EndToEnd, SafetyNumber
 from client.errors import ClientError, error_message
 from client.events import (
     ClientEvent,
@@ -33,11 +35,12 @@ from client.events import (
     RelayError,
     Synced,
 )
-from client.history import History, HistoryMessage
+from client.history import FrankingEvidence, History, HistoryMessage, peer_of
 from client.profile import Identity, Profile
 from client.timeutil import utc_now
 from protocol import identity as identity_messages
 from protocol.codec import FrameError, decode_relay_frame, encode_frame
+from protocol.crypto import CryptoError, IdentityKeyPair
 from protocol.frames import (
     Accepted,
     Ack,
@@ -75,6 +78,7 @@ from protocol.frames import (
 )
 from protocol.frames import Synced as SyncedFrame
 from protocol.limits import MAX_BODY_CHARS, MAX_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
+from protocol.policy import band
 
 log = logging.getLogger("agechat.client")
 
@@ -90,6 +94,13 @@ STABLE_CONNECTION_SECONDS = 10.0
 #: Pause before resending a message the relay failed to store.
 RETRY_DELAY_SECONDS = 1.0
 HANDLE_PATTERN = re.compile(r"[a-z0-9_]{3,32}")
+#: Refusals of a message that leave it in the outbox (the relay or network may recover).
+TRANSIENT_CODES = frozenset({"timeout", "relay_unreachable", "internal_error"})
+#: Relay events after which the conversation's mode may have changed: ask again.
+MODE_EVENTS = frozenset({"band_changed", "contact_accepted", "mode_changed"})
+#: Base64 of an envelope is about 4/3 of the text plus headers, so an e2ee message's text
+#: must leave room: the longest text that still fits the body limit once encrypted.
+MAX_E2EE_TEXT_BYTES = (MAX_BODY_CHARS // 4) * 3 - 256
 
 
 def websocket_url(server: str) -> str:
@@ -136,6 +147,19 @@ class RelayClient:
         self._stopped = asyncio.Event()
         self.last_disconnect: Disconnected | None = None
         self.synced = asyncio.Event()
+        seed = bytes(identity.signing_key)
+        self.e2ee = EndToEnd(
+            CryptoStore(profile.directory / STORE_FILE, seed),
+            IdentityKeyPair.from_seed(seed),
+            profile.handle,
+            own_band=lambda: band(self.profile.data.birthdate, self._clock().date()),
+            clock=clock,
+            on_key_change=self._key_changed,
+        )
+        #: Set once this connection's prekeys are published (or found already published).
+        self.prekeys_published = asyncio.Event()
+        self._mode_retried: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def handle(self) -> str:
@@ -155,6 +179,7 @@ class RelayClient:
         await self.close()
 
     async def start(self) -> None:
+        await self.e2ee.store.open()
         self._session = aiohttp.ClientSession()
         self._task = asyncio.create_task(self._run(), name=f"relay-client-{self.handle}")
 
@@ -163,8 +188,13 @@ class RelayClient:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
         if self._session is not None:
             await self._session.close()
+        await self.e2ee.store.close()
         for future in self._pending.values():
             if not future.done():
                 future.set_exception(ClientError("relay_unreachable", "The client was closed."))
@@ -212,7 +242,8 @@ class RelayClient:
             raise ClientError("cannot_target_self")
         frame = Send(id=new_message_id(), to=to, mode="visible", body=text)
         size = len(encode_frame(frame).encode())
-        if len(text) > MAX_BODY_CHARS or size > MAX_FRAME_BYTES:
+        too_long = len(text) > MAX_BODY_CHARS or len(text.encode()) > MAX_E2EE_TEXT_BYTES
+        if too_long or size > MAX_FRAME_BYTES:
             raise ClientError(
                 "message_too_large",
                 f"The message is too long ({size} bytes encoded, limit {MAX_FRAME_BYTES}).",
@@ -224,12 +255,13 @@ class RelayClient:
         Returns at once; ``wait_accepted`` waits for the relay to store it.
         """
         self._check_sendable(to, text)
+        known = await self.e2ee.peer(to)
         message = await self.history.add_outgoing(
             sender=self.handle,
             msg_id=new_message_id(),
             recipient=to,
             conversation=conversation_id(self.handle, to),
-            mode="visible",
+            mode=(known.mode if known and known.mode else "e2ee"),  # decided when it leaves
             body=text,
             created_at=self._clock(),
         )
@@ -340,10 +372,7 @@ class RelayClient:
         client has them. Returns what was attached."""
         messages = await self.history.last_messages(conversation_id(self.handle, handle), last)
         evidence = [
-            ReportedMessage(
-                id=m.msg_id, sender=m.sender, to=m.recipient, text=m.body, sent_at=m.sent_at
-            )
-            for m in messages
+            _reported(m, await self.history.franking_evidence(m.sender, m.msg_id)) for m in messages
         ]
         rid = new_message_id()
         await self._done(Report(rid=rid, handle=handle, reason=reason, messages=evidence), rid)
@@ -366,6 +395,22 @@ class RelayClient:
         if not isinstance(reply, Bundle):
             raise ClientError("protocol_error", f"expected a bundle, got {type(reply).__name__}")
         return reply
+
+    async def safety_number(self, handle: str) -> SafetyNumber:
+        """The safety number with ``handle`` (fetching and pinning their key if new)."""
+        if await self.e2ee.peer(handle) is None:
+            await self.e2ee.learn_bundle(handle, await self.fetch_bundle(handle))
+        return await self.e2ee.safety_number(handle)
+
+    async def verify(self, handle: str) -> SafetyNumber:
+        await self.safety_number(handle)
+        return await self.e2ee.verify(handle)
+
+    async def accept_key(self, handle: str) -> SafetyNumber:
+        await self.safety_number(handle)
+        result = await self.e2ee.accept_key(handle)
+        self._outbox_wake.set()
+        return result
 
     async def set_birthdate(self, birthdate: date) -> str:
         """Re-declare the birth date (only to a younger or equal band without age assurance)."""
@@ -494,19 +539,135 @@ class RelayClient:
             raise ClientError("protocol_error", f"expected ready, got {type(reply).__name__}")
 
     async def _send_outbox(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        """Send every pending message once per connection, oldest first."""
+        """Publish prekeys if due, then send every pending message once per connection,
+        oldest first, each encrypted (or checked for a downgrade) as it leaves."""
         self._sent_here = set()
+        await self._publish_prekeys()
         while True:
             self._outbox_wake.clear()
             for message in await self.history.outbox():
                 if message.msg_id in self._sent_here:
                     continue
-                frame = Send(
-                    id=message.msg_id, to=message.recipient, mode="visible", body=message.body
-                )
+                frame = await self._outbound(message)
+                if frame is None:
+                    continue
                 await ws.send_str(encode_frame(frame))
                 self._sent_here.add(message.msg_id)
             await self._outbox_wake.wait()
+
+    # --- end-to-end encryption (issue #4; PROTOCOL.md §6.4) ---------------------------
+
+    async def _publish_prekeys(self) -> None:
+        try:
+            signed, one_time = await self.e2ee.prekeys_due()
+            if signed is not None or one_time:
+                await self.upload_prekeys(signed, one_time)
+                await self.e2ee.mark_published(signed, bool(one_time))
+            self.prekeys_published.set()
+        except ClientError as exc:  # tried again on the next connection
+            log.warning("publishing prekeys failed: %s", exc)
+
+    async def _top_up_prekeys(self) -> None:
+        try:
+            await self.upload_prekeys(None, await self.e2ee.new_one_time_prekeys(ONE_TIME_BATCH))
+        except ClientError as exc:
+            log.warning("topping up one-time prekeys failed: %s", exc)
+
+    def _in_background(self, work: asyncio.Future[None] | asyncio.Task[None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _outbound(self, message: HistoryMessage) -> Send | None:
+        """The frame for an outbox message in the conversation's current mode, or None if
+        it can't leave now (refused: marked failed; relay unreachable: stays pending)."""
+        peer = message.recipient
+        try:
+            record = await self.e2ee.peer(peer)
+            bundle = None
+            if record is None or record.mode is None:
+                bundle = await self.fetch_bundle(peer)
+                record = await self.e2ee.learn_bundle(peer, bundle)
+            if record.mode == "visible":
+                if record.declared_band is None and bundle is None:
+                    bundle = await self.fetch_bundle(peer)
+                    record = await self.e2ee.learn_bundle(peer, bundle)
+                self.e2ee.check_visible(record)  # fail closed: DESIGN.md "Encryption modes"
+                await self.history.set_mode(message.msg_id, self.handle, "visible")
+                return Send(id=message.msg_id, to=peer, mode="visible", body=message.body)
+            if bundle is None and not await self.e2ee.has_session(peer):
+                bundle = await self.fetch_bundle(peer)
+                record = await self.e2ee.learn_bundle(peer, bundle)
+                if record.mode != "e2ee":
+                    return await self._outbound(message)
+            out = await self.e2ee.encrypt(peer, message.body, bundle)
+        except ClientError as exc:
+            if exc.code in TRANSIENT_CODES:
+                return None
+            await self._refused(message, exc.code, exc.message)
+            return None
+        await self.history.set_mode(message.msg_id, self.handle, "e2ee")
+        return Send(
+            id=message.msg_id, to=peer, mode="e2ee", body=out.body, commitment=out.commitment
+        )
+
+    async def _refused(self, message: HistoryMessage, code: str, reason: str) -> None:
+        await self.history.mark_failed(message.msg_id, self.handle, code)
+        message = await self.history.get(self.handle, message.msg_id) or message
+        future = self._pending.pop(message.msg_id, None)
+        if future is not None and not future.done():
+            future.set_exception(ClientError(code, reason))
+        await self._events.put(MessageRefused(message, code, reason))
+
+    async def _local_event(
+        self, peer: str, code: str, text: str, msg_id: str | None = None
+    ) -> None:
+        """A `system` line this client adds itself (a key change, an undecryptable message)."""
+        stored = await self.history.add_incoming(
+            sender="agechat",
+            msg_id=msg_id or new_message_id(),
+            recipient=self.handle,
+            conversation=conversation_id(self.handle, peer),
+            kind="system",
+            mode="e2ee",
+            body=text,
+            sent_at=self._clock(),
+            received_at=self._clock(),
+            code=code,
+        )
+        if stored is not None:
+            await self._events.put(MessageReceived(stored))
+
+    async def _key_changed(self, peer: str, was_verified: bool) -> None:
+        text = f"@{peer}'s safety number changed: their key is new. " + (
+            "You had verified them, so sending is paused until you verify the new safety "
+            "number (or accept the new key)."
+            if was_verified
+            else "Compare safety numbers to be sure it is really them."
+        )
+        await self._local_event(peer, "key_changed", text)
+
+    async def _decrypted_delivery(self, frame: Deliver) -> tuple[str, FrankingEvidence] | None:
+        """The plaintext of an e2ee delivery, or None (a system line says why) to drop it."""
+        try:
+            result = await self.e2ee.decrypt(frame.sender, frame.body, frame.commitment)
+        except CryptoError as exc:
+            log.info("dropped an e2ee message from=%s id=%s: %s", frame.sender, frame.id, exc.code)
+            await self._local_event(
+                frame.sender,
+                "undecryptable",
+                f"A message from @{frame.sender} could not be decrypted and was dropped "
+                f"({exc.code}).",
+                msg_id=f"undecryptable-{frame.id}",
+            )
+            return None
+        await self.e2ee.note_mode(frame.sender, "e2ee")
+        if frame.franking_tag is None or frame.commitment is None:
+            return None
+        evidence = FrankingEvidence(
+            result.franking_key, frame.commitment, frame.franking_tag, frame.sent_at
+        )
+        return result.text, evidence
 
     async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
         try:
@@ -530,9 +691,9 @@ class RelayClient:
                 if message is not None:
                     await self._events.put(MessageDelivered(message))
         elif isinstance(frame, PrekeysLow):
-            # The relay's key directory wants more one-time prekeys. Nothing uses them until
-            # E2EE is wired in (issue #4), so there is nothing to top up yet.
+            # Not awaited here: the upload's answer arrives through this same receive loop.
             log.debug("relay reports %d one-time prekeys left", frame.remaining)
+            self._in_background(self._top_up_prekeys())
         elif isinstance(frame, Done | ContactsResult | SearchResult | Bundle):
             future = self._requests.pop(frame.rid, None)
             if future is not None and not future.done():
@@ -543,6 +704,27 @@ class RelayClient:
             )
 
     async def _on_deliver(self, ws: aiohttp.ClientWebSocketResponse, frame: Deliver) -> None:
+        body, franking = frame.body, None
+        if frame.kind == "message" and frame.mode == "e2ee":
+            if await self.history.get(frame.sender, frame.id) is not None:
+                # Already decrypted and stored (the ack was lost): acknowledge again.
+                await ws.send_str(
+                    encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)]))
+                )
+                return
+            decrypted = await self._decrypted_delivery(frame)
+            if decrypted is None:
+                await ws.send_str(
+                    encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)]))
+                )
+                return
+            body, franking = decrypted
+        elif frame.kind == "message":
+            await self.e2ee.note_mode(frame.sender, "visible")
+        elif frame.code in MODE_EVENTS:
+            peer = peer_of(frame.conversation, self.handle)
+            if peer is not None:
+                await self.e2ee.note_mode(peer, None)
         stored = await self.history.add_incoming(
             sender=frame.sender,
             msg_id=frame.id,
@@ -550,11 +732,12 @@ class RelayClient:
             conversation=frame.conversation,
             kind=frame.kind,
             mode=frame.mode,
-            body=frame.body,
+            body=body,
             sent_at=frame.sent_at,
             received_at=self._clock(),
             code=frame.code,
             request=frame.request,
+            franking=franking,
         )
         # Acknowledge only after the local store has it (a redelivery is acknowledged again).
         await ws.send_str(encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)])))
@@ -585,6 +768,13 @@ class RelayClient:
         message = await self.history.get(self.handle, frame.ref)
         if message is None:
             return
+        if frame.code == "mode_mismatch" and frame.ref not in self._mode_retried:
+            # The conversation's mode changed under us: ask the relay again, resend once.
+            self._mode_retried.add(frame.ref)
+            await self.e2ee.note_mode(message.recipient, None)
+            self._sent_here.discard(frame.ref)
+            self._outbox_wake.set()
+            return
         if frame.code not in RETRYABLE_REFUSALS:
             await self.history.mark_failed(frame.ref, self.handle, frame.code)
             message = await self.history.get(self.handle, frame.ref) or message
@@ -595,3 +785,26 @@ class RelayClient:
         if future is not None and not future.done():
             future.set_exception(ClientError(frame.code, frame.message))
         await self._events.put(MessageRefused(message, frame.code, frame.message))
+
+
+def _reported(message: HistoryMessage, franking: FrankingEvidence | None) -> ReportedMessage:
+    """A message as a report attaches it; a received e2ee message brings its franking
+    evidence so the relay can verify the text (PROTOCOL.md §6.4)."""
+    if franking is None:
+        return ReportedMessage(
+            id=message.msg_id,
+            sender=message.sender,
+            to=message.recipient,
+            text=message.body,
+            sent_at=message.sent_at,
+        )
+    return ReportedMessage(
+        id=message.msg_id,
+        sender=message.sender,
+        to=message.recipient,
+        text=message.body,
+        sent_at=franking.sent_at,
+        franking_key=franking.franking_key,
+        commitment=franking.commitment,
+        franking_tag=franking.franking_tag,
+    )

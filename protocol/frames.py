@@ -28,6 +28,9 @@ from protocol.types import (
 
 RequestId = MessageId
 Kind = Literal["message", "system", "notice"]
+#: A franking commitment or relay tag (HMAC-SHA256 output) and a franking key: 32 bytes.
+Commitment = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+FrankingKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Query = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
@@ -53,6 +56,8 @@ class Send(Frame, tag="send"):
     to: Handle
     mode: Mode
     body: Body
+    #: e2ee only: the franking commitment (PROTOCOL.md §6.4); absent in visible mode.
+    commitment: Commitment | None = None
 
 
 class MessageRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -112,6 +117,11 @@ class ReportedMessage(msgspec.Struct, frozen=True, kw_only=True):
     to: Handle
     text: Body
     sent_at: Time | None = None
+    #: For an e2ee message the reporter received: the franking evidence (PROTOCOL.md §6.4)
+    #: that lets the relay verify the text. All three or none.
+    franking_key: FrankingKey | None = None
+    commitment: Commitment | None = None
+    franking_tag: Commitment | None = None
 
 
 class Report(Frame, tag="report"):
@@ -210,6 +220,9 @@ class Deliver(Frame, tag="deliver"):
     kind: Kind = "message"
     code: str | None = None
     request: bool = False
+    #: e2ee only: the sender's franking commitment and the relay's tag over it (§6.4).
+    commitment: Commitment | None = None
+    franking_tag: Commitment | None = None
 
 
 class Error(Frame, tag="error"):
@@ -232,15 +245,18 @@ class Delivered(Frame, tag="delivered"):
 
 
 class Bundle(Frame, tag="bundle"):
-    """A key bundle: the identity key, the account's own signed age declaration, the
-    current signed prekey, and one one-time prekey (handed out once; null when none are
-    left, and X3DH proceeds without it)."""
+    """A key bundle: the conversation's mode as the relay decides it, the identity key, the
+    account's own signed age declaration, the current signed prekey, and one one-time
+    prekey (handed out once, and only in e2ee mode; null when none are left, and X3DH
+    proceeds without it). In visible mode the prekeys may be null: the bundle is then
+    asked for the declaration, which the client checks before it sends in the clear."""
 
     rid: RequestId
     handle: Handle
+    mode: Mode
     identity_key: PublicKey
     declaration: AgeDeclaration
-    signed_prekey: SignedPrekey
+    signed_prekey: SignedPrekey | None = None
     one_time_prekey: OneTimePrekey | None = None
 
 

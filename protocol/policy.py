@@ -19,10 +19,9 @@ Band = Literal["under_13", "teen_13_15", "teen_16_17", "adult"]
 BANDS: tuple[Band, ...] = ("under_13", "teen_13_15", "teen_16_17", "adult")
 ConversationMode = Literal["visible", "e2ee"]
 
-#: Issue #4 (X3DH + Double Ratchet) is not built yet. Until it is, no client can encrypt,
-#: so every conversation is `visible` whatever the policy says; the policy's `e2ee` rule is
-#: read and validated, and applies the day this flips. Both sides read this one constant.
-E2EE_AVAILABLE: Final = False
+#: End-to-end encryption is built (issue #4): the policy's `e2ee` rule decides the mode.
+#: (Set to False to run the relay as if no client could encrypt: every chat `visible`.)
+E2EE_AVAILABLE: Final = True
 
 # --- bands ----------------------------------------------------------------------------------
 

@@ -171,5 +171,6 @@ def test_wire_spelling_matches_protocol_md():
     assert encode_frame(frame) == (
         '{"type":"deliver","id":"abcdefgh","from":"alice","to":"bob",'
         '"conversation":"dm:alice:bob","mode":"visible","body":"hi",'
-        '"sent_at":"2026-01-02T03:04:05Z","kind":"message","code":null,"request":false}'
+        '"sent_at":"2026-01-02T03:04:05Z","kind":"message","code":null,"request":false,'
+        '"commitment":null,"franking_tag":null}'
     )

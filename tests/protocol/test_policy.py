@@ -207,16 +207,16 @@ def test_birthdate_changes(preset, current, new, expected):
     assert (decision.outcome, decision.reason) == expected
 
 
-def test_modes_follow_the_policy_once_e2ee_exists(monkeypatch):
+def test_modes_follow_the_policy(monkeypatch):
     default, strict, open_ = PRESETS["default"], PRESETS["strict"], PRESETS["open"]
-    # Today (before issue #4) every conversation is visible.
-    assert rules.conversation_mode(open_, ["adult", "adult"]) == "visible"
-    monkeypatch.setattr(rules, "E2EE_AVAILABLE", True)
     for preset in (default, strict):
         assert rules.conversation_mode(preset, ["adult", "adult"]) == "e2ee"
         assert rules.conversation_mode(preset, ["adult", "teen_16_17"]) == "visible"
         assert rules.conversation_mode(preset, ["teen_13_15", "teen_13_15"]) == "visible"
     assert rules.conversation_mode(open_, ["adult", "teen_13_15"]) == "e2ee"
+    # The switch that runs the relay as if nobody could encrypt.
+    monkeypatch.setattr(rules, "E2EE_AVAILABLE", False)
+    assert rules.conversation_mode(open_, ["adult", "adult"]) == "visible"
 
 
 def test_restriction_thresholds():
