@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Final, get_args
 
 import msgspec
@@ -35,6 +36,8 @@ RELAY_SECRET_MIN_BYTES: Final = 32
 COMMITMENT_CONTEXT: Final = b"agechat/franking/commitment/v1"
 RELAY_TAG_CONTEXT: Final = b"agechat/franking/relay-tag/v1"
 _MODES: frozenset[str] = frozenset(get_args(Mode))
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND: Final = timedelta(microseconds=1)
 
 
 class FrankedPlaintext(msgspec.Struct, forbid_unknown_fields=True):
@@ -85,6 +88,14 @@ def unfrank(plaintext: bytes, received_commitment: bytes, mode: str) -> FrankedP
     if not equal(expected, received_commitment):
         raise CryptoError("franking_mismatch")
     return inner
+
+
+def timestamp_micros(moment: datetime) -> int:
+    """Whole microseconds since the Unix epoch of a tz-aware ``moment``: the relay tag's
+    timestamp (PROTOCOL.md §6.4). Exact integer arithmetic, no float on the way."""
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise ValueError("the moment must carry a UTC offset")
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def relay_tag(
