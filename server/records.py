@@ -33,6 +33,8 @@ class NewMessage:
     kind: Kind = "message"
     code: str | None = None
     request: bool = False
+    #: e2ee only: the sender's franking commitment (PROTOCOL.md §6.4).
+    commitment: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class StoredMessage:
     kind: Kind = "message"
     code: str | None = None
     request: bool = False
+    commitment: bytes | None = None  # e2ee only; None once acknowledged
 
     def to_deliver(self) -> Deliver:
         return Deliver(

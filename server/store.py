@@ -20,7 +20,7 @@ import aiosqlite
 
 from server.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -118,6 +118,13 @@ CREATE TABLE prekeys (
 """
 
 
+# v4 (issue #4): an e2ee message's franking commitment (PROTOCOL.md §6.4), kept until the
+# recipient acknowledges it (the relay tag is recomputed from it on each delivery).
+_SCHEMA_V4 = """
+ALTER TABLE messages ADD COLUMN commitment BLOB;
+"""
+
+
 class HandleTakenError(Exception):
     """Registration of a handle that already exists."""
 
@@ -151,7 +158,8 @@ def _dt(ts: float) -> datetime:
 
 
 def _message(row: sqlite3.Row | tuple) -> StoredMessage:
-    seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request = row
+    seq, sender, msg_id, recipient, conversation, mode, body, sent_at, *rest = row
+    kind, code, request, commitment = rest
     return StoredMessage(
         seq,
         sender,
@@ -164,11 +172,13 @@ def _message(row: sqlite3.Row | tuple) -> StoredMessage:
         kind,
         code,
         bool(request),
+        None if commitment is None else bytes(commitment),
     )
 
 
 _MESSAGE_COLUMNS = (
-    "seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request"
+    "seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request, "
+    "commitment"
 )
 
 
@@ -230,7 +240,8 @@ class SqliteStore:
                 f"this relay knows up to {SCHEMA_VERSION}"
             )
         # Each step runs in its own transaction and records the version it reached.
-        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)):
+        steps = ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4))
+        for target, script in steps:
             if version < target:
                 await self.db.executescript(
                     f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"
@@ -326,8 +337,8 @@ class SqliteStore:
             if messages:
                 await db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
-                    "mode, body, sent_at, kind, code, request) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "mode, body, sent_at, kind, code, request, commitment) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             m.sender,
@@ -340,13 +351,15 @@ class SqliteStore:
                             m.kind,
                             m.code,
                             int(m.request),
+                            m.commitment,
                         )
                         for m in messages
                     ],
                 )
             if acks:
                 await db.executemany(
-                    "UPDATE messages SET body = NULL, acked_at = ? WHERE recipient = ? "
+                    "UPDATE messages SET body = NULL, commitment = NULL, acked_at = ? "
+                    "WHERE recipient = ? "
                     "AND sender = ? AND msg_id = ? AND acked_at IS NULL",
                     [(_ts(now), a.recipient, a.sender, a.msg_id) for a in acks],
                 )

@@ -1,0 +1,68 @@
+"""The relay store's schema migrations: a v3 file (before franking) opens as v4 with its
+queued messages intact, and commitments round-trip until the recipient acknowledges."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+from server.records import AckRecord, NewMessage
+from server.store import _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, SCHEMA_VERSION, SqliteStore
+
+SENT = datetime(2026, 11, 23, 15, 0, 1, 250000, tzinfo=UTC)
+
+
+def make_v3(path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    for version, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db.execute(
+        "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, sent_at) "
+        "VALUES ('ana', 'old-message-1', 'ben', 'dm:ana:ben', 'visible', 'hi', ?)",
+        (SENT.timestamp(),),
+    )
+    db.close()
+
+
+async def test_a_v3_store_migrates_and_keeps_its_queue(tmp_path):
+    path = tmp_path / "relay.sqlite3"
+    make_v3(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        async with store.reader.execute("PRAGMA user_version") as cur:
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 4
+        (old,) = await store.pending_for("ben", 0, 10)
+        assert (old.msg_id, old.body, old.sent_at, old.commitment) == (
+            "old-message-1",
+            "hi",
+            SENT,
+            None,
+        )
+    finally:
+        await store.close()
+
+
+async def test_a_commitment_is_stored_delivered_and_dropped_on_ack(tmp_path):
+    store = SqliteStore(tmp_path / "relay.sqlite3")
+    await store.open()
+    try:
+        message = NewMessage(
+            sender="ana",
+            msg_id="new-message-1",
+            recipient="ben",
+            conversation="dm:ana:ben",
+            mode="e2ee",
+            body="AQA=",
+            sent_at=SENT,
+            commitment=b"\x07" * 32,
+        )
+        (stored,) = await store.write_batch([message], [], SENT)
+        assert stored.commitment == b"\x07" * 32
+        (pending,) = await store.pending_for("ben", 0, 10)
+        assert pending.commitment == b"\x07" * 32
+        await store.write_batch([], [AckRecord("ben", "ana", "new-message-1")], SENT)
+        kept = await store.find_message("ana", "new-message-1")
+        assert kept is not None and (kept.body, kept.commitment) == (None, None)
+    finally:
+        await store.close()
