@@ -363,23 +363,29 @@ class _Session:
         if decision.outcome == "refuse" and decision.reason != "you_blocked":
             await self.refuse(decision.reason, ref=frame.rid)
             return
+        # In a visible conversation the bundle is asked for the declaration: no X3DH, so no
+        # one-time prekey is spent and none need have been published (§6.3).
+        mode = social.mode(me, frame.handle)
         directory = self.app[KEY_DIRECTORY]
         account = await self.app[STORE].get_account(frame.handle)
         signed = await directory.current_signed(frame.handle)
-        if account is None or signed is None:
+        if account is None or (signed is None and mode == "e2ee"):
             await self.refuse("no_prekeys", ref=frame.rid)
             return
-        one_time = await directory.take_one_time(frame.handle)
+        one_time = await directory.take_one_time(frame.handle) if mode == "e2ee" else None
         await self.send(
             Bundle(
                 rid=frame.rid,
                 handle=frame.handle,
+                mode=mode,
                 identity_key=account.identity_key,
                 declaration=_declaration(account.declaration),
                 signed_prekey=signed,
                 one_time_prekey=one_time,
             )
         )
+        if mode != "e2ee":
+            return
         remaining = await directory.one_time_count(frame.handle)
         owner = self.app[HUB].connection(frame.handle)
         if remaining < PREKEYS_LOW_WATER and owner is not None:
