@@ -14,11 +14,22 @@ from protocol.codec import encode
 from protocol.limits import DEDUPE_WINDOW_SECONDS, MAX_HTTP_BODY_BYTES
 from protocol.registration import Health
 from server.config import RelayConfig
+from server.franking import load_or_create_secret
 from server.group_commit import GroupCommitter
 from server.http_errors import error_response
 from server.hub import Hub
 from server.key_directory import KeyDirectory
-from server.keys import COMMITTER, CONFIG, HUB, KEY_DIRECTORY, POLICY, RELAY_ID, SOCIAL, STORE
+from server.keys import (
+    COMMITTER,
+    CONFIG,
+    FRANKING_SECRET,
+    HUB,
+    KEY_DIRECTORY,
+    POLICY,
+    RELAY_ID,
+    SOCIAL,
+    STORE,
+)
 from server.policy_loader import load_policy
 from server.registration import register
 from server.social import SocialService
@@ -69,6 +80,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     if relay_id is None:
         relay_id = secrets.token_hex(16)
         await store.set_meta("relay_id", relay_id)
+    app[FRANKING_SECRET] = await load_or_create_secret(store)
     hub = app[HUB]
     committer = GroupCommitter(store, config.clock, hub.deliver, hub.delivered)
     committer.start()

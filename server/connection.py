@@ -40,12 +40,14 @@ class Connection:
         handle: str,
         ws: web.WebSocketResponse,
         store: Store,
+        franking_secret: bytes,
         transport: asyncio.BaseTransport | None = None,
     ) -> None:
         self.handle = handle
         self.ws = ws
         self._transport = transport
         self._store = store
+        self._franking_secret = franking_secret  # tags e2ee deliveries (PROTOCOL.md §6.4)
         self._send_lock = asyncio.Lock()
         self._live: deque[StoredMessage] = deque()
         self._receipts: deque[AckRecord] = deque()
@@ -112,7 +114,7 @@ class Connection:
         while True:
             page = await self._store.pending_for(self.handle, self._last_seq, BACKLOG_PAGE)
             for message in page:
-                await self.send(message.to_deliver())
+                await self.send(message.to_deliver(self._franking_secret))
                 self._last_seq = message.seq
             if len(page) < BACKLOG_PAGE:
                 return
@@ -138,7 +140,7 @@ class Connection:
                     message = self._live.popleft()
                     if message.seq <= self._last_seq:
                         continue
-                    await self.send(message.to_deliver())
+                    await self.send(message.to_deliver(self._franking_secret))
                     self._last_seq = message.seq
         except asyncio.CancelledError:
             raise

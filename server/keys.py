@@ -21,3 +21,5 @@ POLICY = web.AppKey("policy", Policy)
 SOCIAL = web.AppKey("social", SocialService)
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 RELAY_ID = web.AppKey("relay_id", str)
+#: The relay's franking secret (PROTOCOL.md §6.4; server/franking.py). Never logged.
+FRANKING_SECRET = web.AppKey("franking_secret", bytes)

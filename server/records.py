@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from protocol.crypto.franking import relay_tag, timestamp_micros
 from protocol.frames import Deliver, Kind, Mode
 
 
@@ -54,7 +55,20 @@ class StoredMessage:
     request: bool = False
     commitment: bytes | None = None  # e2ee only; None once acknowledged
 
-    def to_deliver(self) -> Deliver:
+    def franking_tag(self, franking_secret: bytes) -> bytes | None:
+        """The relay's tag binding the commitment to sender, recipient and time (§6.4)."""
+        if self.commitment is None:
+            return None
+        return relay_tag(
+            franking_secret,
+            self.commitment,
+            self.sender,
+            self.recipient,
+            timestamp_micros(self.sent_at),
+        )
+
+    def to_deliver(self, franking_secret: bytes) -> Deliver:
+        """The `deliver` frame; an e2ee message carries its commitment and the relay's tag."""
         return Deliver(
             id=self.msg_id,
             sender=self.sender,
@@ -66,6 +80,8 @@ class StoredMessage:
             kind=self.kind,
             code=self.code,
             request=self.request,
+            commitment=self.commitment,
+            franking_tag=self.franking_tag(franking_secret),
         )
 
 

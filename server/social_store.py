@@ -6,6 +6,7 @@ file holds everything and every write is one transaction.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
@@ -25,6 +26,12 @@ class ContactRow:
     high: str
     state: str  # requested | connected | declined
     requester: str
+
+
+def verified_flags(evidence: bytes) -> list[bool]:
+    """The per-message ``verified`` flags of a report's stored evidence (a JSON array of the
+    reported messages, each with ``verified``; reports filed before franking have none)."""
+    return [bool(m.get("verified", False)) for m in json.loads(evidence)]
 
 
 def _ts(moment: datetime) -> float:
@@ -158,6 +165,8 @@ class SocialStore:
         )
 
     async def reports(self) -> list[dict[str, object]]:
+        """Every report, oldest first; ``verified`` has one flag per attached message (True
+        when the relay verified an e2ee message's franking evidence, PROTOCOL.md §6.4)."""
         rows = await self._read(
             "SELECT reporter, reported, reason, conversation, evidence, status, created_at "
             "FROM reports ORDER BY id"
@@ -171,7 +180,7 @@ class SocialStore:
             "status",
             "created_at",
         )
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        return [{**dict(zip(keys, r, strict=True)), "verified": verified_flags(r[4])} for r in rows]
 
     async def add_audit(
         self, actor: str, action: str, subject: str, detail: str, now: datetime

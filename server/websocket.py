@@ -20,6 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from protocol import identity
 from protocol.codec import FrameError, decode_client_frame, encode_frame
 from protocol.codec import encode as encode_json
+from protocol.e2ee import is_envelope
 from protocol.errors import wire_message
 from protocol.frames import (
     Accepted,
@@ -57,8 +58,18 @@ from protocol.policy import Decision, may_message
 from protocol.registration import AgeDeclaration
 from server.connection import Connection
 from server.declarations import declaration_error
+from server.franking import check_report
 from server.key_directory import signed_prekey_valid
-from server.keys import COMMITTER, CONFIG, HUB, KEY_DIRECTORY, RELAY_ID, SOCIAL, STORE
+from server.keys import (
+    COMMITTER,
+    CONFIG,
+    FRANKING_SECRET,
+    HUB,
+    KEY_DIRECTORY,
+    RELAY_ID,
+    SOCIAL,
+    STORE,
+)
 from server.records import AckRecord, NewMessage, StoredMessage
 
 log = logging.getLogger("agechat.relay.ws")
@@ -142,7 +153,9 @@ class _Session:
             await self.refuse("auth_failed")
             await self.ws.close(code=CLOSE_AUTH_FAILED, message=b"auth_failed")
             return
-        connection = Connection(frame.handle, self.ws, self.app[STORE], self.transport)
+        connection = Connection(
+            frame.handle, self.ws, self.app[STORE], self.app[FRANKING_SECRET], self.transport
+        )
         previous = self.app[HUB].attach(connection)
         self.connection = connection
         if previous is not None:
@@ -160,6 +173,11 @@ class _Session:
         assert self.connection is not None
         sender = self.connection.handle
         social = self.app[SOCIAL]
+        # The payload's shape must match its own mode (§6.1). This looks at the frame alone
+        # (nothing about the recipient, no side effects), so it comes before the policy.
+        if (problem := _shape_problem(frame)) is not None:
+            await self.refuse("mode_mismatch", problem, ref=frame.id)
+            return
         if frame.to not in social.accounts:
             await self.refuse("unknown_recipient", ref=frame.id)
             return
@@ -205,6 +223,7 @@ class _Session:
             body=frame.body,
             sent_at=self.app[CONFIG].clock(),
             request=decision.outcome == "request",
+            commitment=frame.commitment,
         )
         try:
             future = self.app[COMMITTER].submit_message(message)
@@ -310,9 +329,26 @@ class _Session:
         if (problem := self._target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
-        evidence = encode_json(frame.messages)
-        await self.app[SOCIAL].report(self.connection.handle, frame.handle, frame.reason, evidence)
-        log.info("report filed reporter=%s reported=%s", self.connection.handle, frame.handle)
+        reporter = self.connection.handle
+        # Franked (e2ee) messages are verified or the whole report is refused (§6.4).
+        verified = check_report(self.app[FRANKING_SECRET], reporter, frame.messages)
+        if verified is None:
+            await self.refuse("franking_invalid", ref=frame.rid)
+            return
+        evidence = encode_json(
+            [
+                {**msgspec.to_builtins(m), "verified": ok}
+                for m, ok in zip(frame.messages, verified, strict=True)
+            ]
+        )
+        await self.app[SOCIAL].report(reporter, frame.handle, frame.reason, evidence)
+        log.info(
+            "report filed reporter=%s reported=%s verified=%d/%d",
+            reporter,
+            frame.handle,
+            sum(verified),
+            len(verified),
+        )
         await self.send(Done(rid=frame.rid, outcome="reported"))
 
     async def _on_set_birthdate(self, frame: SetBirthdate) -> None:
@@ -390,6 +426,22 @@ class _Session:
         owner = self.app[HUB].connection(frame.handle)
         if remaining < PREKEYS_LOW_WATER and owner is not None:
             await owner.send(PrekeysLow(remaining=remaining))
+
+
+def _shape_problem(frame: Send) -> str | None:
+    """Why the payload contradicts the frame's own mode, or None (PROTOCOL.md §6.1):
+    e2ee needs an envelope and a commitment; visible, neither."""
+    if frame.mode == "e2ee":
+        if frame.commitment is None:
+            return "an e2ee message needs a commitment"
+        if not is_envelope(frame.body):
+            return "an e2ee body must be an envelope"
+    else:
+        if frame.commitment is not None:
+            return "a visible message has no commitment"
+        if is_envelope(frame.body):
+            return "a visible body must not be an e2ee envelope"
+    return None
 
 
 def _declaration(raw: bytes) -> AgeDeclaration:
