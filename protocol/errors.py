@@ -57,6 +57,11 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "cannot_target_self": "That's your own account.",
     # Key directory (§6.3)
     "no_prekeys": "That account hasn't published its encryption keys yet.",
+    # End-to-end encrypted messages (§6.4)
+    "franking_invalid": (
+        "A reported encrypted message could not be verified: its text, franking key or "
+        "relay tag doesn't match."
+    ),
     # Anything else
     "not_found": "There is nothing at that address.",
     "internal_error": "The relay hit an unexpected error; nothing was stored.",
