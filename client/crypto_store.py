@@ -314,6 +314,20 @@ class CryptoStore:
             return None
         return PeerRecord(row[0], row[1], bool(row[2]), bool(row[3]), bool(row[4]), row[5], row[6])
 
+    async def all_peers(self) -> dict[str, PeerRecord]:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT handle, identity_key, verified, key_changed, send_blocked, "
+                "declared_band, mode FROM peers"
+            ) as cur,
+        ):
+            rows = await cur.fetchall()
+        return {
+            r[0]: PeerRecord(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5], r[6])
+            for r in rows
+        }
+
     async def save_peer(self, record: PeerRecord) -> None:
         async with self._lock:
             await self.db.execute(

@@ -47,6 +47,7 @@ from protocol.crypto import (
     sign_prekey,
     unfrank,
 )
+from protocol.crypto.safety_number import fingerprint_digits
 from protocol.e2ee import Envelope, decode_body, encode_body, pack_initial, unpack_initial
 from protocol.frames import Bundle, OneTimePrekey, SignedPrekey
 from protocol.limits import MAX_PREKEYS_PER_UPLOAD
@@ -79,6 +80,8 @@ class Decrypted:
 class SafetyNumber:
     peer: str
     number: str  # 60 digits in 12 groups of 5
+    own_fingerprint: str  # the 30 digits that come from our key
+    peer_fingerprint: str  # the 30 digits that come from theirs
     verified: bool
     key_changed: bool
 
@@ -220,7 +223,14 @@ class EndToEnd:
         if record is None:
             raise ClientError("no_peer_key")
         number = safety_number(self.handle, self._identity.public, peer, record.identity_key)
-        return SafetyNumber(peer, format_safety_number(number), record.verified, record.key_changed)
+        return SafetyNumber(
+            peer,
+            format_safety_number(number),
+            fingerprint_digits(self._identity.public, self.handle.encode()),
+            fingerprint_digits(record.identity_key, peer.encode()),
+            record.verified,
+            record.key_changed,
+        )
 
     async def verify(self, peer: str) -> SafetyNumber:
         """The user compared the safety number: mark it verified (clears a key warning)."""

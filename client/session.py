@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 
 from client.account import create_account
+from client.e2ee import SafetyNumber
 from client.errors import ClientError
 from client.events import ClientEvent
 from client.history import History, HistoryMessage
@@ -39,6 +40,8 @@ class Conversation:
     restricted: bool
     unread: int
     last: HistoryMessage | None
+    verified: bool = False  # the safety number was compared and marked verified
+    key_changed: bool = False  # their key changed since: a sticky warning
 
     @property
     def is_request(self) -> bool:
@@ -136,7 +139,13 @@ class ChatSession:
 
     async def conversations(self) -> list[Conversation]:
         summaries = {s.peer: s for s in await self.history.conversation_summaries(self.handle)}
+        keys = await self.client.e2ee.store.all_peers()
         result: dict[str, Conversation] = {}
+
+        def flags(handle: str) -> tuple[bool, bool]:
+            record = keys.get(handle)
+            return (record.verified, record.key_changed) if record else (False, False)
+
         for c in self._contacts:
             s = summaries.get(c.handle)
             result[c.handle] = Conversation(
@@ -147,11 +156,12 @@ class ChatSession:
                 c.restricted,
                 s.unread if s else 0,
                 s.last if s else None,
+                *flags(c.handle),
             )
         for peer, s in summaries.items():
             if peer not in result and peer != "agechat":
                 result[peer] = Conversation(
-                    peer, peer, "stranger", s.last.mode, False, s.unread, s.last
+                    peer, peer, "stranger", s.last.mode, False, s.unread, s.last, *flags(peer)
                 )
 
         def order(c: Conversation) -> tuple[int, float, str]:
@@ -212,6 +222,17 @@ class ChatSession:
 
     async def report(self, handle: str, reason: str, last: int = 5) -> list[HistoryMessage]:
         return await self.client.report(handle, reason, last)
+
+    # --- end-to-end encryption: safety numbers ------------------------------------------
+
+    async def safety_number(self, handle: str) -> SafetyNumber:
+        return await self.client.safety_number(handle)
+
+    async def verify(self, handle: str) -> SafetyNumber:
+        return await self.client.verify(handle)
+
+    async def accept_key(self, handle: str) -> SafetyNumber:
+        return await self.client.accept_key(handle)
 
     def now(self) -> datetime:
         return utc_now()

@@ -44,7 +44,7 @@ async def test_online_recipient_gets_messages_live(relay, tmp_path):
         received = events[-1].message
         assert received.msg_id == msg.msg_id
         assert received.conversation == "dm:alice:bob"
-        assert received.mode == "visible"
+        assert received.mode == "e2ee"  # two adults
         assert received.sent_at == accepted.sent_at
 
 

@@ -19,6 +19,7 @@ from protocol.codec import encode
 from tests.server.test_registration import post, request_for
 from tests.support import (
     PASSPHRASE,
+    TEEN,
     collect,
     make_profile,
     open_client,
@@ -43,9 +44,10 @@ async def test_overflowing_live_queue_loses_nothing_and_keeps_order(relay, tmp_p
 
 
 async def test_a_deliver_larger_than_the_send_limit_still_arrives(relay, tmp_path):
-    alice = await make_profile(tmp_path, relay.url, "alice")
+    # A visible conversation (alice is 14), so the relay delivers the text as sent.
+    alice = await make_profile(tmp_path, relay.url, "alice", TEEN)
     bob = await make_profile(tmp_path, relay.url, "bob")
-    big = "中" * 21_700  # ~65 kB of UTF-8 once escaped; the deliver frame is larger still
+    big = '"' * 32_700  # 65,400 bytes once JSON-escaped; the deliver frame is larger still
     async with open_clients(alice, bob) as (a, b):
         m = await a.send("bob", big)
         await a.wait_accepted(m.msg_id)

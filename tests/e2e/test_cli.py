@@ -70,6 +70,7 @@ async def test_two_accounts_send_and_inbox(relay, tmp_path):
     assert rc == 0
     sent = json.loads(out)
     assert sent["status"] == "stored" and sent["to"] == "bob"
+    assert sent["mode"] == "e2ee"  # two adults: end-to-end encrypted
 
     rc, out, _ = await agechat("--profile", str(bob), "--json", "inbox", "--wait", "5")
     assert rc == 0
@@ -83,7 +84,7 @@ async def test_two_accounts_send_and_inbox(relay, tmp_path):
         "bob",
         "hello from the CLI",
     )
-    assert (message["kind"], message["mode"]) == ("message", "visible")
+    assert (message["kind"], message["mode"]) == ("message", "e2ee")
     assert message["sent_at"].endswith("Z")
 
     # Acknowledged: a second inbox prints nothing.
@@ -93,6 +94,31 @@ async def test_two_accounts_send_and_inbox(relay, tmp_path):
     rc, out, _ = await agechat("--profile", str(bob), "--json", "whoami")
     assert rc == 0
     assert json.loads(out)["band"] == "adult"
+
+
+async def test_safety_numbers_from_the_command_line(relay, tmp_path):
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "1991-09-09")
+    rc, _, err = await agechat("--profile", str(alice), "send", "bob", "hi")
+    assert rc == 0, err
+    rc, out, err = await agechat("--profile", str(bob), "--json", "inbox")
+    assert rc == 0, err
+    rc, out, err = await agechat("--profile", str(alice), "--json", "safety-number", "bob")
+    assert rc == 0, err
+    mine = json.loads(out)
+    rc, out, err = await agechat("--profile", str(bob), "--json", "safety-number", "alice")
+    assert rc == 0, err
+    theirs = json.loads(out)
+    assert mine["safety_number"] == theirs["safety_number"]
+    assert len(mine["safety_number"].split()) == 12
+    assert (mine["verified"], mine["key_changed"]) == (False, False)
+    rc, out, err = await agechat("--profile", str(alice), "--json", "verify", "bob")
+    assert rc == 0, err
+    assert json.loads(out)["verified"] is True
+    rc, out, _ = await agechat("--profile", str(alice), "--json", "safety-number", "bob")
+    assert json.loads(out)["verified"] is True
+    rc, out, _ = await agechat("--profile", str(alice), "--json", "safety-number", "nobody_here")
+    assert (rc, error_code(out)) == (1, "unknown_recipient")
 
 
 async def test_inbox_wait_returns_when_a_message_arrives(relay, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 
 import pytest
@@ -193,8 +194,14 @@ async def test_payload_mode_must_match_the_conversation(default_relay, tmp_path)
     import aiohttp
 
     from protocol.codec import encode_frame
+    from protocol.e2ee import Envelope, encode_body
     from protocol.frames import Error, Send
     from tests.server.test_websocket_input import login, receive
+
+    def ciphertext(msg_id: str, to: str) -> Send:
+        """A well-formed e2ee frame (random bytes in the envelope: the relay can't tell)."""
+        body = encode_body(Envelope(os.urandom(100)))
+        return Send(id=msg_id, to=to, mode="e2ee", body=body, commitment=os.urandom(32))
 
     ana = await make_profile(tmp_path, default_relay.url, "ana", ADULT)
     maya = await make_profile(tmp_path, default_relay.url, "maya", TEEN14)
@@ -205,12 +212,12 @@ async def test_payload_mode_must_match_the_conversation(default_relay, tmp_path)
         await a.respond("maya", accept=True)
     async with aiohttp.ClientSession() as session, session.ws_connect(default_relay.ws_url) as ws:
         await login(ws, ana)
-        await ws.send_str(encode_frame(Send(id="ciphertext-1", to="maya", mode="e2ee", body="AA")))
+        await ws.send_str(encode_frame(ciphertext("ciphertext-1", "maya")))
         reply = await receive(ws)
         while not isinstance(reply, Error):  # relay events from the setup may come first
             reply = await receive(ws)
         assert (reply.code, reply.ref) == ("mode_mismatch", "ciphertext-1")
-        await ws.send_str(encode_frame(Send(id="ciphertext-2", to="kim", mode="e2ee", body="AA")))
+        await ws.send_str(encode_frame(ciphertext("ciphertext-2", "kim")))
         reply = await receive(ws)
         while not isinstance(reply, Error):
             reply = await receive(ws)
@@ -432,10 +439,14 @@ async def test_strict_ends_adult_minor_contact_even_between_contacts(tmp_path):
         await relay.stop()
 
 
-async def test_plaintext_where_e2ee_is_required_is_refused(default_relay, tmp_path, monkeypatch):
-    """The other direction of the mode check, with E2EE switched on in the shared policy
-    module as issue #4 will (the relay and this test share the process)."""
-    from protocol import policy as shared_policy
+async def test_plaintext_where_e2ee_is_required_is_refused(default_relay, tmp_path):
+    """The other direction of the mode check: a well-formed `visible` frame between two
+    connected adults (a client that doesn't encrypt) is refused."""
+    import aiohttp
+
+    from protocol.codec import encode_frame
+    from protocol.frames import Error, Send
+    from tests.server.test_websocket_input import login, receive
 
     ana = await make_profile(tmp_path, default_relay.url, "ana", ADULT)
     ben = await make_profile(tmp_path, default_relay.url, "ben", ADULT2)
@@ -443,7 +454,11 @@ async def test_plaintext_where_e2ee_is_required_is_refused(default_relay, tmp_pa
         await b.contact_request("ana")
     async with open_clients(ana) as (a,):
         await a.respond("ben", accept=True)
-        monkeypatch.setattr(shared_policy, "E2EE_AVAILABLE", True)
-        # The client library still sends `visible` (it can't encrypt yet): refused.
-        assert await refused(send_and_wait(a, "ben", "plaintext")) == "mode_mismatch"
         assert [c.mode for c in await a.contacts()] == ["e2ee"]
+    async with aiohttp.ClientSession() as session, session.ws_connect(default_relay.ws_url) as ws:
+        await login(ws, ana)
+        await ws.send_str(encode_frame(Send(id="plaintext-1", to="ben", mode="visible", body="hi")))
+        reply = await receive(ws)
+        while not isinstance(reply, Error):
+            reply = await receive(ws)
+        assert (reply.code, reply.ref) == ("mode_mismatch", "plaintext-1")

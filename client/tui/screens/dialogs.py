@@ -206,8 +206,87 @@ def account_text(session: ChatSession) -> str:
     )
 
 
-SAFETY_NUMBER_TEXT = (
-    "Safety numbers let two people check that nobody is in the middle of their encrypted "
-    "chat. They arrive with end-to-end encryption, which this prototype doesn't have yet: "
-    "today every chat is visible to the relay, so there is nothing to verify."
+SAFETY_NUMBER_HELP = (
+    "Compare this number with the one on their screen — in person, or on a call where you "
+    "recognise their voice. If they match, nobody is secretly in the middle of your "
+    "encrypted chat. If they don't, don't mark it verified."
 )
+
+
+class SafetyNumberDialog(Dialog):
+    """Both fingerprints and the combined number; mark verified or accept a new key.
+
+    Dismissed with ``"verified"``, ``"accepted"`` or None.
+    """
+
+    def __init__(self, session: ChatSession, handle: str, mode: str) -> None:
+        super().__init__()
+        self.session, self.handle, self.mode = session, handle, mode
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Safety number with @{self.handle}", classes="dialog-title")
+            yield Static(Text("Loading…"), id="safety-status")
+            yield Static("", id="safety-number")
+            yield Static(Text(SAFETY_NUMBER_HELP, style="dim"))
+            if self.mode != "e2ee":
+                yield Static(
+                    Text(
+                        "This chat is not end-to-end encrypted (someone in it is under 18), "
+                        "so the relay can read it whatever the number says.",
+                        style="yellow",
+                    )
+                )
+            with Horizontal(classes="buttons"):
+                yield Button("Mark verified", id="verify", variant="success", disabled=True)
+                yield Button("Accept new key", id="accept-key", variant="warning")
+                yield Button("Close", id="close")
+
+    def on_mount(self) -> None:
+        self.query_one("#accept-key").display = False
+        self._load()
+
+    @work(exclusive=True)
+    async def _load(self) -> None:
+        try:
+            result = await self.session.safety_number(self.handle)
+        except ClientError as exc:
+            self.query_one("#safety-status", Static).update(Text(exc.message, style="red"))
+            return
+        groups = result.number.split()
+        rows = "\n".join(" ".join(groups[i : i + 4]) for i in range(0, 12, 4))
+        number = Text(rows, style="bold")
+        number.append(
+            f"\n\nyours:  {result.own_fingerprint}\ntheirs: {result.peer_fingerprint}",
+            style="dim",
+        )
+        self.query_one("#safety-number", Static).update(number)
+        if result.key_changed:
+            status = Text(
+                "⚠ Their key changed since you last talked. Check the number before you trust "
+                "this chat again.",
+                style="bold red",
+            )
+        elif result.verified:
+            status = Text("✓ Verified", style="bold green")
+        else:
+            status = Text("Not verified yet", style="yellow")
+        self.query_one("#safety-status", Static).update(status)
+        self.query_one("#verify", Button).disabled = False
+        self.query_one("#accept-key").display = result.key_changed
+
+    @on(Button.Pressed, "#verify")
+    @work
+    async def _verify(self) -> None:
+        await self.session.verify(self.handle)
+        self.dismiss("verified")
+
+    @on(Button.Pressed, "#accept-key")
+    @work
+    async def _accept(self) -> None:
+        await self.session.accept_key(self.handle)
+        self.dismiss("accepted")
+
+    @on(Button.Pressed, "#close")
+    def _close(self) -> None:
+        self.dismiss(None)

@@ -27,11 +27,11 @@ from client.explain import MODE_BADGE, mode_reason
 from client.history import HistoryMessage, peer_of
 from client.session import ChatSession, Conversation
 from client.tui.screens.dialogs import (
-    SAFETY_NUMBER_TEXT,
     ConfirmDialog,
     FindPeopleDialog,
     InfoDialog,
     ReportDialog,
+    SafetyNumberDialog,
     account_text,
 )
 from client.tui.widgets.connection_indicator import ConnectionIndicator
@@ -139,11 +139,19 @@ class MainScreen(Screen[None]):
             MODE_BADGE.get(c.mode, c.mode),
             style="bold green" if c.mode == "e2ee" else "bold yellow",
         )
+        if c.verified and c.mode == "e2ee":
+            title.append("   ✓ verified", style="green")
         if c.restricted:
             title.append("   ⚠ restricted from contacting minors", style="bold red")
         self.query_one("#chat-title", Static).update(title)
-        reason = mode_reason(c.mode, self.session.band, None)
-        self.query_one("#chat-reason", Static).update(Text(reason))
+        reason = Text(mode_reason(c.mode, self.session.band, None))
+        if c.key_changed:
+            # Sticky until they verify or accept the new key (DESIGN.md: loud and sticky).
+            reason = Text.assemble(
+                (f"⚠ @{c.handle}'s safety number changed. ", "bold red"),
+                ("Press Ctrl+S to compare it before you trust this chat.", "red"),
+            )
+        self.query_one("#chat-reason", Static).update(reason)
         compose = self.query_one("#compose", Input)
         compose.disabled = c.is_request or c.state == "blocked"
         if c.is_request:
@@ -352,7 +360,18 @@ class MainScreen(Screen[None]):
         self.app.push_screen(ReportDialog(self.session, self.current.handle), reported)
 
     def action_safety_number(self) -> None:
-        self.app.push_screen(InfoDialog("Safety number", SAFETY_NUMBER_TEXT))
+        if self.current is None:
+            return
+        handle = self.current.handle
+
+        async def done(result: str | None) -> None:
+            if result == "verified":
+                self.notify(f"You verified @{handle}'s safety number.")
+            elif result == "accepted":
+                self.notify(f"You accepted @{handle}'s new key (not verified).")
+            await self.refresh_conversations(from_relay=False)
+
+        self.app.push_screen(SafetyNumberDialog(self.session, handle, self.current.mode), done)
 
     def action_account(self) -> None:
         self.app.push_screen(InfoDialog("Your account", account_text(self.session)))

@@ -18,6 +18,7 @@ from client.tui.widgets.notice_banner import NoticeBanner
 from tests.support import (
     PASSPHRASE,
     collect,
+    drain,
     make_profile,
     open_client,
     open_clients,
@@ -88,7 +89,7 @@ async def test_onboarding_explains_protections_by_age_then_creates_the_account(r
         app.screen.query_one("#birthdate", Input).value = years_ago(30).isoformat()
         await pilot.pause()
         adult_text = text_of(app, "#protections")
-        assert "Your chats with other adults will be end-to-end encrypted" in adult_text
+        assert "Your chats with other adults are end-to-end encrypted" in adult_text
         assert adult_text != minor_text
         await submit_onboarding(pilot)
         await settle(pilot, lambda: isinstance(app.screen, MainScreen))
@@ -122,8 +123,8 @@ async def test_send_and_receive_with_the_mode_badge(relay, tmp_path):
         assert screen.current.handle == "ben" and screen.current.is_request
         app.screen.query_one("#accept", Button).press()
         await settle(pilot, lambda: screen.current.state == "connected")
-        assert "👀 visible to safety checks" in text_of(app, "#chat-title")
-        assert "doesn't have end-to-end encryption yet" in text_of(app, "#chat-reason")
+        assert "🔒 end-to-end encrypted" in text_of(app, "#chat-title")  # two adults
+        assert "not even agechat's relay" in text_of(app, "#chat-reason")
         app.screen.query_one("#compose", Input).focus()
         await pilot.press(*"hello ben", "enter")
         await settle(pilot, lambda: "sent ✓" in log_text(app))
@@ -132,6 +133,62 @@ async def test_send_and_receive_with_the_mode_badge(relay, tmp_path):
         await b.wait_accepted(m.msg_id)
         await settle(pilot, lambda: "hi ana!" in log_text(app))
         assert "ben: hi ana!" in log_text(app)
+
+
+async def test_a_key_change_warning_is_loud_sticky_and_pauses_a_verified_chat(relay, tmp_path):
+    from dataclasses import replace
+
+    from client.tui.screens.dialogs import SafetyNumberDialog
+
+    app = await app_for(tmp_path, relay, "ana", years_ago(40))
+    ben = await make_profile(tmp_path, relay.url, "ben", years_ago(41))
+    async with open_client(ben) as b, app.run_test(size=SIZE) as pilot:
+        await b.wait_connected()
+        await b.contact_request("ana")
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
+        screen = app.screen
+        screen.query_one("#accept", Button).press()
+        await settle(pilot, lambda: screen.current.state == "connected")
+        screen.query_one("#compose", Input).focus()
+        await pilot.press(*"hello ben", "enter")
+        await settle(pilot, lambda: "sent ✓" in log_text(app))
+        # Ana compares safety numbers with Ben and marks them verified.
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: isinstance(app.screen, SafetyNumberDialog))
+        dialog = app.screen
+        await settle(pilot, lambda: not dialog.query_one("#verify", Button).disabled)
+        expected = (await b.safety_number("ana")).number.split()[0]
+        assert expected in text_of(app, "#safety-number")  # the same number on both sides
+        dialog.query_one("#verify", Button).press()
+        await settle(pilot, lambda: app.screen is screen and screen.current.verified)
+        assert "✓ verified" in text_of(app, "#chat-title")
+        # Ana's client then sees another key for Ben than the one she verified.
+        e2ee = screen.session.client.e2ee
+        record = await e2ee.peer("ben")
+        await e2ee.store.save_peer(replace(record, identity_key=bytes(32 * [9])))
+        await e2ee.store.delete_sessions("ben")
+        screen.query_one("#compose", Input).focus()
+        await pilot.press(*"are you there?", "enter")
+        await settle(pilot, lambda: "not sent ✗" in log_text(app))
+        assert "safety number changed" in text_of(app, "#chat-reason")
+        assert "Their safety number changed since you verified it" in log_text(app)
+        assert "safety number changed" in log_text(app)  # the system line in the chat
+        assert "are you there?" not in [e.message.body for e in await drain(b)]
+        # Sticky: reopening the conversation still shows it.
+        await screen.open_conversation(screen.current)
+        assert "safety number changed" in text_of(app, "#chat-reason")
+        # She accepts the new key: the warning goes, sending works again.
+        await pilot.press("ctrl+s")
+        await settle(pilot, lambda: isinstance(app.screen, SafetyNumberDialog))
+        dialog = app.screen
+        await settle(pilot, lambda: dialog.query_one("#accept-key").display)
+        assert "key changed" in text_of(app, "#safety-status")
+        dialog.query_one("#accept-key", Button).press()
+        await settle(pilot, lambda: app.screen is screen and not screen.current.key_changed)
+        assert "safety number changed" not in text_of(app, "#chat-reason")
+        screen.query_one("#compose", Input).focus()
+        await pilot.press(*"back again", "enter")
+        assert received_bodies(await collect(b, 1)) == ["back again"]
 
 
 async def test_a_refusal_is_shown_in_the_conversation(relay, tmp_path):

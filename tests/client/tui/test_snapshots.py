@@ -47,7 +47,11 @@ def write_profile(directory: Path, handle: str, name: str, born: date) -> Profil
 
 
 async def fill(
-    profile: Profile, peer: str, lines: list[tuple[str, str]], notice: str | None
+    profile: Profile,
+    peer: str,
+    lines: list[tuple[str, str]],
+    notice: str | None,
+    mode: str = "visible",
 ) -> None:
     history = History(profile.history_path)
     await history.open()
@@ -61,7 +65,7 @@ async def fill(
                 msg_id=f"out-{i:05d}",
                 recipient=peer,
                 conversation=conversation,
-                mode="visible",
+                mode=mode,
                 body=text,
                 created_at=at,
             )
@@ -73,7 +77,7 @@ async def fill(
                 recipient=me,
                 conversation=conversation,
                 kind="message",
-                mode="visible",
+                mode=mode,
                 body=text,
                 sent_at=at,
                 received_at=at,
@@ -126,6 +130,18 @@ def maya(tmp_path) -> Path:
     return tmp_path / "maya"
 
 
+@pytest.fixture
+def dana(tmp_path) -> Path:
+    profile = write_profile(tmp_path / "dana", "dana", "Dana", date(1984, 7, 12))
+    lines = [
+        ("sam", "Are we still on for the school fundraiser meeting?"),
+        ("dana", "Yes, 7pm. I'll bring the raffle tickets."),
+        ("sam", "Great, see you there."),
+    ]
+    asyncio.run(fill(profile, "sam", lines, notice=None, mode="e2ee"))
+    return tmp_path / "dana"
+
+
 def test_onboarding_for_a_minor(snap_compare, tmp_path):
     app = AgechatApp(ProfileSessions(tmp_path / "new", kdf=MINIMUM))
 
@@ -139,6 +155,11 @@ def test_onboarding_for_a_minor(snap_compare, tmp_path):
 
 def test_main_screen_visible_mode_with_a_notice_banner(snap_compare, maya):
     app = AgechatApp(ProfileSessions(maya, kdf=MINIMUM), passphrase=PASSPHRASE)
+    assert snap_compare(app, terminal_size=SIZE, run_before=until_offline)
+
+
+def test_main_screen_e2ee_mode(snap_compare, dana):
+    app = AgechatApp(ProfileSessions(dana, kdf=MINIMUM), passphrase=PASSPHRASE)
     assert snap_compare(app, terminal_size=SIZE, run_before=until_offline)
 
 
