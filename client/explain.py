@@ -5,7 +5,7 @@ Written so a 13-year-old can follow them, and honest about what each mode protec
 
 from __future__ import annotations
 
-from protocol.policy import E2EE_AVAILABLE, Band, is_minor
+from protocol.policy import Band, is_minor
 
 # 👀 rather than 👁: terminals disagree on 👁's width, which shifts every line it is on.
 MODE_BADGE = {
@@ -25,11 +25,6 @@ def mode_reason(mode: str, me: Band, peer_is_minor: bool | None) -> str:
     """One line for a conversation's header: why this chat has the mode it has."""
     if mode == "e2ee":
         return "Only you and they can read this chat — not even agechat's relay."
-    if not E2EE_AVAILABLE:
-        return (
-            "Not end-to-end encrypted: this prototype doesn't have end-to-end encryption yet, "
-            "so the relay can read every chat."
-        )
     if is_minor(me):
         return "Not end-to-end encrypted because you're under 18, so safety systems can check it."
     if peer_is_minor:
@@ -49,10 +44,8 @@ def protections(band: Band) -> list[str]:
         ]
     else:
         lines = [
-            "Your chats with other adults are end-to-end encrypted."
-            if E2EE_AVAILABLE
-            else "Your chats with other adults will be end-to-end encrypted. This prototype "
-            "doesn't have end-to-end encryption yet: for now the relay can read every chat.",
+            "Your chats with other adults are end-to-end encrypted: only you and they can "
+            "read them.",
             "Chats that include someone under 18 are not end-to-end encrypted, so safety "
             "systems can check them.",
             "You can't start a conversation with someone under 18 or find them in search; "

@@ -59,6 +59,8 @@ def check(config: RelayConfig) -> ssl.SSLContext | None:
 def run_relay(config: RelayConfig) -> None:
     context = check(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # aiosqlite logs SQL parameters at DEBUG (message bodies, the franking secret): never.
+    logging.getLogger("aiosqlite").setLevel(logging.WARNING)
     try:
         import uvloop
 
