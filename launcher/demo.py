@@ -248,6 +248,8 @@ def intro(persona: Persona) -> str:
     lines += [
         "Try: Ctrl+F to find people (as rex, search for maya: she isn't there),",
         "     Ctrl+O for your account and what protects you, Ctrl+Q to quit.",
+        "     As dana: the chat with sam (two adults) is end-to-end encrypted — Ctrl+S shows",
+        "     your safety number; the chat with maya (14) is visible to safety checks.",
         "Or run it as someone else: agechat demo --as rex (or maya, leo, dana, sam).",
     ]
     return "\n".join(lines)
