@@ -60,7 +60,11 @@ class Party:
 
 
 async def make_party(
-    tmp: Path, handle: str, birthdate: date = ADULT, seed: bytes | None = None
+    tmp: Path,
+    handle: str,
+    birthdate: date = ADULT,
+    seed: bytes | None = None,
+    clock=now,
 ) -> Party:
     seed = seed or os.urandom(32)
     store = CryptoStore(tmp / handle / f"e2ee-{seed[:4].hex()}.sqlite3", seed)
@@ -77,7 +81,7 @@ async def make_party(
         IdentityKeyPair.from_seed(seed),
         handle,
         own_band=lambda: band(birthdate, now().date()),
-        clock=now,
+        clock=clock,
         on_key_change=on_change,
     )
     signed, one_time = await e2ee.prekeys_due()
@@ -286,3 +290,30 @@ async def test_sessions_and_prekeys_are_sealed_at_rest_and_survive_a_restart(tmp
         await stranger.sessions("alice")
     assert caught.value.code == "profile_corrupt"
     await stranger.close()
+
+
+async def test_signed_prekeys_rotate_and_the_old_one_answers_for_a_grace_period(tmp_path):
+    from datetime import timedelta
+
+    from client.e2ee import SIGNED_PREKEY_GRACE, SIGNED_PREKEY_ROTATION
+
+    offset = [timedelta(0)]
+    alice = await make_party(tmp_path, "alice")
+    bob = await make_party(tmp_path, "bob", clock=lambda: now() + offset[0])
+    old_bundle = bob.bundle()  # fetched by alice before the rotation, used after it
+    assert await bob.e2ee.prekeys_due() == (None, [])  # nothing due yet
+    offset[0] = SIGNED_PREKEY_ROTATION + timedelta(hours=1)
+    signed, _ = await bob.e2ee.prekeys_due()
+    assert signed is not None and signed.id != old_bundle.signed_prekey.id
+    await bob.e2ee.mark_published(signed, False)
+    # A first message made with the old signed prekey still starts a session.
+    await alice.e2ee.learn_bundle("bob", old_bundle)
+    late = await alice.e2ee.encrypt("bob", "late hello", old_bundle)
+    assert (await bob.e2ee.decrypt("alice", late.body, late.commitment)).text == "late hello"
+    # After the grace period the old private key is gone.
+    offset[0] += SIGNED_PREKEY_GRACE + timedelta(hours=1)
+    await bob.e2ee.prekeys_due()
+    assert await bob.store.prekey("signed", old_bundle.signed_prekey.id) is None
+    assert await bob.store.prekey("signed", signed.id) is not None
+    await alice.store.close()
+    await bob.store.close()
