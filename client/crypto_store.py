@@ -19,9 +19,9 @@ import nacl.exceptions
 import nacl.secret
 
 from client.errors import ClientError
+from client.local_db import open_profile_db
 from protocol.crypto.kdf import hkdf_sha256
 
-SCHEMA_VERSION = 1
 STORE_FILE = "e2ee.sqlite3"
 #: HKDF info for the at-rest sealing key (distinct from every protocol use of HKDF).
 SEAL_INFO = b"agechat/client-store/v1"
@@ -118,19 +118,7 @@ class CryptoStore:
     async def open(self) -> None:
         if self._db is not None:
             return
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._path.touch(mode=0o600, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path)
-        await self.db.execute("PRAGMA journal_mode=WAL")
-        await self.db.execute("PRAGMA synchronous=FULL")
-        await self.db.execute("PRAGMA secure_delete=ON")  # deleted keys are overwritten
-        async with self.db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise ClientError("profile_corrupt", f"{self._path} is from a newer agechat")
-        if version < 1:
-            await self.db.executescript(f"BEGIN; {_SCHEMA_V1}; PRAGMA user_version=1; COMMIT;")
+        self._db = await open_profile_db(self._path, [_SCHEMA_V1], secure_delete=True)
 
     async def close(self) -> None:
         if self._db is not None:

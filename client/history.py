@@ -16,7 +16,8 @@ from typing import Literal
 
 import aiosqlite
 
-SCHEMA_VERSION = 3
+from client.local_db import open_profile_db
+
 Direction = Literal["in", "out"]
 State = Literal["pending", "sent", "delivered", "failed", "received"]
 
@@ -154,23 +155,7 @@ class History:
         return self._db
 
     async def open(self) -> None:
-        # Owner-only: visible-mode history is plaintext (keys are sealed, messages are not).
-        self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._path.touch(mode=0o600, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path)
-        await self.db.execute("PRAGMA journal_mode=WAL")
-        await self.db.execute("PRAGMA synchronous=FULL")
-        async with self.db.execute("PRAGMA user_version") as cur:
-            row = await cur.fetchone()
-        version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            raise RuntimeError(f"{self._path} is from a newer agechat (schema {version})")
-        for target, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)):
-            if version < target:
-                await self.db.executescript(
-                    f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"
-                )
-                version = target
+        self._db = await open_profile_db(self._path, [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3])
 
     async def close(self) -> None:
         if self._db is not None:

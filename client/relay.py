@@ -789,22 +789,14 @@ class RelayClient:
 
 def _reported(message: HistoryMessage, franking: FrankingEvidence | None) -> ReportedMessage:
     """A message as a report attaches it; a received e2ee message brings its franking
-    evidence so the relay can verify the text (PROTOCOL.md §6.4)."""
-    if franking is None:
-        return ReportedMessage(
-            id=message.msg_id,
-            sender=message.sender,
-            to=message.recipient,
-            text=message.body,
-            sent_at=message.sent_at,
-        )
+    evidence (and its exact ``sent_at``) so the relay can verify the text (PROTOCOL.md §6.4)."""
     return ReportedMessage(
         id=message.msg_id,
         sender=message.sender,
         to=message.recipient,
         text=message.body,
-        sent_at=franking.sent_at,
-        franking_key=franking.franking_key,
-        commitment=franking.commitment,
-        franking_tag=franking.franking_tag,
+        sent_at=franking.sent_at if franking else message.sent_at,
+        franking_key=franking.franking_key if franking else None,
+        commitment=franking.commitment if franking else None,
+        franking_tag=franking.franking_tag if franking else None,
     )
