@@ -460,11 +460,16 @@ async def safety_number(options: Options, handle: str) -> None:
 
 @cli.command()
 @click.argument("handle")
+@click.option(
+    "--number",
+    default=None,
+    help="The safety number you compared (spaces allowed): refused if the key changed since.",
+)
 @command
-async def verify(options: Options, handle: str) -> None:
+async def verify(options: Options, handle: str, number: str | None) -> None:
     """Mark HANDLE's safety number as verified (after comparing it with theirs)."""
     async with connected_client(options) as client:
-        result = await client.verify(handle)
+        result = await client.verify(handle, number)
     emit(options, _safety_payload(result), f"Verified @{handle}: {result.number}")
 
 

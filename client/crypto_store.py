@@ -59,6 +59,19 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
+# v2: the X3DH first messages already answered (their ephemeral keys), so a relay can't
+# replay one to start a session twice once the first session is gone.
+_SCHEMA_V2 = """
+CREATE TABLE seen_initials (
+    peer TEXT NOT NULL,
+    ephemeral BLOB NOT NULL,
+    seen_at REAL NOT NULL,
+    PRIMARY KEY (peer, ephemeral)
+);
+ALTER TABLE peers ADD COLUMN declared_at REAL;
+"""
+
+
 @dataclass(frozen=True, slots=True)
 class PeerRecord:
     handle: str
@@ -68,6 +81,7 @@ class PeerRecord:
     send_blocked: bool
     declared_band: str | None
     mode: str | None
+    declared_at: datetime | None = None  # when the peer signed that declaration
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,15 @@ class StoredPrekey:
     private: bytes
     created_at: datetime
     superseded_at: datetime | None
+
+
+_PEER_COLUMNS = (
+    "handle, identity_key, verified, key_changed, send_blocked, declared_band, mode, declared_at"
+)
+
+
+def _peer(r: tuple) -> PeerRecord:
+    return PeerRecord(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5], r[6], _dt(r[7]))
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -118,7 +141,7 @@ class CryptoStore:
     async def open(self) -> None:
         if self._db is not None:
             return
-        self._db = await open_profile_db(self._path, [_SCHEMA_V1], secure_delete=True)
+        self._db = await open_profile_db(self._path, [_SCHEMA_V1, _SCHEMA_V2], secure_delete=True)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -167,8 +190,9 @@ class CryptoStore:
                     "WHERE kind = 'signed' AND superseded_at IS NULL",
                     (_ts(now),),
                 )
+            # Plain INSERT: reusing an id would orphan a key the relay already published.
             await self.db.executemany(
-                "INSERT OR REPLACE INTO prekeys (kind, id, public, sealed_private, created_at) "
+                "INSERT INTO prekeys (kind, id, public, sealed_private, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
                 [(kind, i, pub, self._seal(priv), _ts(now)) for i, pub, priv in keys],
             )
@@ -272,6 +296,12 @@ class CryptoStore:
                     "DELETE FROM prekeys WHERE kind = 'one_time' AND id = ?",
                     (delete_one_time_prekey,),
                 )
+            if their_ephemeral is not None:
+                await db.execute(
+                    "INSERT OR IGNORE INTO seen_initials (peer, ephemeral, seen_at) "
+                    "VALUES (?, ?, ?)",
+                    (peer, their_ephemeral, _ts(now)),
+                )
             await db.execute(
                 "DELETE FROM sessions WHERE peer = ? AND active = 0 AND sid NOT IN "
                 "(SELECT sid FROM sessions WHERE peer = ? ORDER BY active DESC, updated_at DESC, "
@@ -280,6 +310,23 @@ class CryptoStore:
             )
             await db.commit()
             return sid
+
+    async def seen_initial(self, peer: str, ephemeral: bytes) -> bool:
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT 1 FROM seen_initials WHERE peer = ? AND ephemeral = ?", (peer, ephemeral)
+            ) as cur,
+        ):
+            return await cur.fetchone() is not None
+
+    async def forget_initials(self, seen_before: datetime) -> None:
+        """Drop replay records older than any signed prekey that could still answer them."""
+        async with self._lock:
+            await self.db.execute(
+                "DELETE FROM seen_initials WHERE seen_at < ?", (_ts(seen_before),)
+            )
+            await self.db.commit()
 
     async def delete_sessions(self, peer: str) -> None:
         async with self._lock:
@@ -292,35 +339,25 @@ class CryptoStore:
         async with (
             self._lock,
             self.db.execute(
-                "SELECT handle, identity_key, verified, key_changed, send_blocked, "
-                "declared_band, mode FROM peers WHERE handle = ?",
+                f"SELECT {_PEER_COLUMNS} FROM peers WHERE handle = ?",
                 (handle,),
             ) as cur,
         ):
             row = await cur.fetchone()
-        if row is None:
-            return None
-        return PeerRecord(row[0], row[1], bool(row[2]), bool(row[3]), bool(row[4]), row[5], row[6])
+        return None if row is None else _peer(row)
 
     async def all_peers(self) -> dict[str, PeerRecord]:
         async with (
             self._lock,
-            self.db.execute(
-                "SELECT handle, identity_key, verified, key_changed, send_blocked, "
-                "declared_band, mode FROM peers"
-            ) as cur,
+            self.db.execute(f"SELECT {_PEER_COLUMNS} FROM peers") as cur,
         ):
             rows = await cur.fetchall()
-        return {
-            r[0]: PeerRecord(r[0], r[1], bool(r[2]), bool(r[3]), bool(r[4]), r[5], r[6])
-            for r in rows
-        }
+        return {r[0]: _peer(r) for r in rows}
 
     async def save_peer(self, record: PeerRecord) -> None:
         async with self._lock:
             await self.db.execute(
-                "INSERT OR REPLACE INTO peers (handle, identity_key, verified, key_changed, "
-                "send_blocked, declared_band, mode) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT OR REPLACE INTO peers ({_PEER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     record.handle,
                     record.identity_key,
@@ -329,6 +366,7 @@ class CryptoStore:
                     int(record.send_blocked),
                     record.declared_band,
                     record.mode,
+                    _ts(record.declared_at),
                 ),
             )
             await self.db.commit()

@@ -8,7 +8,8 @@ bundles and uploads prekeys (``client.relay``) and hands the results in.
   peer's bundle; until the first reply arrives every message carries the X3DH initial
   header (so the first one may be lost). A session's state is saved *before* its ciphertext
   leaves (a crash can't make us reuse a chain key) and, on receipt, after the plaintext is
-  in the history (a crash before that just decrypts the redelivery again).
+  in the history (a crash before that just decrypts the redelivery again). First messages
+  already answered are remembered, so a replayed one can't start a second session.
 - Simultaneous starts (both sides send a first message before either hears from the
   other): both sessions are kept, so every message decrypts; both sides then *send* with
   the session initiated by ``initiation_winner`` and converge without talking.
@@ -16,8 +17,8 @@ bundles and uploads prekeys (``client.relay``) and hands the results in.
   bundle or an initial message) is a loud, sticky warning; if the peer was verified,
   sending stops until the user verifies again or accepts the new key.
 - Downgrade (DESIGN.md "Encryption modes"): we send in the clear only if our own band is a
-  minor's, or the peer's own signed declaration says minor. The relay's word alone never
-  turns encryption off.
+  minor's, or the peer's own signed, recent declaration says minor, made with the key we
+  pinned. The relay's word alone never turns encryption off.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from client.crypto_store import CryptoStore, PeerRecord
+from client.crypto_store import CryptoStore, PeerRecord, StoredSession
 from client.errors import ClientError
 from protocol import identity as identity_messages
 from protocol.crypto import (
@@ -60,6 +61,13 @@ E2EE = "e2ee"
 SIGNED_PREKEY_ROTATION = timedelta(days=7)
 SIGNED_PREKEY_GRACE = timedelta(days=14)
 ONE_TIME_BATCH = 50
+#: A minor's declaration older than this no longer counts for sending in the clear: honest
+#: clients re-sign theirs every REDECLARE_AFTER, so a relay can't keep using the "minor"
+#: declaration of someone who has since turned 18 (THREAT_MODEL.md "Downgrade").
+MINOR_DECLARATION_MAX_AGE = timedelta(days=14)
+REDECLARE_AFTER = timedelta(days=7)
+#: How long first messages are remembered against replays (past any signed prekey's life).
+SEEN_INITIALS_KEPT = SIGNED_PREKEY_ROTATION + SIGNED_PREKEY_GRACE + timedelta(days=1)
 
 KeyChangeCallback = Callable[[str, bool], Awaitable[None]]
 
@@ -86,13 +94,16 @@ class SafetyNumber:
     key_changed: bool
 
 
-def _check_declaration(peer: str, bundle: Bundle) -> str | None:
-    """The band the peer's own declaration states, or None if it isn't theirs and valid."""
+def _check_declaration(peer: str, bundle: Bundle) -> tuple[str | None, datetime | None]:
+    """The band and time the peer's own declaration states, or Nones if it isn't theirs
+    (made for this handle, carrying the bundle's key, signed by it)."""
     d = bundle.declaration
     if d.handle != peer or d.identity_key != bundle.identity_key:
-        return None
+        return None, None
     signed = identity_messages.declaration_message(d.handle, d.band, d.identity_key, d.declared_at)
-    return d.band if identity_messages.verify(d.identity_key, signed, d.signature) else None
+    if not identity_messages.verify(d.identity_key, signed, d.signature):
+        return None, None
+    return d.band, d.declared_at
 
 
 class EndToEnd:
@@ -125,6 +136,7 @@ class EndToEnd:
         first batch of one-time prekeys. Private halves are stored before this returns."""
         now = self._clock()
         await self.store.expire_signed_prekeys(now - SIGNED_PREKEY_GRACE)
+        await self.store.forget_initials(now - SEEN_INITIALS_KEPT)
         current = await self.store.current_signed_prekey()
         if current is None or now - current.created_at >= SIGNED_PREKEY_ROTATION:
             pair = X25519KeyPair.generate(self._random)
@@ -149,13 +161,28 @@ class EndToEnd:
 
     async def new_one_time_prekeys(self, count: int) -> list[OneTimePrekey]:
         count = min(count, MAX_PREKEYS_PER_UPLOAD)
-        first = int(await self.store.get_meta("next_one_time_id") or "1")
-        pairs = [(first + i, X25519KeyPair.generate(self._random)) for i in range(count)]
-        await self.store.add_prekeys(
-            "one_time", [(i, p.public, p.private) for i, p in pairs], self._clock()
-        )
-        await self.store.set_meta("next_one_time_id", str(first + count))
+        # Under the lock: two top-ups at once must not hand out the same ids.
+        async with self._lock:
+            first = int(await self.store.get_meta("next_one_time_id") or "1")
+            await self.store.set_meta("next_one_time_id", str(first + count))
+            pairs = [(first + i, X25519KeyPair.generate(self._random)) for i in range(count)]
+            await self.store.add_prekeys(
+                "one_time", [(i, p.public, p.private) for i, p in pairs], self._clock()
+            )
         return [OneTimePrekey(id=i, public=p.public) for i, p in pairs]
+
+    # --- our own declaration -------------------------------------------------------------
+
+    async def redeclaration_due(self, own_band: str) -> bool:
+        band_then = await self.store.get_meta("declared_band")
+        at = await self.store.get_meta("declared_at")
+        if band_then != own_band or at is None:
+            return True
+        return self._clock() - datetime.fromisoformat(at) >= REDECLARE_AFTER
+
+    async def declared(self, declared_band: str, at: datetime) -> None:
+        await self.store.set_meta("declared_band", declared_band)
+        await self.store.set_meta("declared_at", at.isoformat())
 
     # --- peers ---------------------------------------------------------------------------
 
@@ -169,8 +196,9 @@ class EndToEnd:
         """Record what a bundle says: the relay's mode, the peer's declared band, its key."""
         async with self._lock:
             record = await self._observe_identity(peer, bundle.identity_key)
+            declared_band, declared_at = _check_declaration(peer, bundle)
             record = replace(
-                record, mode=bundle.mode, declared_band=_check_declaration(peer, bundle)
+                record, mode=bundle.mode, declared_band=declared_band, declared_at=declared_at
             )
             await self.store.save_peer(record)
             return record
@@ -182,15 +210,38 @@ class EndToEnd:
             if record is not None and record.mode != mode:
                 await self.store.save_peer(replace(record, mode=mode))
 
-    def check_visible(self, record: PeerRecord | None) -> None:
-        """Fail closed (DESIGN.md "Encryption modes"): refuse to send in the clear unless
-        our own band or the peer's own signed declaration is a minor's."""
+    async def forget_declaration(self, peer: str) -> None:
+        """Their age group changed: ask again for the mode and their declaration."""
+        async with self._lock:
+            record = await self.store.peer(peer)
+            if record is not None:
+                await self.store.save_peer(
+                    replace(record, mode=None, declared_band=None, declared_at=None)
+                )
+
+    def may_be_visible(self, record: PeerRecord | None) -> bool:
+        """Fail closed (DESIGN.md "Encryption modes"): a conversation may be in the clear
+        only if our own band is a minor's, or the peer's own signed, recent declaration says
+        minor — made with the key we pinned (not one that changed since)."""
         if is_minor(self._own_band()):  # type: ignore[arg-type]
-            return
-        declared = None if record is None else record.declared_band
-        if declared is not None and is_minor(declared):  # type: ignore[arg-type]
-            return
-        raise ClientError("downgrade_refused")
+            return True
+        if record is None or record.key_changed or record.send_blocked:
+            return False
+        declared, at = record.declared_band, record.declared_at
+        if declared is None or at is None or not is_minor(declared):  # type: ignore[arg-type]
+            return False
+        return self._clock() - at <= MINOR_DECLARATION_MAX_AGE
+
+    def expects_encryption(self, record: PeerRecord | None) -> bool:
+        """Would a plaintext message from this peer be a downgrade? Yes when both of us are
+        adults by our own signed word (ours, and their declaration with the pinned key)."""
+        if is_minor(self._own_band()) or record is None or record.key_changed:  # type: ignore[arg-type]
+            return False
+        return record.declared_band is not None and not is_minor(record.declared_band)  # type: ignore[arg-type]
+
+    def check_visible(self, record: PeerRecord | None) -> None:
+        if not self.may_be_visible(record):
+            raise ClientError("downgrade_refused")
 
     async def _observe_identity(self, peer: str, key: bytes) -> PeerRecord:
         """Trust on first use; a different key later is a sticky warning (lock held)."""
@@ -232,12 +283,22 @@ class EndToEnd:
             record.key_changed,
         )
 
-    async def verify(self, peer: str) -> SafetyNumber:
-        """The user compared the safety number: mark it verified (clears a key warning)."""
+    async def verify(self, peer: str, expected: str | None = None) -> SafetyNumber:
+        """The user compared the safety number: mark it verified (clears a key warning).
+
+        ``expected`` is the number the user compared; if the key changed since it was
+        shown, nothing is marked and ``safety_number_changed`` is raised.
+        """
         async with self._lock:
             record = await self.store.peer(peer)
             if record is None:
                 raise ClientError("no_peer_key")
+            if expected is not None:
+                current = safety_number(
+                    self.handle, self._identity.public, peer, record.identity_key
+                )
+                if current != "".join(expected.split()):
+                    raise ClientError("safety_number_changed")
             await self.store.save_peer(
                 replace(record, verified=True, key_changed=False, send_blocked=False)
             )
@@ -303,21 +364,35 @@ class EndToEnd:
             )
         return Outgoing(encode_body(Envelope(message, header)), franked.commitment)
 
-    async def decrypt(self, sender: str, body: str, commitment: bytes | None) -> Decrypted:
-        """Decrypt and check the franking commitment; raise ``CryptoError`` to drop it."""
+    async def decrypt(
+        self,
+        sender: str,
+        body: str,
+        commitment: bytes | None,
+        keep: Callable[[Decrypted], Awaitable[None]],
+    ) -> Decrypted:
+        """Decrypt and check the franking commitment; raise ``CryptoError`` to drop it.
+
+        ``keep`` stores the plaintext (in the history) *before* the session's new state is
+        saved: a crash in between leaves the old state, and the redelivery decrypts again.
+        Nothing changes — no key pinned, no session touched — unless the message
+        authenticates (Double Ratchet §3.5).
+        """
         envelope = decode_body(body)
         if commitment is None:
             raise CryptoError("franking_mismatch", "an e2ee message without a commitment")
         async with self._lock:
-            if envelope.initial is not None:
-                await self._observe_identity(sender, envelope.initial.identity_key)
             sessions = await self.store.sessions(sender)
-            now = self._clock()
             if envelope.initial is not None:
-                ek = envelope.initial.ephemeral_key
-                known = [s for s in sessions if s.their_ephemeral == ek]
+                header = envelope.initial
+                known = [s for s in sessions if s.their_ephemeral == header.ephemeral_key]
                 if not known:
-                    return await self._first_message(sender, envelope, commitment, sessions)
+                    if await self.store.seen_initial(sender, header.ephemeral_key):
+                        raise CryptoError("duplicate_message", "a replayed first message")
+                    return await self._first_message(sender, envelope, commitment, sessions, keep)
+                record = await self.store.peer(sender)
+                if record is not None and record.identity_key != header.identity_key:
+                    raise CryptoError("decryption_failed", "the identity key doesn't match")
                 sessions = known
             failure: CryptoError | None = None
             for stored in sessions:
@@ -329,14 +404,23 @@ class EndToEnd:
                         raise
                     failure = exc
                     continue
-                # A reply on a session we initiated: stop sending the initial header.
-                await self.store.save_session(sender, session.to_bytes(), now, sid=stored.sid)
                 inner = unfrank(plaintext, commitment, E2EE)
-                return Decrypted(inner.text, inner.franking_key)
+                result = Decrypted(inner.text, inner.franking_key)
+                await keep(result)
+                # A reply on a session we initiated also ends its initial phase (initial=None).
+                await self.store.save_session(
+                    sender, session.to_bytes(), self._clock(), sid=stored.sid
+                )
+                return result
             raise failure or CryptoError("decryption_failed", "no session with this sender")
 
     async def _first_message(
-        self, sender: str, envelope: Envelope, commitment: bytes, sessions: list
+        self,
+        sender: str,
+        envelope: Envelope,
+        commitment: bytes,
+        sessions: list[StoredSession],
+        keep: Callable[[Decrypted], Awaitable[None]],
     ) -> Decrypted:
         """An initial message starting a new session (X3DH §3.4), lock held."""
         header = envelope.initial
@@ -360,10 +444,16 @@ class EndToEnd:
         )
         plaintext = session.decrypt(envelope.message)
         inner = unfrank(plaintext, commitment, E2EE)
+        # Authenticated: only now may the sender's identity key be pinned (or change).
+        before = await self.store.peer(sender)
+        await self._observe_identity(sender, header.identity_key)
+        key_changed = before is not None and before.identity_key != header.identity_key
         # Simultaneous start: keep sending with the winner's session (see module docstring).
         active = next((s for s in sessions if s.active), None)
-        ours_pending = active is not None and active.initial is not None
+        ours_pending = active is not None and active.initial is not None and not key_changed
         activate = not ours_pending or not keep_own_session(self.handle, sender)
+        result = Decrypted(inner.text, inner.franking_key)
+        await keep(result)
         await self.store.save_session(
             sender,
             session.to_bytes(),
@@ -372,4 +462,4 @@ class EndToEnd:
             activate=activate,
             delete_one_time_prekey=header.opk_id,
         )
-        return Decrypted(inner.text, inner.franking_key)
+        return result

@@ -26,9 +26,9 @@ def mode_reason(mode: str, me: Band, peer_is_minor: bool | None) -> str:
     if mode == "e2ee":
         return "Only you and they can read this chat — not even agechat's relay."
     if is_minor(me):
-        return "Not end-to-end encrypted because you're under 18, so safety systems can check it."
+        return "Not end-to-end encrypted, because you're under 18: safety checks can see it."
     if peer_is_minor:
-        return "Not end-to-end encrypted because they're under 18, so safety systems can check it."
+        return "Not end-to-end encrypted, because they're under 18: safety checks can see it."
     return "Not end-to-end encrypted: someone in this chat is under 18."
 
 

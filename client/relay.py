@@ -22,7 +22,7 @@ import aiohttp
 
 from client.crypto_store import STORE_FILE, CryptoStore
 from client.declaration import sign_declaration
-from client.e2ee import ONE_TIME_BATCH, EndToEnd, SafetyNumber
+from client.e2ee import ONE_TIME_BATCH, Decrypted, EndToEnd, SafetyNumber
 from client.errors import ClientError, error_message
 from client.events import (
     ClientEvent,
@@ -42,6 +42,7 @@ from protocol import identity as identity_messages
 from protocol.codec import FrameError, decode_relay_frame, encode_frame
 from protocol.crypto import CryptoError, IdentityKeyPair
 from protocol.frames import (
+    RELAY_HANDLE,
     Accepted,
     Ack,
     Auth,
@@ -64,6 +65,7 @@ from protocol.frames import (
     Person,
     PrekeysLow,
     Ready,
+    Redeclare,
     RelayFrame,
     Report,
     ReportedMessage,
@@ -95,7 +97,7 @@ STABLE_CONNECTION_SECONDS = 10.0
 RETRY_DELAY_SECONDS = 1.0
 HANDLE_PATTERN = re.compile(r"[a-z0-9_]{3,32}")
 #: Refusals of a message that leave it in the outbox (the relay or network may recover).
-TRANSIENT_CODES = frozenset({"timeout", "relay_unreachable", "internal_error"})
+TRANSIENT_CODES = frozenset({"timeout", "relay_unreachable", "internal_error", "no_prekeys"})
 #: Relay events after which the conversation's mode may have changed: ask again.
 MODE_EVENTS = frozenset({"band_changed", "contact_accepted", "mode_changed"})
 #: Base64 of an envelope is about 4/3 of the text plus headers, so an e2ee message's text
@@ -261,7 +263,8 @@ class RelayClient:
             msg_id=new_message_id(),
             recipient=to,
             conversation=conversation_id(self.handle, to),
-            mode=(known.mode if known and known.mode else "e2ee"),  # decided when it leaves
+            # Decided when it leaves; until then never claim more protection than is known.
+            mode=(known.mode if known and known.mode else "visible"),
             body=text,
             created_at=self._clock(),
         )
@@ -402,9 +405,11 @@ class RelayClient:
             await self.e2ee.learn_bundle(handle, await self.fetch_bundle(handle))
         return await self.e2ee.safety_number(handle)
 
-    async def verify(self, handle: str) -> SafetyNumber:
+    async def verify(self, handle: str, expected: str | None = None) -> SafetyNumber:
+        """Mark verified; with ``expected`` (the number the user compared), only if the key
+        hasn't changed since it was shown."""
         await self.safety_number(handle)
-        return await self.e2ee.verify(handle)
+        return await self.e2ee.verify(handle, expected)
 
     async def accept_key(self, handle: str) -> SafetyNumber:
         await self.safety_number(handle)
@@ -422,6 +427,7 @@ class RelayClient:
             SetBirthdate(rid=rid, birthdate=birthdate, declaration=declaration), rid
         )
         self.profile.set_birthdate(birthdate)
+        await self.e2ee.declared(declaration.band, declaration.declared_at)
         return outcome
 
     # --- the connection -------------------------------------------------------------
@@ -557,7 +563,29 @@ class RelayClient:
 
     # --- end-to-end encryption (issue #4; PROTOCOL.md §6.4) ---------------------------
 
+    async def redeclare(self) -> str:
+        """Re-sign this account's age declaration for the band it has today."""
+        declaration = sign_declaration(
+            self._identity.signing_key, self.handle, self.profile.data.birthdate, self._clock()
+        )
+        rid = new_message_id()
+        outcome = await self._done(Redeclare(rid=rid, declaration=declaration), rid)
+        await self.e2ee.declared(declaration.band, declaration.declared_at)
+        return outcome
+
+    async def _keep_declaration_fresh(self) -> None:
+        """Peers trust a minor's declaration only while it is recent (client.e2ee): re-sign
+        ours when it is old or our band changed (a birthday)."""
+        own = band(self.profile.data.birthdate, self._clock().date())
+        if not await self.e2ee.redeclaration_due(own):
+            return
+        try:
+            await self.redeclare()
+        except ClientError as exc:  # e.g. an administrator changed our birth date
+            log.warning("re-declaring the age band failed: %s", exc)
+
     async def _publish_prekeys(self) -> None:
+        await self._keep_declaration_fresh()
         try:
             signed, one_time = await self.e2ee.prekeys_due()
             if signed is not None or one_time:
@@ -568,10 +596,17 @@ class RelayClient:
             log.warning("publishing prekeys failed: %s", exc)
 
     async def _top_up_prekeys(self) -> None:
+        if self._topping_up:  # one at a time: several `prekeys_low` may arrive together
+            return
+        self._topping_up = True
         try:
             await self.upload_prekeys(None, await self.e2ee.new_one_time_prekeys(ONE_TIME_BATCH))
         except ClientError as exc:
             log.warning("topping up one-time prekeys failed: %s", exc)
+        finally:
+            self._topping_up = False
+
+    _topping_up = False
 
     def _in_background(self, work: asyncio.Future[None] | asyncio.Task[None]) -> None:
         task = asyncio.ensure_future(work)
@@ -585,6 +620,8 @@ class RelayClient:
         try:
             record = await self.e2ee.peer(peer)
             bundle = None
+            if record is not None and record.send_blocked:
+                raise ClientError("safety_number_changed")
             if record is None or record.mode is None:
                 bundle = await self.fetch_bundle(peer)
                 record = await self.e2ee.learn_bundle(peer, bundle)
@@ -647,28 +684,6 @@ class RelayClient:
         )
         await self._local_event(peer, "key_changed", text)
 
-    async def _decrypted_delivery(self, frame: Deliver) -> tuple[str, FrankingEvidence] | None:
-        """The plaintext of an e2ee delivery, or None (a system line says why) to drop it."""
-        try:
-            result = await self.e2ee.decrypt(frame.sender, frame.body, frame.commitment)
-        except CryptoError as exc:
-            log.info("dropped an e2ee message from=%s id=%s: %s", frame.sender, frame.id, exc.code)
-            await self._local_event(
-                frame.sender,
-                "undecryptable",
-                f"A message from @{frame.sender} could not be decrypted and was dropped "
-                f"({exc.code}).",
-                msg_id=f"undecryptable-{frame.id}",
-            )
-            return None
-        await self.e2ee.note_mode(frame.sender, "e2ee")
-        if frame.franking_tag is None or frame.commitment is None:
-            return None
-        evidence = FrankingEvidence(
-            result.franking_key, frame.commitment, frame.franking_tag, frame.sent_at
-        )
-        return result.text, evidence
-
     async def _on_text(self, ws: aiohttp.ClientWebSocketResponse, text: str) -> None:
         try:
             frame = decode_relay_frame(text)
@@ -704,32 +719,74 @@ class RelayClient:
             )
 
     async def _on_deliver(self, ws: aiohttp.ClientWebSocketResponse, frame: Deliver) -> None:
-        body, franking = frame.body, None
-        if frame.kind == "message" and frame.mode == "e2ee":
-            if await self.history.get(frame.sender, frame.id) is not None:
-                # Already decrypted and stored (the ack was lost): acknowledge again.
-                await ws.send_str(
-                    encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)]))
+        if frame.kind == "message":
+            stored = await self._incoming_message(frame)
+        else:
+            stored = await self._incoming_event(frame)
+        # Acknowledged once stored (or deliberately dropped): a redelivery is acked again.
+        await ws.send_str(encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)])))
+        if stored is not None:
+            await self._events.put(MessageReceived(stored))
+
+    async def _incoming_message(self, frame: Deliver) -> HistoryMessage | None:
+        """Store a peer's message, decrypted if e2ee; None if dropped or already stored."""
+        if frame.to != self.handle or frame.sender in (self.handle, RELAY_HANDLE):
+            log.warning("dropped a message not for this account from=%s", frame.sender)
+            return None
+        if await self.history.get(frame.sender, frame.id) is not None:
+            return None  # a redelivery of what is already stored
+        # The conversation is always ours with the sender, whatever the relay labels it.
+        conversation = conversation_id(self.handle, frame.sender)
+        if frame.mode == "visible":
+            if self.e2ee.expects_encryption(await self.e2ee.peer(frame.sender)):
+                await self._drop(
+                    frame,
+                    "plaintext_refused",
+                    "arrived unencrypted in a chat between adults, so it was dropped",
                 )
-                return
-            decrypted = await self._decrypted_delivery(frame)
-            if decrypted is None:
-                await ws.send_str(
-                    encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)]))
-                )
-                return
-            body, franking = decrypted
-        elif frame.kind == "message":
-            await self.e2ee.note_mode(frame.sender, "visible")
+                return None
+            return await self._store_incoming(frame, conversation, frame.body, None)
+        commitment, tag = frame.commitment, frame.franking_tag
+        if commitment is None or tag is None:
+            await self._drop(frame, "undecryptable", "came without its franking data")
+            return None
+        stored: list[HistoryMessage | None] = []
+
+        async def keep(result: Decrypted) -> None:
+            evidence = FrankingEvidence(result.franking_key, commitment, tag, frame.sent_at)
+            stored.append(await self._store_incoming(frame, conversation, result.text, evidence))
+
+        try:
+            await self.e2ee.decrypt(frame.sender, frame.body, commitment, keep)
+        except CryptoError as exc:
+            await self._drop(frame, "undecryptable", f"could not be decrypted ({exc.code})")
+            return None
+        await self.e2ee.note_mode(frame.sender, "e2ee")
+        return stored[0] if stored else None
+
+    async def _incoming_event(self, frame: Deliver) -> HistoryMessage | None:
+        peer = peer_of(frame.conversation, self.handle)
+        if frame.sender != RELAY_HANDLE or peer is None:
+            log.warning("dropped a malformed relay event from=%s", frame.sender)
+            return None
+        if frame.code == "band_changed":
+            await self.e2ee.forget_declaration(peer)  # their declaration may be stale now
         elif frame.code in MODE_EVENTS:
-            peer = peer_of(frame.conversation, self.handle)
-            if peer is not None:
-                await self.e2ee.note_mode(peer, None)
-        stored = await self.history.add_incoming(
+            await self.e2ee.note_mode(peer, None)
+        return await self._store_incoming(frame, frame.conversation, frame.body, None)
+
+    async def _store_incoming(
+        self,
+        frame: Deliver,
+        conversation: str,
+        body: str,
+        franking: FrankingEvidence | None,
+    ) -> HistoryMessage | None:
+        return await self.history.add_incoming(
             sender=frame.sender,
             msg_id=frame.id,
-            recipient=frame.to,
-            conversation=frame.conversation,
+            recipient=self.handle,
+            conversation=conversation,
             kind=frame.kind,
             mode=frame.mode,
             body=body,
@@ -739,10 +796,15 @@ class RelayClient:
             request=frame.request,
             franking=franking,
         )
-        # Acknowledge only after the local store has it (a redelivery is acknowledged again).
-        await ws.send_str(encode_frame(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)])))
-        if stored is not None:
-            await self._events.put(MessageReceived(stored))
+
+    async def _drop(self, frame: Deliver, code: str, why: str) -> None:
+        log.info("dropped a message from=%s id=%s: %s", frame.sender, frame.id, code)
+        await self._local_event(
+            frame.sender,
+            code,
+            f"A message from @{frame.sender} {why}.",
+            msg_id=f"{code}-{frame.id}",
+        )
 
     async def _on_accepted(self, frame: Accepted) -> None:
         await self.history.mark_sent(frame.id, self.handle, frame.sent_at)

@@ -228,8 +228,8 @@ class ChatSession:
     async def safety_number(self, handle: str) -> SafetyNumber:
         return await self.client.safety_number(handle)
 
-    async def verify(self, handle: str) -> SafetyNumber:
-        return await self.client.verify(handle)
+    async def verify(self, handle: str, expected: str | None = None) -> SafetyNumber:
+        return await self.client.verify(handle, expected)
 
     async def accept_key(self, handle: str) -> SafetyNumber:
         return await self.client.accept_key(handle)

@@ -142,6 +142,17 @@ class SetBirthdate(Frame, tag="set_birthdate"):
 KeyId = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 
 
+class Redeclare(Frame, tag="redeclare"):
+    """A fresh signed declaration of the band the relay already holds (PROTOCOL.md §3.3).
+
+    Clients re-sign theirs every few days so a peer's client can tell a current "minor"
+    declaration from an old one (DESIGN.md "Encryption modes": fail closed).
+    """
+
+    rid: RequestId
+    declaration: AgeDeclaration
+
+
 class SignedPrekey(msgspec.Struct, frozen=True, kw_only=True):
     """X3DH signed prekey: Ed25519 signature by the identity key over 0x05 ‖ public."""
 
@@ -314,6 +325,7 @@ ClientFrame = (
     | Unblock
     | Report
     | SetBirthdate
+    | Redeclare
     | UploadPrekeys
     | FetchBundle
 )

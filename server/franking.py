@@ -83,15 +83,17 @@ def verify_franked(secret: bytes, reporter: str, message: ReportedMessage) -> bo
 
 
 def check_report(
-    secret: bytes, reporter: str, messages: Sequence[ReportedMessage]
+    secret: bytes, reporter: str, reported: str, messages: Sequence[ReportedMessage]
 ) -> list[bool] | None:
     """Per reported message, whether the relay verified it (unfranked messages: False);
-    ``None`` when any franked message fails, and the whole report is refused."""
+    ``None`` when any franked message fails, and the whole report is refused. A franked
+    message must come from the reported account: verified evidence can't be moved onto
+    someone else."""
     verified: list[bool] = []
     for message in messages:
         if not is_franked(message):
             verified.append(False)
-        elif verify_franked(secret, reporter, message):
+        elif message.sender == reported and verify_franked(secret, reporter, message):
             verified.append(True)
         else:
             return None

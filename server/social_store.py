@@ -68,6 +68,11 @@ class SocialStore:
                 (birthdate.isoformat(), declaration, handle),
             )
 
+    async def set_declaration(self, handle: str, declaration: bytes) -> None:
+        await self._write(
+            "UPDATE accounts SET declaration = ? WHERE handle = ?", (declaration, handle)
+        )
+
     async def announced_bands(self) -> dict[str, str]:
         return dict(await self._read("SELECT handle, band FROM announced_bands"))
 

@@ -39,6 +39,7 @@ from protocol.frames import (
     Frame,
     PrekeysLow,
     Ready,
+    Redeclare,
     Report,
     Search,
     SearchResult,
@@ -116,6 +117,7 @@ class _Session:
             Unblock: self._on_unblock,
             Report: self._on_report,
             SetBirthdate: self._on_set_birthdate,
+            Redeclare: self._on_redeclare,
             UploadPrekeys: self._on_upload_prekeys,
             FetchBundle: self._on_fetch_bundle,
         }
@@ -331,7 +333,7 @@ class _Session:
             return
         reporter = self.connection.handle
         # Franked (e2ee) messages are verified or the whole report is refused (§6.4).
-        verified = check_report(self.app[FRANKING_SECRET], reporter, frame.messages)
+        verified = check_report(self.app[FRANKING_SECRET], reporter, frame.handle, frame.messages)
         if verified is None:
             await self.refuse("franking_invalid", ref=frame.rid)
             return
@@ -350,6 +352,26 @@ class _Session:
             len(verified),
         )
         await self.send(Done(rid=frame.rid, outcome="reported"))
+
+    async def _on_redeclare(self, frame: Redeclare) -> None:
+        """Store a fresh declaration of the band the relay already holds (not a change)."""
+        assert self.connection is not None
+        handle = self.connection.handle
+        account = await self.app[STORE].get_account(handle)
+        assert account is not None
+        social = self.app[SOCIAL]
+        problem = declaration_error(
+            frame.declaration,
+            handle,
+            account.identity_key,
+            social.accounts[handle].birthdate,  # the relay's, as an admin may have set it
+            self.app[CONFIG].clock(),
+        )
+        if problem is not None:
+            await self.refuse(problem, ref=frame.rid)
+            return
+        await social.social.set_declaration(handle, encode_json(frame.declaration))
+        await self.send(Done(rid=frame.rid, outcome="redeclared"))
 
     async def _on_set_birthdate(self, frame: SetBirthdate) -> None:
         assert self.connection is not None

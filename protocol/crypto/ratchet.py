@@ -382,10 +382,9 @@ def initiation_winner(handle_a: str, handle_b: str) -> str:
     """Which handle's session survives when both sides initiated X3DH at the same time.
 
     Rule: the session *initiated by* the handle that sorts first (by UTF-8 bytes) wins.
-    Both sides compute the same answer without talking. The loser discards the session
-    it initiated, accepts the winner's initial message as responder, and re-encrypts
-    with the winning session whatever it had sent on its own (those messages can't be
-    decrypted by the winner, who ignores the losing session's initial messages).
+    Both sides compute the same answer without talking. Each side keeps both sessions, so
+    every message already sent on either still decrypts (client/e2ee.py), and from then on
+    both *send* on the winner's session.
     """
     if handle_a == handle_b:
         raise ValueError("a conversation has two different handles")

@@ -31,6 +31,10 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+async def keep(_decrypted) -> None:
+    """Where the client stores the plaintext before the session is saved (nothing here)."""
+
+
 @dataclass
 class Party:
     handle: str
@@ -101,7 +105,7 @@ async def send(sender: Party, recipient: Party, text: str, *, bundle: bool = Fal
 
 
 async def receive(recipient: Party, sender: Party, message: tuple) -> str:
-    decrypted = await recipient.e2ee.decrypt(sender.handle, message[0], message[1])
+    decrypted = await recipient.e2ee.decrypt(sender.handle, message[0], message[1], keep)
     return decrypted.text
 
 
@@ -142,7 +146,7 @@ async def test_without_one_time_prekeys_x3dh_uses_the_signed_prekey_alone(pair):
     out = await alice.e2ee.encrypt("bob", "no opk", bob.bundle(with_one_time=False))
     header = decode_body(out.body).initial
     assert header is not None and header.opk_id is None
-    assert (await bob.e2ee.decrypt("alice", out.body, out.commitment)).text == "no opk"
+    assert (await bob.e2ee.decrypt("alice", out.body, out.commitment, keep)).text == "no opk"
 
 
 async def test_simultaneous_starts_converge_on_the_winners_session(pair):
@@ -175,12 +179,12 @@ async def test_tampered_commitment_and_replays_are_refused(pair):
     body, commitment = await send(alice, bob, "hello")
     forged = bytes([commitment[0] ^ 1]) + commitment[1:]
     with pytest.raises(CryptoError) as caught:
-        await bob.e2ee.decrypt("alice", body, forged)
+        await bob.e2ee.decrypt("alice", body, forged, keep)
     assert caught.value.code == "franking_mismatch"
     body2, commitment2 = await send(alice, bob, "again")
     assert await receive(bob, alice, (body2, commitment2)) == "again"
     with pytest.raises(CryptoError) as caught:
-        await bob.e2ee.decrypt("alice", body2, commitment2)
+        await bob.e2ee.decrypt("alice", body2, commitment2, keep)
     assert caught.value.code == "duplicate_message"
 
 
@@ -216,7 +220,9 @@ async def test_a_changed_key_warns_and_stops_sending_to_a_verified_peer(tmp_path
     accepted = await alice.e2ee.accept_key("bob")
     assert not accepted.key_changed and not accepted.verified
     out = await alice.e2ee.encrypt("bob", "new session", new_bob.bundle())
-    assert (await new_bob.e2ee.decrypt("alice", out.body, out.commitment)).text == "new session"
+    assert (
+        await new_bob.e2ee.decrypt("alice", out.body, out.commitment, keep)
+    ).text == "new session"
     await new_bob.store.close()
 
 
@@ -309,7 +315,7 @@ async def test_signed_prekeys_rotate_and_the_old_one_answers_for_a_grace_period(
     # A first message made with the old signed prekey still starts a session.
     await alice.e2ee.learn_bundle("bob", old_bundle)
     late = await alice.e2ee.encrypt("bob", "late hello", old_bundle)
-    assert (await bob.e2ee.decrypt("alice", late.body, late.commitment)).text == "late hello"
+    assert (await bob.e2ee.decrypt("alice", late.body, late.commitment, keep)).text == "late hello"
     # After the grace period the old private key is gone.
     offset[0] += SIGNED_PREKEY_GRACE + timedelta(hours=1)
     await bob.e2ee.prekeys_due()
@@ -317,3 +323,111 @@ async def test_signed_prekeys_rotate_and_the_old_one_answers_for_a_grace_period(
     assert await bob.store.prekey("signed", signed.id) is not None
     await alice.store.close()
     await bob.store.close()
+
+
+# --- what a malicious relay or peer might try (found in review) -----------------------------
+
+
+async def test_a_swapped_key_with_its_own_minor_declaration_cannot_downgrade(tmp_path, pair):
+    alice, bob = pair
+    await alice.e2ee.learn_bundle("bob", bob.bundle())
+    await alice.e2ee.verify("bob")
+    # The relay swaps in a key it controls and signs "bob is 16" with it.
+    fake = await make_party(tmp_path, "bob", TEEN)
+    record = await alice.e2ee.learn_bundle("bob", fake.bundle(mode="visible"))
+    assert record.key_changed and record.send_blocked
+    assert not alice.e2ee.may_be_visible(record)
+    # Unverified peers too: a declaration from a key that just changed counts for nothing.
+    carol = await make_party(tmp_path, "carol")
+    await alice.e2ee.learn_bundle("carol", carol.bundle())
+    fake_carol = await make_party(tmp_path, "carol", TEEN)
+    record = await alice.e2ee.learn_bundle("carol", fake_carol.bundle(mode="visible"))
+    assert record.key_changed and not record.send_blocked
+    assert not alice.e2ee.may_be_visible(record)
+    for p in (fake, carol, fake_carol):
+        await p.store.close()
+
+
+async def test_an_old_minor_declaration_no_longer_permits_the_clear(tmp_path, pair):
+    from datetime import timedelta
+
+    from client.e2ee import MINOR_DECLARATION_MAX_AGE
+
+    alice, _ = pair
+    teen = await make_party(tmp_path, "teen", TEEN)
+    bundle = teen.bundle(mode="visible")
+    signing = nacl.signing.SigningKey(teen.seed)
+    old = sign_declaration(signing, "teen", TEEN, now() - MINOR_DECLARATION_MAX_AGE - timedelta(1))
+    stale = Bundle(
+        **{**{f: getattr(bundle, f) for f in bundle.__struct_fields__}, "declaration": old}
+    )
+    assert not alice.e2ee.may_be_visible(await alice.e2ee.learn_bundle("teen", stale))
+    assert alice.e2ee.may_be_visible(await alice.e2ee.learn_bundle("teen", bundle))
+    await teen.store.close()
+
+
+async def test_an_unauthenticated_first_message_changes_nothing(pair):
+    from protocol.e2ee import Envelope, encode_body
+
+    alice, bob = pair
+    await receive(bob, alice, await send(alice, bob, "hi"))
+    await alice.e2ee.verify("bob")
+    await bob.e2ee.verify("alice")
+    before = await bob.e2ee.peer("alice")
+    sessions_before = await bob.store.sessions("alice")
+    header = decode_body((await send(alice, bob, "again"))[0]).initial  # a real header...
+    garbage = Envelope(os.urandom(120), type(header)(os.urandom(32), os.urandom(32), 1, None))
+    with pytest.raises(CryptoError):
+        await bob.e2ee.decrypt("alice", encode_body(garbage), os.urandom(32), keep)
+    assert await bob.e2ee.peer("alice") == before  # no key pinned, no warning, still verified
+    assert bob.key_changes == []
+    assert len(await bob.store.sessions("alice")) == len(sessions_before)
+
+
+async def test_concurrent_top_ups_never_reuse_a_one_time_prekey_id(pair):
+    import asyncio
+
+    alice, _ = pair
+    batches = await asyncio.gather(*(alice.e2ee.new_one_time_prekeys(50) for _ in range(3)))
+    ids = [k.id for batch in batches for k in batch]
+    assert len(ids) == len(set(ids)) == 150
+
+
+async def test_a_crash_before_the_plaintext_is_stored_loses_nothing(pair):
+    alice, bob = pair
+    message = await send(alice, bob, "don't lose me")
+
+    async def crash(_decrypted) -> None:
+        raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError):
+        await bob.e2ee.decrypt("alice", message[0], message[1], crash)
+    # The relay redelivers: the session wasn't advanced, so it decrypts again.
+    assert await receive(bob, alice, message) == "don't lose me"
+
+
+async def test_a_replayed_first_message_cannot_start_a_second_session(pair):
+    alice, bob = pair
+    bob.one_time.clear()  # no one-time prekey: only the replay record stops a replay
+    await alice.e2ee.learn_bundle("bob", bob.bundle(with_one_time=False))
+    first = await alice.e2ee.encrypt("bob", "transfer 100", bob.bundle(with_one_time=False))
+    assert (await bob.e2ee.decrypt("alice", first.body, first.commitment, keep)).text
+    await bob.store.delete_sessions("alice")  # evicted, or lost
+    with pytest.raises(CryptoError) as caught:
+        await bob.e2ee.decrypt("alice", first.body, first.commitment, keep)
+    assert caught.value.code == "duplicate_message"
+
+
+async def test_verify_refuses_when_the_number_shown_is_no_longer_current(tmp_path, pair):
+    alice, bob = pair
+    await alice.e2ee.learn_bundle("bob", bob.bundle())
+    shown = (await alice.e2ee.safety_number("bob")).number
+    new_bob = await make_party(tmp_path, "bob")
+    await alice.e2ee.learn_bundle("bob", new_bob.bundle())  # the key changes meanwhile
+    with pytest.raises(ClientError) as caught:
+        await alice.e2ee.verify("bob", shown)
+    assert caught.value.code == "safety_number_changed"
+    assert not (await alice.e2ee.peer("bob")).verified  # type: ignore[union-attr]
+    current = (await alice.e2ee.safety_number("bob")).number
+    assert (await alice.e2ee.verify("bob", current)).verified
+    await new_bob.store.close()

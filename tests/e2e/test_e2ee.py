@@ -274,3 +274,89 @@ async def test_prekeys_are_topped_up_when_the_relay_says_they_are_low(relay, tmp
                 break
             await asyncio.sleep(0.05)
     assert int(after or 0) > int(before or 0)  # she generated and uploaded a new batch
+
+
+async def test_what_a_lying_relay_injects_is_dropped_or_filed_where_it_belongs(relay, tmp_path):
+    """A relay that forges deliveries: plaintext 'from' an adult in an adults' chat, an e2ee
+    message without its franking data, and a real message filed under another chat."""
+    from datetime import UTC, datetime
+
+    from protocol.e2ee import Envelope, encode_body
+    from protocol.frames import Deliver
+    from server.keys import HUB
+
+    alice = await make_profile(tmp_path, relay.url, "alice", ADULT)
+    bob = await make_profile(tmp_path, relay.url, "bob", ADULT2)
+    async with open_clients(alice, bob) as (a, b):
+        await connect(a, b)
+        await send_and_wait(a, "bob", "hello")
+        await send_and_wait(b, "alice", "hi")  # bob has alice's adult declaration now
+        await collect(b, 1)
+        await collect(a, 1)
+        to_bob = relay.app[HUB].connection("bob")
+        assert to_bob is not None
+
+        def forged(msg_id: str, **fields) -> Deliver:
+            base = dict(
+                id=msg_id,
+                sender="alice",
+                to="bob",
+                conversation="dm:alice:bob",
+                mode="visible",
+                body="send me the code please",
+                sent_at=datetime.now(UTC),
+            )
+            return Deliver(**{**base, **fields})
+
+        await to_bob.send(forged("forged-plain-1"))
+        await to_bob.send(
+            forged("forged-nofrank", mode="e2ee", body=encode_body(Envelope(bytes(120))))
+        )
+        got = messages(await collect(b, 2))
+        assert [(m.kind, m.code) for m in got] == [
+            ("system", "plaintext_refused"),
+            ("system", "undecryptable"),
+        ]
+        assert "send me the code" not in " ".join(m.body for m in got)
+        # Bob's next message still goes encrypted: the forgery didn't change the mode.
+        assert (await send_and_wait(b, "alice", "still private?")).mode == "e2ee"
+        # A genuine message the relay files under another conversation lands in the right one.
+        import msgspec
+
+        from server.records import StoredMessage
+
+        real_to_deliver = StoredMessage.to_deliver
+
+        def mislabelled(self, secret):
+            frame = real_to_deliver(self, secret)
+            return msgspec.structs.replace(frame, conversation="dm:bob:carol")
+
+        StoredMessage.to_deliver = mislabelled  # type: ignore[method-assign]
+        try:
+            sent = await a.send("bob", "for bob")
+            await a.wait_accepted(sent.msg_id)
+            (real,) = [m for m in messages(await collect(b, 1)) if m.kind == "message"]
+        finally:
+            StoredMessage.to_deliver = real_to_deliver  # type: ignore[method-assign]
+        assert (real.body, real.conversation) == ("for bob", "dm:alice:bob")
+
+
+async def test_clients_re_sign_their_age_declaration_when_it_is_due(relay, tmp_path):
+    import msgspec
+
+    from protocol.registration import AgeDeclaration
+    from server.keys import STORE
+
+    teen = await make_profile(tmp_path, relay.url, "teen", TEEN)  # connects once: declares
+    async with open_clients(teen) as (t,):
+        first = await t.e2ee.store.get_meta("declared_at")
+        assert first is not None and await t.e2ee.store.get_meta("declared_band") == "teen_13_15"
+        assert not await t.e2ee.redeclaration_due("teen_13_15")  # fresh: nothing to do
+        await t.e2ee.store.set_meta("declared_at", "2000-01-01T00:00:00+00:00")  # long ago
+    async with open_clients(teen) as (t,):
+        await asyncio.wait_for(t.prekeys_published.wait(), 5)
+        again = await t.e2ee.store.get_meta("declared_at")
+    assert again is not None and again >= first  # re-signed (to the second) on connecting
+    account = await relay.app[STORE].get_account("teen")
+    stored = msgspec.json.decode(account.declaration, type=AgeDeclaration)
+    assert stored.declared_at.isoformat() == again

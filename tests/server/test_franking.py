@@ -294,6 +294,13 @@ async def test_a_franked_message_must_have_been_received_by_the_reporter(relay, 
         assert isinstance(refusal, Error) and refusal.code == "franking_invalid"
 
 
+async def test_verified_evidence_cant_be_moved_onto_another_account(relay, people, e2ee_on):
+    (message,) = await send_franked(relay, people["ana"], people["ben"], "from ana")
+    # Genuine and received by ben, but from ana: it proves nothing about cat.
+    refusal = await file_report(relay, people["ben"], "cat", message.reported())
+    assert isinstance(refusal, Error) and refusal.code == "franking_invalid"
+
+
 # --- the secret --------------------------------------------------------------------------
 
 

@@ -213,6 +213,10 @@ SAFETY_NUMBER_HELP = (
 )
 
 
+def _grouped(digits: str) -> str:
+    return " ".join(digits[i : i + 5] for i in range(0, len(digits), 5))
+
+
 class SafetyNumberDialog(Dialog):
     """Both fingerprints and the combined number; mark verified or accept a new key.
 
@@ -222,18 +226,21 @@ class SafetyNumberDialog(Dialog):
     def __init__(self, session: ChatSession, handle: str, mode: str) -> None:
         super().__init__()
         self.session, self.handle, self.mode = session, handle, mode
+        self.shown: str | None = None
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(f"Safety number with @{self.handle}", classes="dialog-title")
             yield Static(Text("Loading…"), id="safety-status")
             yield Static("", id="safety-number")
-            yield Static(Text(SAFETY_NUMBER_HELP, style="dim"))
-            if self.mode != "e2ee":
+            if self.mode == "e2ee":
+                yield Static(Text(SAFETY_NUMBER_HELP, style="dim"))
+            else:
                 yield Static(
                     Text(
-                        "This chat is not end-to-end encrypted (someone in it is under 18), "
-                        "so the relay can read it whatever the number says.",
+                        "This chat is not end-to-end encrypted (someone in it is under 18), so "
+                        "the relay can read it whatever the number says. The number only "
+                        "matters if the chat becomes encrypted later.",
                         style="yellow",
                     )
                 )
@@ -253,11 +260,13 @@ class SafetyNumberDialog(Dialog):
         except ClientError as exc:
             self.query_one("#safety-status", Static).update(Text(exc.message, style="red"))
             return
+        self.shown = result.number
         groups = result.number.split()
         rows = "\n".join(" ".join(groups[i : i + 4]) for i in range(0, 12, 4))
         number = Text(rows, style="bold")
         number.append(
-            f"\n\nyours:  {result.own_fingerprint}\ntheirs: {result.peer_fingerprint}",
+            f"\n\nyour half:  {_grouped(result.own_fingerprint)}"
+            f"\ntheir half: {_grouped(result.peer_fingerprint)}",
             style="dim",
         )
         self.query_one("#safety-number", Static).update(number)
@@ -278,7 +287,12 @@ class SafetyNumberDialog(Dialog):
     @on(Button.Pressed, "#verify")
     @work
     async def _verify(self) -> None:
-        await self.session.verify(self.handle)
+        try:  # the number on screen, not whatever key arrived since
+            await self.session.verify(self.handle, self.shown)
+        except ClientError as exc:
+            self.query_one("#safety-status", Static).update(Text(exc.message, style="bold red"))
+            self._load()
+            return
         self.dismiss("verified")
 
     @on(Button.Pressed, "#accept-key")
