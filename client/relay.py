@@ -391,10 +391,12 @@ class RelayClient:
         )
         return int(outcome.partition(":")[2] or 0)
 
-    async def fetch_bundle(self, handle: str) -> Bundle:
-        """Another account's key bundle, to start an X3DH session (issue #4)."""
+    async def fetch_bundle(self, handle: str, *, one_time_prekey: bool = True) -> Bundle:
+        """Another account's key bundle: to start an X3DH session, or (without a one-time
+        prekey, which would be wasted) to learn the mode and their declaration."""
         rid = new_message_id()
-        reply = await self._request(FetchBundle(rid=rid, handle=handle), rid)
+        frame = FetchBundle(rid=rid, handle=handle, one_time_prekey=one_time_prekey)
+        reply = await self._request(frame, rid)
         if not isinstance(reply, Bundle):
             raise ClientError("protocol_error", f"expected a bundle, got {type(reply).__name__}")
         return reply
@@ -402,7 +404,8 @@ class RelayClient:
     async def safety_number(self, handle: str) -> SafetyNumber:
         """The safety number with ``handle`` (fetching and pinning their key if new)."""
         if await self.e2ee.peer(handle) is None:
-            await self.e2ee.learn_bundle(handle, await self.fetch_bundle(handle))
+            bundle = await self.fetch_bundle(handle, one_time_prekey=False)
+            await self.e2ee.learn_bundle(handle, bundle)
         return await self.e2ee.safety_number(handle)
 
     async def verify(self, handle: str, expected: str | None = None) -> SafetyNumber:
@@ -623,11 +626,13 @@ class RelayClient:
             if record is not None and record.send_blocked:
                 raise ClientError("safety_number_changed")
             if record is None or record.mode is None:
-                bundle = await self.fetch_bundle(peer)
+                # A session already exists: only the mode and declaration are wanted.
+                has_session = await self.e2ee.has_session(peer)
+                bundle = await self.fetch_bundle(peer, one_time_prekey=not has_session)
                 record = await self.e2ee.learn_bundle(peer, bundle)
             if record.mode == "visible":
                 if record.declared_band is None and bundle is None:
-                    bundle = await self.fetch_bundle(peer)
+                    bundle = await self.fetch_bundle(peer, one_time_prekey=False)
                     record = await self.e2ee.learn_bundle(peer, bundle)
                 self.e2ee.check_visible(record)  # fail closed: DESIGN.md "Encryption modes"
                 await self.history.set_mode(message.msg_id, self.handle, "visible")

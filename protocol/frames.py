@@ -177,10 +177,12 @@ class UploadPrekeys(Frame, tag="upload_prekeys"):
 
 
 class FetchBundle(Frame, tag="fetch_bundle"):
-    """Ask for another account's key bundle to start an X3DH session with it."""
+    """Ask for another account's key bundle: to start an X3DH session with it, or (with
+    ``one_time_prekey`` false) only to learn the conversation's mode and its declaration."""
 
     rid: RequestId
     handle: Handle
+    one_time_prekey: bool = True
 
 
 # --- relay → client -------------------------------------------------------------------

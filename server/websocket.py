@@ -430,7 +430,8 @@ class _Session:
         if account is None or (signed is None and mode == "e2ee"):
             await self.refuse("no_prekeys", ref=frame.rid)
             return
-        one_time = await directory.take_one_time(frame.handle) if mode == "e2ee" else None
+        wanted = mode == "e2ee" and frame.one_time_prekey
+        one_time = await directory.take_one_time(frame.handle) if wanted else None
         await self.send(
             Bundle(
                 rid=frame.rid,
@@ -442,7 +443,7 @@ class _Session:
                 one_time_prekey=one_time,
             )
         )
-        if mode != "e2ee":
+        if not wanted:
             return
         remaining = await directory.one_time_count(frame.handle)
         owner = self.app[HUB].connection(frame.handle)

@@ -90,6 +90,19 @@ async def test_one_time_prekeys_are_handed_out_once_then_the_signed_prekey_alone
         assert await stored(a, None, one_time(2, start=10)) == 2
 
 
+async def test_asking_only_for_the_mode_spends_no_one_time_prekey(relay, e2ee_on):
+    ana = await Person("ana").register(relay)
+    ben = await Person("ben").register(relay)
+    async with connect(relay, ana) as a:
+        assert await stored(a, signed_prekey(ana), one_time(2)) == 2
+    async with connect(relay, ben) as b:
+        quiet = await request(b, FetchBundle(rid=new_id(), handle="ana", one_time_prekey=False))
+        assert isinstance(quiet, Bundle) and quiet.mode == "e2ee"
+        assert quiet.one_time_prekey is None
+        ids = [(await fetch(b, "ana")).one_time_prekey for _ in range(3)]  # type: ignore[union-attr]
+    assert [k.id if k else None for k in ids] == [1, 2, None]
+
+
 async def test_a_forged_signed_prekey_is_refused(relay):
     ana = await Person("ana").register(relay)
     async with connect(relay, ana) as a:
