@@ -281,8 +281,13 @@ class SafetyNumberDialog(Dialog):
         else:
             status = Text("Not verified yet", style="yellow")
         self.query_one("#safety-status", Static).update(status)
-        self.query_one("#verify", Button).disabled = False
+        verify = self.query_one("#verify", Button)
+        verify.disabled = False
+        # Verifying only means something for an encrypted chat.
+        verify.display = self.mode == "e2ee" or result.key_changed
         self.query_one("#accept-key").display = result.key_changed
+        target = "#accept-key" if result.key_changed else "#verify" if verify.display else "#close"
+        self.query_one(target, Button).focus()
 
     @on(Button.Pressed, "#verify")
     @work
