@@ -35,8 +35,9 @@ from client.relay import RelayClient
 PASSPHRASE = "demo"
 
 
-def years_ago(years: int, days: int = 0) -> date:
-    """A birth date ``years`` (and ``days`` more) before today."""
+def born_years_and_days_ago(years: int, days: int = 0) -> date:
+    """A birth date ``years`` years and ``days`` days before today (tests/support.py's
+    ``years_ago`` counts its days the other way: towards today)."""
     today = date.today()
     try:
         anniversary = today.replace(year=today.year - years)
@@ -60,7 +61,7 @@ PERSONAS = {
         Persona(
             "maya",
             "Maya",
-            years_ago(14, 40),
+            born_years_and_days_ago(14, 40),
             "14 years old; Dana's daughter",
             (
                 "ok!",
@@ -72,7 +73,7 @@ PERSONAS = {
         Persona(
             "leo",
             "Leo",
-            years_ago(16, 100),
+            born_years_and_days_ago(16, 100),
             "16 years old; Maya's friend from school",
             (
                 "nice",
@@ -84,7 +85,7 @@ PERSONAS = {
         Persona(
             "dana",
             "Dana",
-            years_ago(44, 10),
+            born_years_and_days_ago(44, 10),
             "adult; Maya's mum",
             (
                 "Love you! Home by 6.",
@@ -95,7 +96,7 @@ PERSONAS = {
         Persona(
             "sam",
             "Sam",
-            years_ago(36, 200),
+            born_years_and_days_ago(36, 200),
             "adult; Dana's colleague, a product manager",
             (
                 "Works for me.",
@@ -106,7 +107,7 @@ PERSONAS = {
         Persona(
             "rex",
             "Rex",
-            years_ago(29, 50),
+            born_years_and_days_ago(29, 50),
             "adult stranger; nobody's contact",
             (
                 "hey, who is this?",

@@ -417,7 +417,12 @@ async def test_blocks_by_strangers_do_not_restrict_an_adult(default_relay, tmp_p
             await f.report("target", "invented", last=0)
     social = default_relay.app[SOCIAL]
     assert "target" not in social.restricted
-    assert adult.handle == "target"
+    # What the adult notices: a teen who asks to connect can still be accepted.
+    kim = await make_profile(tmp_path, default_relay.url, "kim", TEEN16)
+    async with open_clients(kim) as (k,):
+        await k.contact_request("target")
+    async with open_clients(adult) as (a,):
+        assert await a.respond("kim", accept=True) == "connected"
 
 
 async def test_strict_ends_adult_minor_contact_even_between_contacts(tmp_path):

@@ -106,6 +106,13 @@ async def test_unknown_route_and_health(relay):
 
 
 def test_declaration_is_signed_by_the_identity_key():
+    from protocol import identity
+
     req = request_for()
-    assert isinstance(req.declaration, AgeDeclaration)
-    assert req.declaration.identity_key == bytes(KEY.verify_key)
+    d = req.declaration
+    assert isinstance(d, AgeDeclaration)
+    assert d.identity_key == bytes(KEY.verify_key)
+    signed = identity.declaration_message(d.handle, d.band, d.identity_key, d.declared_at)
+    assert identity.verify(d.identity_key, signed, d.signature)
+    other = identity.declaration_message(d.handle, "teen_13_15", d.identity_key, d.declared_at)
+    assert not identity.verify(d.identity_key, other, d.signature)  # the band is signed
