@@ -812,6 +812,7 @@ class RelayClient:
         )
 
     async def _on_accepted(self, frame: Accepted) -> None:
+        self._mode_retried.discard(frame.id)
         await self.history.mark_sent(frame.id, self.handle, frame.sent_at)
         message = await self.history.get(self.handle, frame.id)
         if message is None:
@@ -843,6 +844,7 @@ class RelayClient:
             self._outbox_wake.set()
             return
         if frame.code not in RETRYABLE_REFUSALS:
+            self._mode_retried.discard(frame.ref)
             await self.history.mark_failed(frame.ref, self.handle, frame.code)
             message = await self.history.get(self.handle, frame.ref) or message
         else:  # nothing was stored: send it again on this connection, after a pause

@@ -314,11 +314,18 @@ class MainScreen(Screen[None]):
             self._focus_compose()
 
     @on(Button.Pressed, "#decline")
-    @work
-    async def action_decline(self) -> None:
+    def action_decline(self) -> None:
         if self.current is None:
             return
         handle = self.current.handle
+        body = f"@{handle} won't be able to message you or ask again."
+        self.app.push_screen(  # one key away from Accept: ask first
+            ConfirmDialog(f"Decline @{handle}'s request?", body, "Decline"),
+            lambda answer: self._decline(handle) if answer else None,
+        )
+
+    @work
+    async def _decline(self, handle: str) -> None:
         if await self._run(self.session.respond(handle, False), f"Declined @{handle}."):
             await self.refresh_conversations()
             self._focus_compose()

@@ -198,8 +198,11 @@ async def test_a_refusal_is_shown_in_the_conversation(relay, tmp_path):
         await k.wait_connected()
         await k.contact_request("adult")
         await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
-        app.screen.query_one("#decline", Button).press()
-        await settle(pilot, lambda: app.screen.current.state == "declined_by_you")
+        main = app.screen
+        main.query_one("#decline", Button).press()
+        await settle(pilot, lambda: app.screen is not main)  # asked to confirm first
+        app.screen.query_one("#confirm", Button).press()
+        await settle(pilot, lambda: app.screen is main and main.current.state == "declined_by_you")
         app.screen.query_one("#compose", Input).focus()
         await pilot.press(*"changed my mind", "enter")
         await settle(pilot, lambda: "not sent" in log_text(app))
