@@ -311,6 +311,16 @@ class CryptoStore:
             await db.commit()
             return sid
 
+    async def has_active_session(self, peer: str) -> bool:
+        """Is there a session to send with? (Without unsealing any.)"""
+        async with (
+            self._lock,
+            self.db.execute(
+                "SELECT 1 FROM sessions WHERE peer = ? AND active = 1 LIMIT 1", (peer,)
+            ) as cur,
+        ):
+            return await cur.fetchone() is not None
+
     async def seen_initial(self, peer: str, ephemeral: bytes) -> bool:
         async with (
             self._lock,

@@ -52,7 +52,7 @@ from protocol.crypto.safety_number import fingerprint_digits
 from protocol.e2ee import Envelope, decode_body, encode_body, pack_initial, unpack_initial
 from protocol.frames import Bundle, OneTimePrekey, SignedPrekey
 from protocol.limits import MAX_PREKEYS_PER_UPLOAD
-from protocol.policy import is_minor
+from protocol.policy import Band, is_minor
 
 #: The mode bound into every session's associated data and franking commitment.
 E2EE = "e2ee"
@@ -113,7 +113,7 @@ class EndToEnd:
         identity: IdentityKeyPair,
         handle: str,
         *,
-        own_band: Callable[[], str],
+        own_band: Callable[[], Band],
         clock: Callable[[], datetime],
         on_key_change: KeyChangeCallback,
         random: Callable[[int], bytes] = os.urandom,
@@ -190,7 +190,7 @@ class EndToEnd:
         return await self.store.peer(handle)
 
     async def has_session(self, peer: str) -> bool:
-        return any(s.active for s in await self.store.sessions(peer))
+        return await self.store.has_active_session(peer)
 
     async def learn_bundle(self, peer: str, bundle: Bundle) -> PeerRecord:
         """Record what a bundle says: the relay's mode, the peer's declared band, its key."""
@@ -223,7 +223,7 @@ class EndToEnd:
         """Fail closed (DESIGN.md "Encryption modes"): a conversation may be in the clear
         only if our own band is a minor's, or the peer's own signed, recent declaration says
         minor — made with the key we pinned (not one that changed since)."""
-        if is_minor(self._own_band()):  # type: ignore[arg-type]
+        if is_minor(self._own_band()):
             return True
         if record is None or record.key_changed or record.send_blocked:
             return False
@@ -235,7 +235,7 @@ class EndToEnd:
     def expects_encryption(self, record: PeerRecord | None) -> bool:
         """Would a plaintext message from this peer be a downgrade? Yes when both of us are
         adults by our own signed word (ours, and their declaration with the pinned key)."""
-        if is_minor(self._own_band()) or record is None or record.key_changed:  # type: ignore[arg-type]
+        if is_minor(self._own_band()) or record is None or record.key_changed:
             return False
         return record.declared_band is not None and not is_minor(record.declared_band)  # type: ignore[arg-type]
 
@@ -253,14 +253,14 @@ class EndToEnd:
         if record.identity_key == key:
             return record
         was_verified = record.verified
-        record = PeerRecord(
-            peer,
-            key,
+        record = replace(
+            record,
+            identity_key=key,
             verified=False,
             key_changed=True,
             send_blocked=was_verified or record.send_blocked,
-            declared_band=None,
-            mode=record.mode,
+            declared_band=None,  # signed by the old key: counts for nothing now
+            declared_at=None,
         )
         await self.store.save_peer(record)
         await self.store.delete_sessions(peer)  # they were with the old key
@@ -270,18 +270,25 @@ class EndToEnd:
     # --- safety numbers ------------------------------------------------------------------
 
     async def safety_number(self, peer: str) -> SafetyNumber:
-        record = await self.store.peer(peer)
-        if record is None:
-            raise ClientError("no_peer_key")
-        number = safety_number(self.handle, self._identity.public, peer, record.identity_key)
+        return self._safety_number(await self._known(peer))
+
+    def _safety_number(self, record: PeerRecord) -> SafetyNumber:
+        own = self._identity.public
+        number = safety_number(self.handle, own, record.handle, record.identity_key)
         return SafetyNumber(
-            peer,
+            record.handle,
             format_safety_number(number),
-            fingerprint_digits(self._identity.public, self.handle.encode()),
-            fingerprint_digits(record.identity_key, peer.encode()),
+            fingerprint_digits(own, self.handle.encode()),
+            fingerprint_digits(record.identity_key, record.handle.encode()),
             record.verified,
             record.key_changed,
         )
+
+    async def _known(self, peer: str) -> PeerRecord:
+        record = await self.store.peer(peer)
+        if record is None:
+            raise ClientError("no_peer_key")
+        return record
 
     async def verify(self, peer: str, expected: str | None = None) -> SafetyNumber:
         """The user compared the safety number: mark it verified (clears a key warning).
@@ -290,28 +297,20 @@ class EndToEnd:
         shown, nothing is marked and ``safety_number_changed`` is raised.
         """
         async with self._lock:
-            record = await self.store.peer(peer)
-            if record is None:
-                raise ClientError("no_peer_key")
-            if expected is not None:
-                current = safety_number(
-                    self.handle, self._identity.public, peer, record.identity_key
-                )
-                if current != "".join(expected.split()):
-                    raise ClientError("safety_number_changed")
-            await self.store.save_peer(
-                replace(record, verified=True, key_changed=False, send_blocked=False)
-            )
-        return await self.safety_number(peer)
+            record = await self._known(peer)
+            digits = "".join(self._safety_number(record).number.split())
+            if expected is not None and digits != "".join(expected.split()):
+                raise ClientError("safety_number_changed")
+            record = replace(record, verified=True, key_changed=False, send_blocked=False)
+            await self.store.save_peer(record)
+        return self._safety_number(record)
 
     async def accept_key(self, peer: str) -> SafetyNumber:
         """Accept a changed key without verifying it (sending resumes, not verified)."""
         async with self._lock:
-            record = await self.store.peer(peer)
-            if record is None:
-                raise ClientError("no_peer_key")
-            await self.store.save_peer(replace(record, key_changed=False, send_blocked=False))
-        return await self.safety_number(peer)
+            record = replace(await self._known(peer), key_changed=False, send_blocked=False)
+            await self.store.save_peer(record)
+        return self._safety_number(record)
 
     # --- messages ------------------------------------------------------------------------
 

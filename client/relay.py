@@ -161,6 +161,7 @@ class RelayClient:
         #: Set once this connection's prekeys are published (or found already published).
         self.prekeys_published = asyncio.Event()
         self._mode_retried: set[str] = set()
+        self._topping_up = False  # one one-time prekey top-up at a time
         self._background: set[asyncio.Task[None]] = set()
 
     @property
@@ -609,8 +610,6 @@ class RelayClient:
         finally:
             self._topping_up = False
 
-    _topping_up = False
-
     def _in_background(self, work: asyncio.Future[None] | asyncio.Task[None]) -> None:
         task = asyncio.ensure_future(work)
         self._background.add(task)
@@ -622,26 +621,23 @@ class RelayClient:
         peer = message.recipient
         try:
             record = await self.e2ee.peer(peer)
-            bundle = None
             if record is not None and record.send_blocked:
                 raise ClientError("safety_number_changed")
-            if record is None or record.mode is None:
-                # A session already exists: only the mode and declaration are wanted.
-                has_session = await self.e2ee.has_session(peer)
+            has_session = await self.e2ee.has_session(peer)
+            bundle = None
+            if (
+                record is None
+                or record.mode is None  # first contact, or the relay's mode is to be asked
+                or (record.mode == "visible" and record.declared_band is None)
+                or (record.mode == "e2ee" and not has_session)
+            ):
+                # With a session, only the mode and declaration are wanted: no one-time key.
                 bundle = await self.fetch_bundle(peer, one_time_prekey=not has_session)
                 record = await self.e2ee.learn_bundle(peer, bundle)
             if record.mode == "visible":
-                if record.declared_band is None and bundle is None:
-                    bundle = await self.fetch_bundle(peer, one_time_prekey=False)
-                    record = await self.e2ee.learn_bundle(peer, bundle)
                 self.e2ee.check_visible(record)  # fail closed: DESIGN.md "Encryption modes"
                 await self.history.set_mode(message.msg_id, self.handle, "visible")
                 return Send(id=message.msg_id, to=peer, mode="visible", body=message.body)
-            if bundle is None and not await self.e2ee.has_session(peer):
-                bundle = await self.fetch_bundle(peer)
-                record = await self.e2ee.learn_bundle(peer, bundle)
-                if record.mode != "e2ee":
-                    return await self._outbound(message)
             out = await self.e2ee.encrypt(peer, message.body, bundle)
         except ClientError as exc:
             if exc.code in TRANSIENT_CODES:
@@ -654,8 +650,13 @@ class RelayClient:
         )
 
     async def _refused(self, message: HistoryMessage, code: str, reason: str) -> None:
+        """A final refusal: the message is marked failed and whoever waits is told."""
+        self._mode_retried.discard(message.msg_id)
         await self.history.mark_failed(message.msg_id, self.handle, code)
         message = await self.history.get(self.handle, message.msg_id) or message
+        await self._tell_refused(message, code, reason)
+
+    async def _tell_refused(self, message: HistoryMessage, code: str, reason: str) -> None:
         future = self._pending.pop(message.msg_id, None)
         if future is not None and not future.done():
             future.set_exception(ClientError(code, reason))
@@ -844,16 +845,12 @@ class RelayClient:
             self._outbox_wake.set()
             return
         if frame.code not in RETRYABLE_REFUSALS:
-            self._mode_retried.discard(frame.ref)
-            await self.history.mark_failed(frame.ref, self.handle, frame.code)
-            message = await self.history.get(self.handle, frame.ref) or message
-        else:  # nothing was stored: send it again on this connection, after a pause
-            self._sent_here.discard(frame.ref)
-            asyncio.get_running_loop().call_later(RETRY_DELAY_SECONDS, self._outbox_wake.set)
-        future = self._pending.pop(frame.ref, None)
-        if future is not None and not future.done():
-            future.set_exception(ClientError(frame.code, frame.message))
-        await self._events.put(MessageRefused(message, frame.code, frame.message))
+            await self._refused(message, frame.code, frame.message)
+            return
+        # Nothing was stored: send it again on this connection, after a pause.
+        self._sent_here.discard(frame.ref)
+        asyncio.get_running_loop().call_later(RETRY_DELAY_SECONDS, self._outbox_wake.set)
+        await self._tell_refused(message, frame.code, frame.message)
 
 
 def _reported(message: HistoryMessage, franking: FrankingEvidence | None) -> ReportedMessage:

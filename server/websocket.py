@@ -180,11 +180,8 @@ class _Session:
         if (problem := _shape_problem(frame)) is not None:
             await self.refuse("mode_mismatch", problem, ref=frame.id)
             return
-        if frame.to not in social.accounts:
-            await self.refuse("unknown_recipient", ref=frame.id)
-            return
-        if frame.to == sender:
-            await self.refuse("cannot_target_self", ref=frame.id)
+        if (problem := self._target_error(frame.to)) is not None:
+            await self.refuse(problem, ref=frame.id)
             return
         decision = await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)

@@ -34,23 +34,30 @@ async def agechat(
     return proc.returncode, out.decode(), err.decode()
 
 
-async def create(tmp_path: Path, relay: Relay, handle: str, birthdate: str) -> Path:
-    profile = tmp_path / handle
-    rc, out, err = await agechat(
+async def account_create(
+    profile: Path, server: str, handle: str, name: str, birthdate: str
+) -> tuple[int, str, str]:
+    """`agechat --json account create` for ``profile``: (exit code, stdout, stderr)."""
+    return await agechat(
         "--profile",
         str(profile),
         "--json",
         "account",
         "create",
         "--server",
-        relay.url,
+        server,
         "--handle",
         handle,
         "--name",
-        handle.title(),
+        name,
         "--birthdate",
         birthdate,
     )
+
+
+async def create(tmp_path: Path, relay: Relay, handle: str, birthdate: str) -> Path:
+    profile = tmp_path / handle
+    rc, out, err = await account_create(profile, relay.url, handle, handle.title(), birthdate)
     assert rc == 0, err
     assert json.loads(out)["handle"] == handle
     return profile
@@ -148,39 +155,13 @@ async def test_refusals_exit_1_with_a_code(relay, tmp_path):
     rc, out, _ = await agechat("--profile", str(tmp_path / "empty"), "--json", "whoami")
     assert (rc, error_code(out)) == (1, "no_profile")
 
-    rc, out, _ = await agechat(
-        "--profile",
-        str(tmp_path / "again"),
-        "--json",
-        "account",
-        "create",
-        "--server",
-        relay.url,
-        "--handle",
-        "alice",
-        "--name",
-        "Alice Two",
-        "--birthdate",
-        "1970-01-01",
+    rc, out, _ = await account_create(
+        tmp_path / "again", relay.url, "alice", "Alice Two", "1970-01-01"
     )
     assert (rc, error_code(out)) == (1, "handle_taken")
     assert not (tmp_path / "again" / "profile.json").exists()
 
-    rc, out, _ = await agechat(
-        "--profile",
-        str(tmp_path / "x"),
-        "--json",
-        "account",
-        "create",
-        "--server",
-        relay.url,
-        "--handle",
-        "xavier",
-        "--name",
-        "X",
-        "--birthdate",
-        "1970-13-45",
-    )
+    rc, out, _ = await account_create(tmp_path / "x", relay.url, "xavier", "X", "1970-13-45")
     assert (rc, error_code(out)) == (1, "invalid_birthdate")
 
     # Without --json the sentence goes to stderr with the code.

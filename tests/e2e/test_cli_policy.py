@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.test_cli import agechat, create, error_code
+from tests.e2e.test_cli import account_create, agechat, create, error_code
 from tests.support import years_ago
 
 
@@ -71,20 +71,8 @@ async def test_policy_through_the_cli(relay, tmp_path):
 
 
 async def test_under_13_cannot_register_through_the_cli(relay, tmp_path):
-    rc, out, _ = await agechat(
-        "--profile",
-        str(tmp_path / "kid"),
-        "--json",
-        "account",
-        "create",
-        "--server",
-        relay.url,
-        "--handle",
-        "kiddo",
-        "--name",
-        "Kid",
-        "--birthdate",
-        years_ago(12).isoformat(),
+    rc, out, _ = await account_create(
+        tmp_path / "kid", relay.url, "kiddo", "Kid", years_ago(12).isoformat()
     )
     assert (rc, error_code(out)) == (1, "under_minimum_age")
 

@@ -273,7 +273,22 @@ async def test_prekeys_are_topped_up_when_the_relay_says_they_are_low(relay, tmp
             if int(after or 0) > int(before or 0):
                 break
             await asyncio.sleep(0.05)
-    assert int(after or 0) > int(before or 0)  # she generated and uploaded a new batch
+        assert int(after or 0) > int(before or 0)  # she generated a new batch
+        # ...and the relay has it: only 5 of the first batch are left, yet 20 more fetches
+        # each get a one-time prekey, and alice holds the private half of every one.
+        handed_out = []
+        for _ in range(200):
+            key = (await b.fetch_bundle("alice")).one_time_prekey
+            if key is None:  # the upload is still on its way
+                await asyncio.sleep(0.05)
+                continue
+            handed_out.append(key)
+            if len(handed_out) == 20:
+                break
+        assert len(handed_out) == 20
+        for key in handed_out:
+            held = await a.e2ee.store.prekey("one_time", key.id)
+            assert held is not None and held.public == key.public
 
 
 async def test_what_a_lying_relay_injects_is_dropped_or_filed_where_it_belongs(relay, tmp_path):

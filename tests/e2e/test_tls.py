@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.e2e.test_cli import agechat
+from tests.e2e.test_cli import account_create, agechat
 from tests.support import RelayProcess
 
 pytestmark = pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl CLI")
@@ -57,21 +57,7 @@ async def test_cli_over_tls(tmp_path, monkeypatch):
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))
     try:
         for handle, born in (("alice", "1980-01-01"), ("bob", "1982-02-02")):
-            rc, out, err = await agechat(
-                "--profile",
-                str(tmp_path / handle),
-                "--json",
-                "account",
-                "create",
-                "--server",
-                relay.url,
-                "--handle",
-                handle,
-                "--name",
-                handle,
-                "--birthdate",
-                born,
-            )
+            rc, out, err = await account_create(tmp_path / handle, relay.url, handle, handle, born)
             assert rc == 0, err
         rc, _, err = await agechat("--profile", str(tmp_path / "alice"), "send", "bob", "over tls")
         assert rc == 0, err

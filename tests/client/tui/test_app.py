@@ -112,17 +112,24 @@ async def test_onboarding_shows_refusals_on_the_form(relay, tmp_path):
         assert isinstance(app.screen, OnboardingScreen)
 
 
+async def accept_request_from(app, pilot, handle: str) -> MainScreen:
+    """Wait for the pending request from ``handle`` to be on screen, accept it, and return
+    the main screen once the conversation is connected."""
+    await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
+    screen = app.screen
+    assert screen.current.handle == handle and screen.current.is_request
+    screen.query_one("#accept", Button).press()
+    await settle(pilot, lambda: screen.current.state == "connected")
+    return screen
+
+
 async def test_send_and_receive_with_the_mode_badge(relay, tmp_path):
     app = await app_for(tmp_path, relay, "ana", years_ago(40))
     ben = await make_profile(tmp_path, relay.url, "ben", years_ago(41))
     async with open_client(ben) as b, app.run_test(size=SIZE) as pilot:
         await b.wait_connected()
         await b.contact_request("ana")
-        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
-        screen = app.screen
-        assert screen.current.handle == "ben" and screen.current.is_request
-        app.screen.query_one("#accept", Button).press()
-        await settle(pilot, lambda: screen.current.state == "connected")
+        await accept_request_from(app, pilot, "ben")
         assert "🔒 end-to-end encrypted" in text_of(app, "#chat-title")  # two adults
         assert "not even agechat's relay" in text_of(app, "#chat-reason")
         app.screen.query_one("#compose", Input).focus()
@@ -145,10 +152,7 @@ async def test_a_key_change_warning_is_loud_sticky_and_pauses_a_verified_chat(re
     async with open_client(ben) as b, app.run_test(size=SIZE) as pilot:
         await b.wait_connected()
         await b.contact_request("ana")
-        await settle(pilot, lambda: isinstance(app.screen, MainScreen) and app.screen.current)
-        screen = app.screen
-        screen.query_one("#accept", Button).press()
-        await settle(pilot, lambda: screen.current.state == "connected")
+        screen = await accept_request_from(app, pilot, "ben")
         screen.query_one("#compose", Input).focus()
         await pilot.press(*"hello ben", "enter")
         await settle(pilot, lambda: "sent ✓" in log_text(app))
