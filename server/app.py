@@ -13,13 +13,7 @@ from aiohttp import WSCloseCode, web
 from protocol.codec import encode
 from protocol.limits import DEDUPE_WINDOW_SECONDS, MAX_HTTP_BODY_BYTES
 from protocol.registration import Health
-from server.config import RelayConfig
-from server.franking import load_or_create_secret
-from server.group_commit import GroupCommitter
-from server.http_errors import error_response
-from server.hub import Hub
-from server.key_directory import KeyDirectory
-from server.keys import (
+from server.app_keys import (
     COMMITTER,
     CONFIG,
     FRANKING_SECRET,
@@ -30,11 +24,17 @@ from server.keys import (
     SOCIAL,
     STORE,
 )
-from server.policy_loader import load_policy
-from server.registration import register
-from server.social import SocialService
-from server.store import SqliteStore
-from server.websocket import websocket_handler
+from server.config import RelayConfig
+from server.delivery.group_commit import GroupCommitter
+from server.delivery.hub import Hub
+from server.delivery.store import SqliteStore
+from server.edge.http_errors import error_response
+from server.edge.registration import register
+from server.edge.websocket import websocket_handler
+from server.keys.directory import KeyDirectory
+from server.keys.franking import load_or_create_secret
+from server.policy.loader import load_policy
+from server.social.service import SocialService
 
 log = logging.getLogger("agechat.relay")
 

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from server.app import create_app
 from server.config import RelayConfig
-from server.policy_loader import PolicyError, load_policy
+from server.policy.loader import PolicyError, load_policy
 
 
 class RelayConfigError(Exception):

@@ -10,7 +10,7 @@ import msgspec
 import nacl.signing
 import pytest
 
-import server.connection
+import server.delivery.connection
 from client.account import create_account
 from client.errors import ClientError
 from client.keystore import MINIMUM
@@ -29,7 +29,7 @@ from tests.support import (
 
 
 async def test_overflowing_live_queue_loses_nothing_and_keeps_order(relay, tmp_path, monkeypatch):
-    monkeypatch.setattr(server.connection, "LIVE_QUEUE_LIMIT", 2)
+    monkeypatch.setattr(server.delivery.connection, "LIVE_QUEUE_LIMIT", 2)
     alice = await make_profile(tmp_path, relay.url, "alice")
     bob = await make_profile(tmp_path, relay.url, "bob")
     async with open_clients(alice, bob) as (a, b):

@@ -78,7 +78,7 @@ async def test_under_13_cannot_register_through_the_cli(relay, tmp_path):
 
 
 async def test_server_refuses_a_policy_with_a_typo(tmp_path):
-    from server.policy_loader import PRESETS_DIR
+    from server.policy.loader import PRESETS_DIR
 
     bad = tmp_path / "mine.toml"
     bad.write_text((PRESETS_DIR / "default.toml").read_text().replace("[limits]", "[limitz]"))

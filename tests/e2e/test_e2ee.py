@@ -18,7 +18,7 @@ import pytest
 
 from client.errors import ClientError
 from client.events import MessageReceived
-from server.keys import SOCIAL
+from server.app_keys import SOCIAL
 from tests.support import (
     TEEN,
     Clock,
@@ -298,7 +298,7 @@ async def test_what_a_lying_relay_injects_is_dropped_or_filed_where_it_belongs(r
 
     from protocol.e2ee import Envelope, encode_body
     from protocol.frames import Deliver
-    from server.keys import HUB
+    from server.app_keys import HUB
 
     alice = await make_profile(tmp_path, relay.url, "alice", ADULT)
     bob = await make_profile(tmp_path, relay.url, "bob", ADULT2)
@@ -338,7 +338,7 @@ async def test_what_a_lying_relay_injects_is_dropped_or_filed_where_it_belongs(r
         # A genuine message the relay files under another conversation lands in the right one.
         import msgspec
 
-        from server.records import StoredMessage
+        from server.delivery.records import StoredMessage
 
         real_to_deliver = StoredMessage.to_deliver
 
@@ -360,7 +360,7 @@ async def test_clients_re_sign_their_age_declaration_when_it_is_due(relay, tmp_p
     import msgspec
 
     from protocol.registration import AgeDeclaration
-    from server.keys import STORE
+    from server.app_keys import STORE
 
     teen = await make_profile(tmp_path, relay.url, "teen", TEEN)  # connects once: declares
     async with open_clients(teen) as (t,):

@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from client.errors import ClientError
 from protocol.frames import RELAY_HANDLE
-from server.keys import SOCIAL
+from server.app_keys import SOCIAL
 from tests.support import (
     Clock,
     Relay,
@@ -323,7 +323,7 @@ async def test_eighteenth_birthday_is_announced_in_both_conversations(tmp_path):
 
 
 async def test_admin_set_birthdate_is_audited_and_announced(default_relay, tmp_path):
-    from server.admin import set_birthdate
+    from server.admin.age_corrections import set_birthdate
 
     maya = await make_profile(tmp_path, default_relay.url, "maya", TEEN16)
     dad = await make_profile(tmp_path, default_relay.url, "dad", ADULT)
@@ -374,7 +374,7 @@ async def test_open_preset_lets_every_bypass_through(open_relay, tmp_path):
 async def test_a_pending_request_dies_when_its_target_turns_out_to_be_a_minor(
     default_relay, tmp_path
 ):
-    from server.admin import set_birthdate
+    from server.admin.age_corrections import set_birthdate
 
     abe = await make_profile(tmp_path, default_relay.url, "abe", ADULT)
     bea = await make_profile(tmp_path, default_relay.url, "bea", ADULT2)

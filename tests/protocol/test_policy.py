@@ -9,7 +9,7 @@ import pytest
 
 from protocol import policy as rules
 from protocol.policy import BANDS, RELATIONSHIPS, Facts, band, is_minor
-from server.policy_loader import load_policy
+from server.policy.loader import load_policy
 
 PRESETS = {name: load_policy(name) for name in ("default", "strict", "open")}
 R, Q, A, D = "refuse", "request", "allow", "drop"

@@ -39,7 +39,7 @@ from protocol.frames import (
     UploadPrekeys,
 )
 from protocol.identity import auth_message
-from server.keys import FRANKING_SECRET, KEY_DIRECTORY, SOCIAL
+from server.app_keys import FRANKING_SECRET, KEY_DIRECTORY, SOCIAL
 from tests.server.raw import Person, answer, connect, new_id, receive, wait_for
 from tests.support import TEEN, Relay
 

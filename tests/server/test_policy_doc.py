@@ -1,12 +1,12 @@
 """docs/POLICY.md's preset table is what the presets do, and every reason code is listed."""
 
 from protocol.errors import WIRE_ERRORS
-from server.policy_doc import DOC, render
+from server.policy.doc import DOC, render
 
 
 def test_policy_md_table_matches_the_presets():
     text = DOC.read_text()
-    assert render(text) == text, "run `python -m server.policy_doc` to regenerate the table"
+    assert render(text) == text, "run `python -m server.policy.doc` to regenerate the table"
 
 
 def test_every_policy_refusal_code_is_in_policy_md():

@@ -11,7 +11,7 @@ from protocol.codec import encode_frame
 from protocol.frames import Done, Error, Redeclare
 from protocol.identity import declaration_message
 from protocol.registration import AgeDeclaration
-from server.keys import STORE
+from server.app_keys import STORE
 from tests.server.raw import Person, answer, connect, new_id
 from tests.support import TEEN, Relay
 

@@ -36,7 +36,7 @@ def test_presets_load_and_unknown_policies_are_refused(tmp_path):
 
 
 def test_a_bad_key_in_a_policy_file_stops_the_relay_naming_the_key(tmp_path):
-    from server.policy_loader import PRESETS_DIR
+    from server.policy.loader import PRESETS_DIR
 
     text = (PRESETS_DIR / "default.toml").read_text()
     typo = tmp_path / "typo.toml"

@@ -6,8 +6,8 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from server.records import AckRecord, NewMessage
-from server.store import _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, SCHEMA_VERSION, SqliteStore
+from server.delivery.records import AckRecord, NewMessage
+from server.delivery.store import _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, SCHEMA_VERSION, SqliteStore
 
 SENT = datetime(2026, 11, 23, 15, 0, 1, 250000, tzinfo=UTC)
 

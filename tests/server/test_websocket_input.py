@@ -151,7 +151,7 @@ async def test_a_flood_of_garbage_does_not_disturb_other_clients(relay, alice, b
 
 
 async def test_auth_timeout_closes_idle_connections(relay, monkeypatch):
-    import server.websocket as ws_module
+    import server.edge.websocket as ws_module
 
     monkeypatch.setattr(ws_module, "AUTH_TIMEOUT_SECONDS", 0.2)
     async with aiohttp.ClientSession() as session, session.ws_connect(relay.ws_url) as ws:

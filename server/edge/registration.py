@@ -13,11 +13,11 @@ from protocol.codec import encode
 from protocol.frames import RESERVED_HANDLES
 from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
-from server.declarations import declaration_error
-from server.http_errors import error_response
-from server.keys import CONFIG, POLICY, SOCIAL, STORE
-from server.records import AccountRecord
-from server.store import HandleTakenError
+from server.app_keys import CONFIG, POLICY, SOCIAL, STORE
+from server.delivery.records import AccountRecord
+from server.delivery.store import HandleTakenError
+from server.edge.http_errors import error_response
+from server.keys.declarations import declaration_error
 
 log = logging.getLogger("agechat.relay.accounts")
 

@@ -1,6 +1,6 @@
 """The presets side by side, as the Markdown table in docs/POLICY.md.
 
-``python -m server.policy_doc`` rewrites the table between its markers; a test checks that
+``python -m server.policy.doc`` rewrites the table between its markers; a test checks that
 the committed document matches the presets, so the doc can't drift from what runs.
 """
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import msgspec
 
-from server.policy_loader import PRESET_NAMES, load_policy
+from server.policy.loader import PRESET_NAMES, load_policy
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "POLICY.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "POLICY.md"
 BEGIN, END = "<!-- presets:begin -->", "<!-- presets:end -->"
 
 

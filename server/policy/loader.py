@@ -9,7 +9,7 @@ import msgspec
 from protocol.policy import Policy, parse_policy
 
 #: The presets shipped in the repository (data, not code).
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "policies"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "policies"
 PRESET_NAMES = ("default", "strict", "open")
 
 

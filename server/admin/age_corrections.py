@@ -16,8 +16,8 @@ import click
 
 from protocol.policy import band
 from server.config import utc_now
-from server.social_store import SocialStore
-from server.store import SqliteStore
+from server.delivery.store import SqliteStore
+from server.social.store import SocialStore
 
 
 async def set_birthdate(data_dir: Path, handle: str, birthdate: date, reason: str) -> dict:

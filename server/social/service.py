@@ -20,9 +20,10 @@ from protocol import policy as rules
 from protocol.frames import RELAY_HANDLE, ContactEntry, Kind, Person, conversation_id
 from protocol.limits import MAX_SEARCH_RESULTS
 from protocol.policy import Band, Decision, Facts, Policy, Relationship
-from server.group_commit import GroupCommitter
-from server.records import NewMessage
-from server.social_store import (
+from server.delivery.group_commit import GroupCommitter
+from server.delivery.records import NewMessage
+from server.delivery.store import SqliteStore
+from server.social.store import (
     BLOCKED_BY_MINOR,
     DECLINED_BY_MINOR,
     NEW_CONTACT,
@@ -31,7 +32,6 @@ from server.social_store import (
     ContactRow,
     SocialStore,
 )
-from server.store import SqliteStore
 
 log = logging.getLogger("agechat.relay.policy")
 

@@ -6,11 +6,11 @@ from aiohttp import web
 
 from protocol.policy import Policy
 from server.config import RelayConfig
-from server.group_commit import GroupCommitter
-from server.hub import Hub
-from server.key_directory import KeyDirectory
-from server.social import SocialService
-from server.store import Store
+from server.delivery.group_commit import GroupCommitter
+from server.delivery.hub import Hub
+from server.delivery.store import Store
+from server.keys.directory import KeyDirectory
+from server.social.service import SocialService
 
 CONFIG = web.AppKey("config", RelayConfig)
 STORE = web.AppKey("store", Store)
@@ -21,5 +21,5 @@ POLICY = web.AppKey("policy", Policy)
 SOCIAL = web.AppKey("social", SocialService)
 KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 RELAY_ID = web.AppKey("relay_id", str)
-#: The relay's franking secret (PROTOCOL.md §6.4; server/franking.py). Never logged.
+#: The relay's franking secret (PROTOCOL.md §6.4; server/keys/franking.py). Never logged.
 FRANKING_SECRET = web.AppKey("franking_secret", bytes)

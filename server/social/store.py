@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from server.store import SqliteStore
+from server.delivery.store import SqliteStore
 
 #: contact_events.event values (docs/POLICY.md "Restriction")
 NEW_CONTACT = "new_contact"  # the actor started a contact request or a message request

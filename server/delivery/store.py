@@ -18,7 +18,7 @@ from typing import Protocol
 
 import aiosqlite
 
-from server.records import AccountRecord, AckRecord, NewMessage, StoredMessage
+from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
 SCHEMA_VERSION = 4
 

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from server.records import AckRecord, NewMessage, StoredMessage
-from server.store import Store
+from server.delivery.records import AckRecord, NewMessage, StoredMessage
+from server.delivery.store import Store
 
 log = logging.getLogger("agechat.relay.store")
 

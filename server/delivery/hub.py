@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from server.connection import Connection
-from server.records import AckRecord, StoredMessage
+from server.delivery.connection import Connection
+from server.delivery.records import AckRecord, StoredMessage
 
 
 class Hub:

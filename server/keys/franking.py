@@ -22,7 +22,7 @@ from protocol.crypto.franking import (
 )
 from protocol.crypto.keys import Random
 from protocol.frames import ReportedMessage
-from server.store import Store
+from server.delivery.store import Store
 
 #: The ``meta`` key holding the secret (hex).
 SECRET_META_KEY: Final = "franking_secret"

@@ -13,7 +13,7 @@ from datetime import datetime
 from protocol import identity
 from protocol.frames import OneTimePrekey, SignedPrekey
 from protocol.limits import MAX_PREKEYS_STORED
-from server.store import SqliteStore
+from server.delivery.store import SqliteStore
 
 #: What the identity key signs to vouch for a signed prekey (X3DH rev 1 §3.3, with the
 #: 0x05 key-type byte of Signal's Curve25519 encoding, as DESIGN.md specifies).

@@ -19,8 +19,8 @@ from aiohttp import web
 from protocol.codec import encode_frame
 from protocol.frames import Delivered, Frame, Synced
 from server.config import utc_now
-from server.records import AckRecord, StoredMessage
-from server.store import Store
+from server.delivery.records import AckRecord, StoredMessage
+from server.delivery.store import Store
 
 log = logging.getLogger("agechat.relay.delivery")
 

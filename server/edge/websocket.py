@@ -57,11 +57,7 @@ from protocol.limits import (
 )
 from protocol.policy import Decision, may_message
 from protocol.registration import AgeDeclaration
-from server.connection import Connection
-from server.declarations import declaration_error
-from server.franking import check_report
-from server.key_directory import signed_prekey_valid
-from server.keys import (
+from server.app_keys import (
     COMMITTER,
     CONFIG,
     FRANKING_SECRET,
@@ -71,7 +67,11 @@ from server.keys import (
     SOCIAL,
     STORE,
 )
-from server.records import AckRecord, NewMessage, StoredMessage
+from server.delivery.connection import Connection
+from server.delivery.records import AckRecord, NewMessage, StoredMessage
+from server.keys.declarations import declaration_error
+from server.keys.directory import signed_prekey_valid
+from server.keys.franking import check_report
 
 log = logging.getLogger("agechat.relay.ws")
 
