@@ -95,6 +95,10 @@ class Limits(_Section):
     contact_requests_per_day: Count
     #: Of those, how many may go to minors.
     contact_requests_to_minors_per_day: Count
+    #: Lookups of accounts one isn't in contact with (a key bundle, a safety number, a
+    #: handle that doesn't exist) per day: each answer says whether the account exists and
+    #: whether it may be written to, so unlimited lookups would be an age oracle.
+    lookups_per_day: Count
 
 
 class Restriction(_Section):
@@ -177,6 +181,7 @@ class Facts:
     target_restricted: bool = False
     requests_today: int = 0
     requests_to_minors_today: int = 0
+    lookups_today: int = 0
     guardian_approved: bool = False
 
 
@@ -314,6 +319,35 @@ def _message(policy: Policy, f: Facts) -> Decision:
     if policy.pair(f.actor, f.target).initiate == "direct":
         return Decision("allow", "direct")
     return Decision("request", "message_request")
+
+
+def is_stranger(relationship: Relationship) -> bool:
+    """No contact and no pending request between the two (a declined request counts as
+    contact: its answer is already known)."""
+    return relationship in ("none", "declined_by_actor")
+
+
+def lookup_limited(policy: Policy, lookups_today: int) -> Decision | None:
+    """Past the daily lookup limit every lookup of a stranger gets the same answer, whether
+    the account exists or not, so the limit hides existence as well as age."""
+    if lookups_today >= policy.limits.lookups_per_day:
+        return _refuse("rate_limited")
+    return None
+
+
+def may_look_up(policy: Policy, f: Facts) -> Decision:
+    """May the actor fetch the target's key bundle (its keys, mode and declaration)?
+
+    Only someone who may write to the account may; a stranger's lookup is also limited per
+    day. Blocks are not revealed: a blocked actor still gets the bundle (its messages are
+    dropped later), and the actor's own block is no reason to refuse keys.
+    """
+    if is_stranger(f.relationship) and (limited := lookup_limited(policy, f.lookups_today)):
+        return limited
+    decision = _message(policy, f)
+    if decision.outcome == "refuse" and decision.reason == "you_blocked":
+        return Decision("allow", "you_blocked")
+    return decision
 
 
 def may_accept(policy: Policy, f: Facts) -> Decision:

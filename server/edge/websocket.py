@@ -55,7 +55,7 @@ from protocol.limits import (
     NONCE_BYTES,
     PREKEYS_LOW_WATER,
 )
-from protocol.policy import Decision, may_message
+from protocol.policy import Decision
 from protocol.registration import AgeDeclaration
 from server.app_keys import (
     COMMITTER,
@@ -409,13 +409,14 @@ class _Session:
     async def _on_fetch_bundle(self, frame: FetchBundle) -> None:
         assert self.connection is not None
         me = self.connection.handle
-        if (problem := self._target_error(frame.handle)) is not None:
-            await self.refuse(problem, ref=frame.rid)
+        if frame.handle == me:
+            await self.refuse("cannot_target_self", ref=frame.rid)
             return
-        # Only someone who may write to the account gets its keys (and its declaration).
+        # Only someone who may write to the account gets its keys (and its declaration);
+        # strangers' lookups are counted and limited (the answer says minor or adult).
         social = self.app[SOCIAL]
-        decision = may_message(social.policy, social.quick_facts(me, frame.handle))
-        if decision.outcome == "refuse" and decision.reason != "you_blocked":
+        decision = await social.look_up(me, frame.handle)
+        if decision.outcome == "refuse":
             await self.refuse(decision.reason, ref=frame.rid)
             return
         # In a visible conversation the bundle is asked for the declaration: no X3DH, so no

@@ -26,6 +26,7 @@ from server.delivery.store import SqliteStore
 from server.social.store import (
     BLOCKED_BY_MINOR,
     DECLINED_BY_MINOR,
+    LOOKUP,
     NEW_CONTACT,
     REFUSED_TO_MINOR,
     REPORTED_BY_MINOR,
@@ -183,6 +184,33 @@ class SocialService:
             if decision.outcome == "request":
                 await self._start_request(sender, recipient, "message_request")
         return decision
+
+    async def look_up(self, actor: str, handle: str) -> Decision:
+        """May ``actor`` have ``handle``'s key bundle (``fetch_bundle``, a safety number)?
+
+        Between contacts this is decided from memory. A stranger's lookup is counted and
+        limited per day, whether the handle exists or not (an unknown handle is refused
+        with ``unknown_recipient`` until the limit, then like every other lookup), and a
+        refusal on a minor counts towards restriction like a refused request.
+        """
+        known = handle in self.accounts
+        if known:
+            quick = self.quick_facts(actor, handle)
+            if not rules.is_stranger(quick.relationship):
+                return rules.may_look_up(self.policy, quick)
+        async with self._lock:
+            now = self._clock()
+            lookups = await self.social.count_events(actor, (LOOKUP,), now - timedelta(days=1))
+            if (limited := rules.lookup_limited(self.policy, lookups)) is not None:
+                return limited
+            minor = known and rules.is_minor(self.band_of(handle))
+            await self.social.log_event(actor, handle, LOOKUP, minor, now)
+            if not known:
+                return Decision("refuse", "unknown_recipient")
+            facts = dataclasses.replace(await self.facts(actor, handle), lookups_today=lookups)
+            decision = rules.may_look_up(self.policy, facts)
+            await self._note_refusal(actor, handle, decision)
+            return decision
 
     def _with_mode(self, decision: Decision, sender: str, recipient: str, mode: str) -> Decision:
         if decision.outcome != "refuse" and mode != self.mode(sender, recipient):

@@ -18,6 +18,7 @@ REFUSED_TO_MINOR = "refused_to_minor"  # policy refused the actor's attempt on a
 DECLINED_BY_MINOR = "declined_by_minor"  # a minor declined the actor's request
 BLOCKED_BY_MINOR = "blocked_by_minor"  # a minor blocked the actor
 REPORTED_BY_MINOR = "reported_by_minor"  # a minor reported the actor
+LOOKUP = "lookup"  # the actor looked up a stranger's key bundle (or a handle that isn't one)
 
 
 @dataclass(frozen=True, slots=True)
