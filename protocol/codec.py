@@ -20,6 +20,11 @@ T = TypeVar("T")
 
 _encoder = msgspec.json.Encoder()
 
+#: What a parser raises on text that isn't JSON it can read. msgspec raises RecursionError
+#: on nesting deeper than the interpreter's recursion limit (about 1,000 levels): that is
+#: unparsable input like any other, not a fault of the reader.
+UNPARSABLE = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)
+
 
 class FrameError(Exception):
     """A frame that could not be accepted, with its wire error code."""
@@ -54,14 +59,14 @@ class _FrameDecoder(Generic[T]):
             return self._decoder.decode(data)
         except msgspec.ValidationError as exc:
             raise self._classify(data, str(exc)) from None
-        except (msgspec.DecodeError, UnicodeDecodeError):
+        except UNPARSABLE:
             raise FrameError("invalid_json") from None
 
     def _classify(self, data: str | bytes, detail: str) -> FrameError:
         # Only on the error path: look again to tell an unknown type from a bad field.
         try:
             raw = msgspec.json.decode(data)
-        except (msgspec.DecodeError, UnicodeDecodeError):  # e.g. b'"\x80"': not UTF-8
+        except UNPARSABLE:  # e.g. b'"\x80"': not UTF-8
             return FrameError("invalid_json")
         if not isinstance(raw, dict):
             return FrameError("invalid_frame", "a frame is a JSON object")

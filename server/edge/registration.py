@@ -9,7 +9,7 @@ import msgspec
 from aiohttp import web
 
 from protocol import identity
-from protocol.codec import encode
+from protocol.codec import UNPARSABLE, encode
 from protocol.frames import RESERVED_HANDLES
 from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
@@ -52,7 +52,7 @@ async def register(request: web.Request) -> web.Response:
         req = _decoder.decode(raw)
     except msgspec.ValidationError as exc:
         return error_response(400, _validation_code(str(exc)), str(exc))
-    except msgspec.DecodeError:
+    except UNPARSABLE:
         return error_response(400, "invalid_json")
 
     now = config.clock()

@@ -82,7 +82,11 @@ async def test_stale_declaration_is_refused(relay):
         (b'{"handle": "Bad Handle!"}', "invalid_handle"),
         (b"[]", "invalid_request"),
         (b'{"handle": "okay_handle", "display_name": "x", "identity_key": "AAAA"}', "invalid_key"),
+        # Nested deeper than the parser goes, in a field it would skip (issue 9, defect 3).
+        (b'{"extra": ' + b"[" * 5000 + b"]" * 5000 + b"}", "invalid_json"),
+        (b'{"a":' * 1500 + b"1" + b"}" * 1500, "invalid_json"),
     ],
+    ids=["not-json", "bad-handle", "array", "bad-key", "deep", "deep-field"],
 )
 async def test_malformed_registration_bodies(relay, raw, code):
     status, body = await post(relay, raw)

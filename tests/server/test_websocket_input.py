@@ -59,6 +59,9 @@ BAD_FRAMES = [
     ('{"type": "send", "id": 12, "to": "bob", "mode": "visible", "body": "x"}', "invalid_frame"),
     ('{"type": "send", "id": "abcdefgh", "to": "bob", "mode": "visible"}', "invalid_frame"),
     ('"just a string"', "invalid_frame"),
+    # Nested too deeply for the parser: refused like any other unparsable text.
+    ("[" * 1000 + "]" * 1000, "invalid_json"),
+    ('{"type": "send", "id": "abcdefgh", "body": ' + "[" * 1000 + "]" * 1000 + "}", "invalid_json"),
     (
         '{"type": "send", "id": "abcdefgh", "to": "bob", "mode": "visible", "body": "'
         + "x" * MAX_FRAME_BYTES
@@ -101,6 +104,18 @@ async def test_sending_before_auth_is_refused(relay):
         await receive(ws)  # challenge
         await ws.send_str(encode_frame(Send(id="too-early", to="bob", mode="visible", body="x")))
         assert (await receive(ws)).code == "not_authenticated"
+
+
+async def test_deeply_nested_json_before_login_is_refused_without_a_traceback(relay, caplog):
+    """Nothing a peer sends may write a traceback (issue 9, defect 3)."""
+    async with aiohttp.ClientSession() as session, session.ws_connect(relay.ws_url) as ws:
+        await receive(ws)  # challenge
+        await ws.send_str('{"a": ' * 1000 + "1" + "}" * 1000)
+        assert (await receive(ws)).code == "invalid_json"
+        await ws.send_str("[" * 5000 + "]" * 5000)
+        assert (await receive(ws)).code == "invalid_json"
+    assert [r for r in caplog.records if r.exc_info] == []
+    assert "internal_error" not in caplog.text
 
 
 async def test_bad_signature_fails_auth_and_closes(relay, alice):
