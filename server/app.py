@@ -40,6 +40,8 @@ log = logging.getLogger("agechat.relay")
 
 PRUNE_INTERVAL_SECONDS = 3600.0
 WATCH_INTERVAL_SECONDS = 1.0
+#: How soon after an acknowledgement its body leaves the WAL file too (PROTOCOL.md §5).
+SCRUB_INTERVAL_SECONDS = 1.0
 BAND_CHECK_SECONDS = 60.0
 
 
@@ -93,12 +95,14 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await social.load()
     pruner = asyncio.create_task(_prune_forever(store, config, social))
     watcher = asyncio.create_task(_watch_forever(store, social))
+    scrubber = asyncio.create_task(_scrub_forever(store, committer))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
     try:
         yield
     finally:
         pruner.cancel()
         watcher.cancel()
+        scrubber.cancel()
         await committer.stop()
         await store.close()
 
@@ -116,6 +120,26 @@ async def _prune_forever(store: SqliteStore, config: RelayConfig, social: Social
         except Exception:
             log.exception("pruning failed")
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
+
+
+async def _scrub_forever(store: SqliteStore, committer: GroupCommitter) -> None:
+    """Delete on ack, down to the disk: after acknowledgements, checkpoint and truncate the
+    WAL so acknowledged bodies leave it within about ``SCRUB_INTERVAL_SECONDS``.
+
+    Not after every batch: a checkpoint writes and syncs pages, which would cost every
+    message; once a second is one checkpoint for all the acks of that second.
+    """
+    scrubbed = 0
+    while True:
+        await asyncio.sleep(SCRUB_INTERVAL_SECONDS)
+        acked = committer.acked
+        if acked == scrubbed:
+            continue
+        try:
+            if await store.scrub_wal():
+                scrubbed = acked
+        except Exception:
+            log.exception("scrubbing the WAL failed")
 
 
 async def _watch_forever(store: SqliteStore, social: SocialService) -> None:

@@ -45,6 +45,8 @@ class GroupCommitter:
         self._closing = False
         self.batches = 0
         self.written = 0
+        #: Acknowledgements applied so far (the WAL scrubber watches it).
+        self.acked = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="group-commit")
@@ -108,6 +110,7 @@ class GroupCommitter:
             return
         self.batches += 1
         self.written += len(stored)
+        self.acked += len(acks)
         by_key = {(s.sender, s.msg_id): s for s in stored}
         for message, future in messages:
             if not future.done():

@@ -146,6 +146,7 @@ class Store(Protocol):
     async def pending_for(
         self, recipient: str, after_seq: int, limit: int
     ) -> list[StoredMessage]: ...
+    async def scrub_wal(self) -> bool: ...
     async def prune(self, acked_before: datetime) -> int: ...
 
 
@@ -389,6 +390,18 @@ class SqliteStore:
             (recipient, after_seq, limit),
         ) as cur:
             return [_message(r) for r in await cur.fetchall()]
+
+    async def scrub_wal(self) -> bool:
+        """Copy the WAL into the database and truncate it to zero bytes.
+
+        ``secure_delete`` zeroes a deleted body in the database pages, but the WAL still
+        holds the frames that wrote it until a checkpoint copies the newer pages over and
+        the WAL is reset: only then are the bytes gone from both files. Returns False when a
+        reader kept the checkpoint from finishing (the next scrub retries).
+        """
+        async with self._write_lock, self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+            row = await cur.fetchone()
+        return row is not None and int(row[0]) == 0
 
     async def prune(self, acked_before: datetime) -> int:
         async with self._write_lock:
