@@ -9,11 +9,13 @@ every decision carries a reason code (docs/POLICY.md lists them all).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Annotated, Final, Literal
 
 import msgspec
+
+from protocol.errors import wire_message
 
 Band = Literal["under_13", "teen_13_15", "teen_16_17", "adult"]
 BANDS: tuple[Band, ...] = ("under_13", "teen_13_15", "teen_16_17", "adult")
@@ -193,14 +195,58 @@ class Decision:
 
     outcome: Outcome
     reason: str
+    #: The sentence for this refusal when the code's own sentence would not fit the rule or
+    #: the direction that refused (who is told what); not part of equality.
+    why: str | None = field(default=None, compare=False)
 
     @property
     def allowed(self) -> bool:
         return self.outcome in ("allow", "request")
 
+    @property
+    def sentence(self) -> str:
+        """What to tell the actor: the specific sentence, or the code's own."""
+        return self.why or wire_message(self.reason)
 
-def _refuse(reason: str) -> Decision:
-    return Decision("refuse", reason)
+
+def _refuse(reason: str, why: str | None = None) -> Decision:
+    return Decision("refuse", reason, why)
+
+
+def _who(b: Band) -> str:
+    return "people under 18" if is_minor(b) else "adults"
+
+
+def _never(actor: Band, target: Band) -> str:
+    """The sentence for a pair the policy keeps apart entirely (`never`)."""
+    groups = {_who(actor), _who(target)}
+    between = (
+        "adults and people under 18" if len(groups) == 2 else groups.pop()
+    )
+    return f"This relay's policy doesn't allow contact between {between}."
+
+
+def _not_started(actor: Band, target: Band) -> str:
+    """The sentence for a pair rule `refused`, read as actor → target."""
+    if not is_minor(actor) and is_minor(target):
+        return "Adults can't start conversations with accounts under 18."
+    if is_minor(actor) and not is_minor(target):
+        return "Accounts under 18 can't start conversations with adults under this relay's policy."
+    if is_minor(actor):
+        return (
+            "Accounts under 18 can't start conversations with each other under this relay's "
+            "policy."
+        )
+    return "Adults can't start conversations with other adults under this relay's policy."
+
+
+_OWN_RESTRICTION = (
+    "Your account can't start new contact with people under 18: it was restricted after "
+    "blocks, reports or refused requests."
+)
+_THEIR_RESTRICTION = (
+    "This account has been restricted and can't have new contact with people under 18."
+)
 
 
 def _restricted(policy: Policy, f: Facts) -> bool:
@@ -220,13 +266,13 @@ def _pair_refusal(policy: Policy, f: Facts, *, connected: bool) -> Decision | No
     pair rule, never restriction."""
     rules = (policy.pair(f.actor, f.target).initiate, policy.pair(f.target, f.actor).initiate)
     if is_minor(f.target) and _restricted(policy, f) and not connected:
-        return _refuse("sender_restricted")
+        return _refuse("sender_restricted", _OWN_RESTRICTION)
     if _guardian(policy, f):
         return None
     if "never" in rules:
-        return _refuse("contact_not_allowed")
+        return _refuse("contact_not_allowed", _never(f.actor, f.target))
     if not connected and rules[0] == "refused":
-        return _refuse("contact_not_allowed")
+        return _refuse("contact_not_allowed", _not_started(f.actor, f.target))
     return None
 
 
@@ -236,7 +282,11 @@ def _rate_limit(policy: Policy, f: Facts) -> Decision | None:
     if is_minor(f.target) and (
         f.requests_to_minors_today >= policy.limits.contact_requests_to_minors_per_day
     ):
-        return _refuse("rate_limited")
+        return _refuse(
+            "rate_limited",
+            "You've started too many new contacts with people under 18 today. "
+            "Try again tomorrow.",
+        )
     return None
 
 
@@ -331,7 +381,11 @@ def lookup_limited(policy: Policy, lookups_today: int) -> Decision | None:
     """Past the daily lookup limit every lookup of a stranger gets the same answer, whether
     the account exists or not, so the limit hides existence as well as age."""
     if lookups_today >= policy.limits.lookups_per_day:
-        return _refuse("rate_limited")
+        return _refuse(
+            "rate_limited",
+            "You've looked up too many accounts you aren't in contact with today. "
+            "Try again tomorrow.",
+        )
     return None
 
 
@@ -365,9 +419,14 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
         actor_restricted=f.target_restricted,
     )
     if _restricted(policy, f) and is_minor(f.target):
-        return _refuse("sender_restricted")
+        return _refuse("sender_restricted", _OWN_RESTRICTION)
     refusal = _pair_refusal(policy, reverse, connected=False)
-    return refusal or Decision("allow", "accepted")
+    if refusal is None:
+        return Decision("allow", "accepted")
+    # Told to the one accepting, about a request the other made.
+    if refusal.reason == "sender_restricted":
+        return _refuse("sender_restricted", _THEIR_RESTRICTION)
+    return _refuse(refusal.reason, f"This request is no longer allowed. {refusal.sentence}")
 
 
 def conversation_mode(policy: Policy, member_bands: Iterable[Band]) -> ConversationMode:

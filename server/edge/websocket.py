@@ -133,6 +133,10 @@ class _Session:
         message = wire_message(code) + (f" ({detail})" if detail else "")
         await self.send(Error(code=code, message=message, ref=ref))
 
+    async def refuse_decision(self, decision: Decision, ref: str) -> None:
+        """A policy refusal, with the sentence that fits its rule and direction."""
+        await self.send(Error(code=decision.reason, message=decision.sentence, ref=ref))
+
     async def handle_text(self, text: str) -> None:
         try:
             frame = decode_client_frame(text)
@@ -186,12 +190,11 @@ class _Session:
         decision = await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)
         if decision.outcome == "refuse":
-            detail = (
-                f"this conversation is {social.mode(sender, frame.to)}"
-                if (decision.reason == "mode_mismatch")
-                else None
-            )
-            await self.refuse(decision.reason, detail, ref=frame.id)
+            if decision.reason == "mode_mismatch":
+                detail = f"this conversation is {social.mode(sender, frame.to)}"
+                await self.refuse(decision.reason, detail, ref=frame.id)
+            else:
+                await self.refuse_decision(decision, ref=frame.id)
             return
         if decision.outcome == "drop":
             # Blocked by the recipient: answered like any stored message, in order, and
@@ -274,7 +277,7 @@ class _Session:
 
     async def _answer(self, rid: str, decision: Decision, outcome: str) -> None:
         if decision.outcome == "refuse":
-            await self.refuse(decision.reason, ref=rid)
+            await self.refuse_decision(decision, ref=rid)
         else:
             await self.send(Done(rid=rid, outcome=outcome))
 
@@ -417,7 +420,7 @@ class _Session:
         social = self.app[SOCIAL]
         decision = await social.look_up(me, frame.handle)
         if decision.outcome == "refuse":
-            await self.refuse(decision.reason, ref=frame.rid)
+            await self.refuse_decision(decision, ref=frame.rid)
             return
         # In a visible conversation the bundle is asked for the declaration: no X3DH, so no
         # one-time prekey is spent and none need have been published (§6.3).

@@ -444,6 +444,25 @@ async def test_strict_ends_adult_minor_contact_even_between_contacts(tmp_path):
         await relay.stop()
 
 
+async def test_refusals_are_worded_for_the_rule_and_direction_that_refused(tmp_path):
+    """Under `strict` a 14-year-old writing to an adult is not told that adults can't
+    start conversations with minors (issue 9, defect 6)."""
+    relay = await start_relay(tmp_path, "strict")
+    try:
+        kid = await make_profile(tmp_path, relay.url, "kit", TEEN14)
+        adult = await make_profile(tmp_path, relay.url, "ada", ADULT)
+        async with open_clients(kid, adult) as (k, a):
+            with pytest.raises(ClientError) as kid_refused:
+                await send_and_wait(k, "ada", "hi")
+            with pytest.raises(ClientError) as adult_refused:
+                await a.contact_request("kit")
+        assert kid_refused.value.code == adult_refused.value.code == "contact_not_allowed"
+        assert "Adults can't start" not in str(kid_refused.value)
+        assert "between adults and people under 18" in str(kid_refused.value)
+    finally:
+        await relay.stop()
+
+
 async def test_plaintext_where_e2ee_is_required_is_refused(default_relay, tmp_path):
     """The other direction of the mode check: a well-formed `visible` frame between two
     connected adults (a client that doesn't encrypt) is refused."""
