@@ -89,6 +89,36 @@ def decode_body(body: str) -> Envelope:
     return Envelope.from_bytes(raw)
 
 
+#: A visible body at least this long that is one base64 (or hex) token of binary data is
+#: refused (PROTOCOL.md §6.1): 100 characters lets hashes up to SHA-256 in hex through.
+OPAQUE_MIN_CHARS: Final = 100
+
+
+def is_opaque_blob(body: str) -> bool:
+    """Is ``body`` one long token of encoded binary data (base64, base64url or hex of
+    bytes that aren't UTF-8 text) rather than something a person wrote?
+
+    A speed bump, not a guarantee: a client can always disguise data as words. What it
+    stops is the plain way of putting ciphertext of another scheme into a chat that is
+    meant to be visible to safety checks.
+    """
+    token = body.strip()
+    if len(token) < OPAQUE_MIN_CHARS or any(c.isspace() for c in token):
+        return False
+    if len(set(token)) < 16:  # "aaaaaa…", "hahaha…": a person, not random bytes
+        return False
+    for alphabet in (None, b"-_"):
+        try:
+            raw = base64.b64decode(token.encode("ascii"), altchars=alphabet, validate=True)
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            continue
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return True
+    return False
+
+
 def is_envelope(body: str) -> bool:
     """Does ``body`` have the shape of an e2ee envelope? (The relay's mode check.)"""
     try:

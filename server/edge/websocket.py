@@ -20,7 +20,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from protocol import identity
 from protocol.codec import FrameError, decode_client_frame, encode_frame
 from protocol.codec import encode as encode_json
-from protocol.e2ee import is_envelope
+from protocol.e2ee import is_envelope, is_opaque_blob
 from protocol.errors import wire_message
 from protocol.frames import (
     Accepted,
@@ -465,6 +465,8 @@ def _shape_problem(frame: Send) -> str | None:
             return "a visible message has no commitment"
         if is_envelope(frame.body):
             return "a visible body must not be an e2ee envelope"
+        if is_opaque_blob(frame.body):
+            return "a visible body must be readable text, not encoded binary data"
     return None
 
 

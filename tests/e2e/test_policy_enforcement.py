@@ -5,6 +5,8 @@ of them through (the rules come from the policy, not from code paths)."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import json
 import os
 import sqlite3
@@ -442,6 +444,29 @@ async def test_strict_ends_adult_minor_contact_even_between_contacts(tmp_path):
             assert await s.search("kit") == []
     finally:
         await relay.stop()
+
+
+async def test_a_visible_chat_refuses_encoded_binary_but_not_what_people_write(
+    default_relay, tmp_path
+):
+    """The shape check's promise (PROTOCOL.md §6.1; issue 9, defect 9): a visible body is
+    not an envelope and not one long token of encoded binary data."""
+    a = await make_profile(tmp_path, default_relay.url, "tia", TEEN14)
+    b = await make_profile(tmp_path, default_relay.url, "tom", TEEN16)
+    async with open_clients(a, b) as (ta, tb):
+        await ta.contact_request("tom")
+        await tb.respond("tia", accept=True)
+        blob = base64.b64encode(os.urandom(120)).decode()
+        assert await refused(send_and_wait(ta, "tom", blob)) == "mode_mismatch"
+        assert await refused(send_and_wait(ta, "tom", os.urandom(64).hex())) == "mode_mismatch"
+        for fine in ("a" * 300, "ha" * 80, hashlib.sha256(b"x").hexdigest(), "look: " + blob):
+            await send_and_wait(ta, "tom", fine)
+        assert texts(await drain(tb))[-4:] == [
+            "a" * 300,
+            "ha" * 80,
+            hashlib.sha256(b"x").hexdigest(),
+            "look: " + blob,
+        ]
 
 
 async def test_refusals_are_worded_for_the_rule_and_direction_that_refused(tmp_path):
