@@ -160,6 +160,12 @@ class SocialService:
         if code is not None:
             await self.emit(minor, "notice", code, text, other)
 
+    def _adult_contact_words(self, adult: str) -> str:
+        return (
+            f"{self._name(adult)} is an adult and is now one of your contacts. If anything "
+            "they say makes you uncomfortable, you can block or report them at any time."
+        )
+
     def _name(self, handle: str) -> str:
         return f"{self.accounts[handle].display_name} (@{handle})"
 
@@ -290,13 +296,7 @@ class SocialService:
                 + ("end-to-end encrypted." if mode == "e2ee" else "visible to safety checks."),
                 them,
             )
-            await self._minor_notice(
-                "contact_accepted",
-                me,
-                them,
-                f"{self._name(them)} is an adult and is now one of your contacts. If anything "
-                "they say makes you uncomfortable, you can block or report them at any time.",
-            )
+            await self._minor_notice("contact_accepted", me, them, self._adult_contact_words(them))
         return Decision("allow", "connected")
 
     async def _set_state(self, a: str, b: str, state: str, requester: str) -> None:
@@ -469,23 +469,37 @@ class SocialService:
             log.info("age band changed handle=%s from=%s to=%s", handle, previous, current)
             await self._cancel_stale_requests(handle)
             for other in self.contacts_of(handle, ("connected",)):
-                mode = self.mode(handle, other)
-                words = "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
-                await self.emit(
-                    handle,
-                    "system",
-                    "band_changed",
-                    f"Your age group changed from {previous} to {current}. "
-                    f"This conversation is {words}.",
-                    other,
-                )
-                await self.emit(
-                    other,
-                    "system",
-                    "band_changed",
-                    f"{self._name(handle)}'s age group changed. This conversation is {words}.",
-                    handle,
-                )
+                await self._announce_band_change(handle, other, previous, current)
+
+    async def _announce_band_change(
+        self, handle: str, other: str, previous: Band, current: Band
+    ) -> None:
+        """Tell both members of a conversation what ``handle``'s new band means for it, with
+        the pair's rules applied now: whether they can still write to each other, and, for a
+        minor whose contact just became an adult, the notice an adult contact brings."""
+        if rules.may_message(self.policy, self.quick_facts(other, handle)).outcome == "refuse":
+            what = "You can't message each other any more under this relay's policy."
+            still_in_contact = False
+        else:
+            mode = self.mode(handle, other)
+            words = "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
+            what = f"This conversation is {words}."
+            still_in_contact = True
+        await self.emit(
+            handle,
+            "system",
+            "band_changed",
+            f"Your age group changed from {previous} to {current}. {what}",
+            other,
+        )
+        await self.emit(
+            other, "system", "band_changed", f"{self._name(handle)}'s age group changed. {what}",
+            handle,
+        )
+        if still_in_contact and rules.is_minor(previous) and not rules.is_minor(current):
+            await self._minor_notice(
+                "contact_accepted", other, handle, self._adult_contact_words(handle)
+            )
 
     async def _cancel_stale_requests(self, handle: str) -> None:
         async with self._lock:

@@ -324,6 +324,52 @@ async def test_eighteenth_birthday_is_announced_in_both_conversations(tmp_path):
         await relay.stop()
 
 
+async def test_a_minor_whose_contact_turns_18_is_told_as_if_an_adult_had_connected(tmp_path):
+    """A birthday makes a teen's contact an adult: the teen gets the same `new_adult_contact`
+    notice as when an adult connects (issue 9, defect 10)."""
+    clock = Clock()
+    relay = await start_relay(tmp_path, clock=clock)
+    try:
+        almost = await make_profile(tmp_path, relay.url, "sam", years_ago(18, days=1))
+        kid = await make_profile(tmp_path, relay.url, "kit", TEEN16)
+        async with open_clients(almost, kid) as (s, k):
+            await k.contact_request("sam")
+            await s.respond("kit", accept=True)
+            await drain(s), await drain(k)
+            clock.advance(days=2)  # sam turns 18
+            await relay.app[SOCIAL].check_bands()
+            kit_sees = await drain(k)
+            assert codes(kit_sees) == ["band_changed", "new_adult_contact"]
+            assert "is an adult" in kit_sees[1].message.body
+            assert codes(await drain(s)) == ["band_changed"]
+            await send_and_wait(k, "sam", "happy birthday")  # `default`: contacts go on
+    finally:
+        await relay.stop()
+
+
+async def test_a_birthday_under_strict_ends_the_chat_and_says_so_at_once(tmp_path):
+    clock = Clock()
+    relay = await start_relay(tmp_path, "strict", clock=clock)
+    try:
+        almost = await make_profile(tmp_path, relay.url, "sam", years_ago(18, days=1))
+        kid = await make_profile(tmp_path, relay.url, "kit", TEEN16)
+        async with open_clients(almost, kid) as (s, k):
+            await k.contact_request("sam")
+            await s.respond("kit", accept=True)
+            await drain(s), await drain(k)
+            clock.advance(days=2)
+            await relay.app[SOCIAL].check_bands()
+            kit_sees, sam_sees = await drain(k), await drain(s)
+            # No "new adult contact" for a contact that can no longer write.
+            assert codes(kit_sees) == codes(sam_sees) == ["band_changed"]
+            for event in (*kit_sees, *sam_sees):
+                assert "can't message each other" in event.message.body
+            assert [c.state for c in await k.contacts() if c.handle == "sam"] == ["connected"]
+            assert await refused(send_and_wait(k, "sam", "hi")) == "contact_not_allowed"
+    finally:
+        await relay.stop()
+
+
 async def test_admin_set_birthdate_is_audited_and_announced(default_relay, tmp_path):
     from server.admin.age_corrections import set_birthdate
 
