@@ -26,7 +26,13 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     # Registration (§7.3)
     "invalid_handle": "Handles are 3 to 32 characters: lowercase letters, digits and _.",
     "handle_taken": "That handle is already taken.",
-    "invalid_display_name": "Display names are 1 to 64 characters with no control characters.",
+    "invalid_display_name": (
+        "Display names are 1 to 64 characters, with no control, invisible or "
+        "text-direction characters."
+    ),
+    "reserved_display_name": (
+        "That display name reads as agechat or its staff (admin, moderator, safety team)."
+    ),
     "invalid_key": "A public key is missing, the wrong size, or does not match the identity key.",
     "invalid_birthdate": "The birth date is not a real date in the past (YYYY-MM-DD).",
     "bad_signature": "The signature does not verify with the account's identity key.",

@@ -357,7 +357,10 @@ RELAY_FRAME_TYPES: frozenset[str] = _tags(RelayFrame)
 
 #: The relay's own handle as the sender of system and notice events; never registrable.
 RELAY_HANDLE = "agechat"
-RESERVED_HANDLES: frozenset[str] = frozenset({RELAY_HANDLE, "admin", "relay", "system", "root"})
+RESERVED_HANDLES: frozenset[str] = frozenset(
+    {RELAY_HANDLE, "admin", "relay", "system", "root", "moderator", "safety", "safety_team"}
+    | {"staff", "support"}
+)
 
 
 def conversation_id(a: str, b: str) -> str:

@@ -82,7 +82,8 @@ def unfrank(plaintext: bytes, received_commitment: bytes, mode: str) -> FrankedP
     """Recipient side, after decryption: decode and check the commitment (drop on mismatch)."""
     try:
         inner = msgspec.msgpack.decode(plaintext, type=FrankedPlaintext)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
+        # Text that isn't UTF-8 is as undecryptable as any other bad plaintext.
         raise CryptoError("invalid_plaintext") from exc
     expected = commitment(inner.franking_key, inner.text, mode)
     if not equal(expected, received_commitment):

@@ -11,6 +11,7 @@ from aiohttp import web
 from protocol import identity
 from protocol.codec import UNPARSABLE, encode
 from protocol.frames import RESERVED_HANDLES
+from protocol.names import display_name_problem
 from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
 from server.app_keys import CONFIG, POLICY, SOCIAL, STORE
@@ -59,6 +60,8 @@ async def register(request: web.Request) -> web.Response:
     today = now.date()
     if req.handle in RESERVED_HANDLES:
         return error_response(400, "invalid_handle", "that handle is reserved")
+    if (name_problem := display_name_problem(req.display_name)) is not None:
+        return error_response(400, *name_problem)
     if req.birthdate > today or req.birthdate < today - timedelta(days=366 * MAX_AGE_YEARS):
         return error_response(400, "invalid_birthdate")
     allowed = may_register(request.app[POLICY], req.birthdate, today)

@@ -60,6 +60,10 @@ def with_declaration(req: RegisterRequest, **changes) -> RegisterRequest:
             "invalid_birthdate",
         ),
         (lambda r: with_changes(r, display_name=""), "invalid_display_name"),
+        (lambda r: with_changes(r, display_name="Safety Team"), "reserved_display_name"),
+        (lambda r: with_changes(r, display_name="AgeChat"), "reserved_display_name"),
+        (lambda r: with_changes(r, display_name="Sam\u202eevil"), "invalid_display_name"),
+        (lambda r: with_changes(r, display_name="Sam\u200bSmith"), "invalid_display_name"),
     ],
 )
 async def test_registration_refusals(relay, make, code):
