@@ -9,7 +9,7 @@ The body string is the standard base64 of an envelope:
 Kind 1 carries the X3DH initial header (X3DH §3.3): the initiator sends it with every
 message until the first reply arrives (so a lost first message doesn't strand the
 session). The relay checks only the shape: that an ``e2ee`` body is an envelope and a
-``visible`` one is not (DESIGN.md "Encryption modes": plaintext into an e2ee conversation
+``visible`` one is not (PROTOCOL.md §6.1: plaintext into an e2ee conversation
 and ciphertext into a visible one are both refused).
 """
 

@@ -146,7 +146,7 @@ class Redeclare(Frame, tag="redeclare"):
     """A fresh signed declaration of the band the relay already holds (PROTOCOL.md §3.3).
 
     Clients re-sign theirs every few days so a peer's client can tell a current "minor"
-    declaration from an old one (DESIGN.md "Encryption modes": fail closed).
+    declaration from an old one (THREAT_MODEL.md "Downgrade": fail closed).
     """
 
     rid: RequestId

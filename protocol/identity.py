@@ -1,8 +1,8 @@
 """Identity keys and the two things they sign: auth challenges and age declarations.
 
 One identity, as in Signal: the Ed25519 signing key, and its X25519 form obtained with
-libsodium's ``crypto_sign_ed25519_pk_to_curve25519`` (DESIGN.md "Accounts, ages and
-identity"). Every signed message starts with a context string naming its purpose and
+libsodium's ``crypto_sign_ed25519_pk_to_curve25519`` (PROTOCOL.md §6.4.1). Every signed message
+starts with a context string naming its purpose and
 length-prefixes each field, so no signature can be replayed as another kind (PROTOCOL.md
 §3.2, §3.3).
 """

@@ -430,7 +430,7 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
 
 
 def conversation_mode(policy: Policy, member_bands: Iterable[Band]) -> ConversationMode:
-    """The mode a conversation with these members has (DESIGN.md "Encryption modes")."""
+    """The mode a conversation with these members has (PROTOCOL.md §6.4)."""
     if not E2EE_AVAILABLE:
         return "visible"
     rule = policy.encryption.e2ee

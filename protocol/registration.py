@@ -11,7 +11,7 @@ from protocol.types import DisplayName, Handle, PublicKey, Signature, Time
 
 
 class AgeDeclaration(msgspec.Struct, frozen=True, kw_only=True):
-    """An account's own signed statement of its age band (DESIGN.md; PROTOCOL.md §3.3)."""
+    """An account's own signed statement of its age band (PROTOCOL.md §3.3)."""
 
     handle: Handle
     band: Band

@@ -1,8 +1,8 @@
 """The end-to-end encryption core: pure functions and small state machines over bytes.
 
 No I/O, no clock, randomness injected (``random: Callable[[int], bytes]``). Built only
-from PyNaCl primitives and the standard library's hmac/hashlib (DESIGN.md "Encryption
-modes"): X3DH (``x3dh``), the Double Ratchet (``ratchet``), message franking
+from PyNaCl primitives and the standard library's hmac/hashlib (PROTOCOL.md §6.4): X3DH
+(``x3dh``), the Double Ratchet (``ratchet``), message franking
 (``franking``) and safety numbers (``safety_number``).
 """
 

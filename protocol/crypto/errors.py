@@ -1,6 +1,6 @@
 """The one exception the crypto core raises, with a stable snake_case code.
 
-Tests and callers match on ``code`` (DESIGN.md "Errors"); the sentence may be reworded.
+Tests and callers match on ``code`` (PROTOCOL.md §7); the sentence may be reworded.
 Every failure of a decryption, a signature or a key check is a ``CryptoError`` and
 leaves any session state exactly as it was before the call.
 """

@@ -11,7 +11,7 @@ message on a mismatch; to report, it hands the relay ``(text, fk, commitment, ta
 sender, recipient, timestamp)`` and the relay recomputes both. The relay learns nothing
 about messages nobody reports. Fields are length-prefixed (u16 BE), the timestamp is a
 u64 BE integer (whatever unit the caller uses, the same on both sides); the mode binds
-the commitment to the conversation's mode (DESIGN.md "Encryption modes").
+the commitment to the conversation's mode (PROTOCOL.md §6.4).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """HKDF-SHA256 (RFC 5869), HMAC-SHA256 and constant-time comparison.
 
 PyNaCl has neither HKDF nor HMAC, so these come from the standard library's ``hmac`` and
-``hashlib`` (DESIGN.md "Encryption modes"); the RFC 5869 appendix A test cases run
+``hashlib`` (PROTOCOL.md §6.4); the RFC 5869 appendix A test cases run
 through this module in tests/protocol/crypto/test_primitives.py.
 """
 

@@ -1,6 +1,6 @@
 """The Double Ratchet (Signal, "The Double Ratchet Algorithm", revision 1, §3).
 
-Instantiation (DESIGN.md "Encryption modes"; Double Ratchet §5.2's recommendations for all
+Instantiation (PROTOCOL.md §6.4; Double Ratchet §5.2's recommendations for all
 but ENCRYPT, where we use an AEAD as §3.1 allows):
 
 - GENERATE_DH / DH: X25519 (``protocol.crypto.keys``), all-zero output refused.

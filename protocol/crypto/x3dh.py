@@ -1,13 +1,13 @@
 """X3DH key agreement (Signal, "The X3DH Key Agreement Protocol", revision 1).
 
 Parameters (X3DH §2.1): curve X25519, hash SHA-256, info ``X3DH_INFO``. Identity keys are
-Ed25519 and converted to X25519 for the DH steps (DESIGN.md "Accounts, ages and
-identity"); the signed prekey is signed with the Ed25519 identity over ``0x05 ‖ SPK``.
+Ed25519 and converted to X25519 for the DH steps (PROTOCOL.md §6.4.1); the signed prekey
+is signed with the Ed25519 identity over ``0x05 ‖ SPK``.
 
 The associated data (X3DH §3.3) is ``Encode(IK_A) ‖ Encode(IK_B)`` followed by what §3.3
 and §4.8 ("Identity binding") suggest appending: a context label, both handles and the
 conversation mode, so a relay that lies about either party or about the mode produces a
-session that cannot decrypt (DESIGN.md "Encryption modes"). Every field is length-prefixed
+session that cannot decrypt (PROTOCOL.md §6.4). Every field is length-prefixed
 (u16 big-endian), so no two different field lists give the same bytes. ``Encode`` of an
 Ed25519 identity key is its length prefix and its 32 bytes; that layout is also what
 Syndace's ``x3dh`` produces when its ``_encode_public_key`` is defined the same way, which

@@ -198,7 +198,7 @@ class _Session:
             return
         if decision.outcome == "drop":
             # Blocked by the recipient: answered like any stored message, in order, and
-            # dropped; the sender is not told (DESIGN.md "Contact limits").
+            # dropped; the sender is not told (POLICY.md "Block").
             dropped: asyncio.Future[StoredMessage | None] = (
                 asyncio.get_running_loop().create_future()
             )

@@ -16,7 +16,7 @@ from protocol.limits import MAX_PREKEYS_STORED
 from server.delivery.store import SqliteStore
 
 #: What the identity key signs to vouch for a signed prekey (X3DH rev 1 §3.3, with the
-#: 0x05 key-type byte of Signal's Curve25519 encoding, as DESIGN.md specifies).
+#: 0x05 key-type byte of Signal's Curve25519 encoding, PROTOCOL.md §6.4.1).
 SPK_PREFIX = b"\x05"
 
 

@@ -54,7 +54,7 @@ def test_forged_prekey_signature_is_refused():
 
 
 def test_signature_covers_the_0x05_encoding():
-    # Sig(IK, Encode(SPK)) with Encode = 0x05 ‖ pub (DESIGN.md); a signature over the bare
+    # Sig(IK, Encode(SPK)) with Encode = 0x05 ‖ pub (PROTOCOL.md §6.4.1); a signature over the bare
     # key must not verify.
     raw_sig = BOB.identity.sign(BOB.spk.public)
     bundle = dataclasses.replace(BOB.bundle(), spk_signature=raw_sig)
