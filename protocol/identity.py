@@ -2,9 +2,8 @@
 
 One identity, as in Signal: the Ed25519 signing key, and its X25519 form obtained with
 libsodium's ``crypto_sign_ed25519_pk_to_curve25519`` (PROTOCOL.md §6.4.1). Every signed message
-starts with a context string naming its purpose and
-length-prefixes each field, so no signature can be replayed as another kind (PROTOCOL.md
-§3.2, §3.3).
+starts with a context string naming its purpose and length-prefixes each field, so no
+signature can be replayed as another kind (PROTOCOL.md §3.2, §3.3).
 """
 
 from __future__ import annotations

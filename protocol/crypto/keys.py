@@ -2,8 +2,7 @@
 
 One identity, as in Signal: an Ed25519 signing key whose X25519 form (libsodium's
 ``crypto_sign_ed25519_{pk,sk}_to_curve25519``) is used for X3DH (PROTOCOL.md §6.4.1). Every
-key-sized value is size-checked where it
-enters.
+key-sized value is size-checked where it enters.
 """
 
 from __future__ import annotations

@@ -1,11 +1,10 @@
 """Group commit: every write that arrives while a flush runs goes into the next flush.
 
-One SQLite commit per message caps the relay at a fraction of its forwarding speed
-(measured on this kind of machine: bench/RESULTS.md); collecting what arrived during the
-previous flush and
-committing it in one transaction costs a few microseconds per message and adds no timer
-latency. Callers await their own future, which resolves after the commit, so a sender is
-acknowledged only once its message is durable.
+One SQLite commit per message caps the relay at a fraction of its forwarding speed (measured
+on this kind of machine: bench/RESULTS.md); collecting what arrived during the previous
+flush and committing it in one transaction costs a few microseconds per message and adds no
+timer latency. Callers await their own future, which resolves after the commit, so a sender
+is acknowledged only once its message is durable.
 """
 
 from __future__ import annotations
