@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from client.cli import cli
 from launcher.demo import demo_command
-from server.admin.age_corrections import admin_group
+from server.admin.commands import admin_group
 from server.cli import server_command
 
 cli.add_command(server_command)

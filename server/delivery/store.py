@@ -20,7 +20,7 @@ import aiosqlite
 
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -122,6 +122,14 @@ CREATE TABLE prekeys (
 # recipient acknowledges it (the relay tag is recomputed from it on each delivery).
 _SCHEMA_V4 = """
 ALTER TABLE messages ADD COLUMN commitment BLOB;
+"""
+
+
+# v5 (issue #11): the audit log becomes a hash chain (server/safety/audit.py); entries
+# written before are chained once, by the first process that opens the log.
+_SCHEMA_V5 = """
+ALTER TABLE audit ADD COLUMN prev_hash BLOB;
+ALTER TABLE audit ADD COLUMN entry_hash BLOB;
 """
 
 
@@ -241,7 +249,13 @@ class SqliteStore:
                 f"this relay knows up to {SCHEMA_VERSION}"
             )
         # Each step runs in its own transaction and records the version it reached.
-        steps = ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3), (4, _SCHEMA_V4))
+        steps = (
+            (1, _SCHEMA_V1),
+            (2, _SCHEMA_V2),
+            (3, _SCHEMA_V3),
+            (4, _SCHEMA_V4),
+            (5, _SCHEMA_V5),
+        )
         for target, script in steps:
             if version < target:
                 await self.db.executescript(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from server.delivery.store import SqliteStore
+from server.safety.audit import AuditLog
 
 #: contact_events.event values (docs/POLICY.md "Restriction")
 NEW_CONTACT = "new_contact"  # the actor started a contact request or a message request
@@ -191,10 +192,7 @@ class SocialStore:
     async def add_audit(
         self, actor: str, action: str, subject: str, detail: str, now: datetime
     ) -> None:
-        await self._write(
-            "INSERT INTO audit (actor, action, subject, detail, created_at) VALUES (?, ?, ?, ?, ?)",
-            (actor, action, subject, detail, _ts(now)),
-        )
+        await AuditLog(self._store).append(actor, action, subject, detail, now)
 
     async def audit(self) -> list[tuple[str, str, str, str, datetime]]:
         rows = await self._read(

@@ -1,0 +1,89 @@
+"""`agechat admin`: operator actions on a relay's data directory (audited).
+
+They write the database directly (the relay may be running: SQLite waits for its lock) and
+bump `meta.generation` where a running relay must reload what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import click
+
+from server.admin.age_corrections import set_birthdate
+from server.admin.data_dir import open_store
+from server.safety.audit import AuditLog
+
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The relay's data directory.",
+)
+
+
+@click.group("admin")
+def admin_group() -> None:
+    """Operator actions on a relay's data (audited)."""
+
+
+@admin_group.command("set-birthdate")
+@DATA_DIR
+@click.option(
+    "--reason", default="age assurance", show_default=True, help="Why (recorded in the audit log)."
+)
+@click.argument("handle")
+@click.argument("birthdate")
+def admin_set_birthdate(data_dir: Path, reason: str, handle: str, birthdate: str) -> None:
+    """Set HANDLE's birth date to BIRTHDATE (YYYY-MM-DD), in any direction: the age-assurance
+    step the self-service change can't do. Written to the audit log."""
+    try:
+        born = date.fromisoformat(birthdate)
+    except ValueError:
+        raise click.BadParameter(
+            f"{birthdate!r} is not YYYY-MM-DD", param_hint="BIRTHDATE"
+        ) from None
+    if born > date.today() or born.year < date.today().year - 130:
+        raise click.BadParameter(
+            f"{birthdate} is not a plausible birth date", param_hint="BIRTHDATE"
+        )
+    result = asyncio.run(set_birthdate(data_dir, handle, born, reason))
+    click.echo(json.dumps(result))
+
+
+@admin_group.group("audit")
+def audit_group() -> None:
+    """The hash-chained audit log."""
+
+
+@audit_group.command("verify")
+@DATA_DIR
+def audit_verify(data_dir: Path) -> None:
+    """Check every entry's hash and link. Exit 0 when intact (printing the entry count and
+    the head hash to keep elsewhere); exit 1 naming the first entry altered, removed or
+    reordered."""
+
+    async def run() -> tuple[int, bytes, object]:
+        async with open_store(data_dir) as store:
+            return await AuditLog(store).verify()
+
+    entries, head, problem = asyncio.run(run())
+    if problem is None:
+        click.echo(json.dumps({"ok": True, "entries": entries, "head": head.hex()}))
+        return
+    click.echo(
+        json.dumps(
+            {
+                "error": {
+                    "code": "audit_broken",
+                    "message": problem.sentence(),  # type: ignore[attr-defined]
+                    "entry": problem.seq,  # type: ignore[attr-defined]
+                }
+            }
+        )
+    )
+    sys.exit(1)
