@@ -157,10 +157,13 @@ class EndToEndPath:
             stored = await self._incoming_message(frame)
         else:
             stored = await self._incoming_event(frame)
-        # Acknowledged once stored (or deliberately dropped): a redelivery is acked again.
-        await self._send(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)]))
+        # Announced as it is stored, before the ack: if the connection dies while acking,
+        # the redelivery is recognised as stored and dropped, so it must not be the only
+        # chance to announce it (issue 9, defect 4).
         if stored is not None:
             await self._events.put(MessageReceived(stored))
+        # Acknowledged once stored (or deliberately dropped): a redelivery is acked again.
+        await self._send(Ack(refs=[MessageRef(sender=frame.sender, id=frame.id)]))
 
     async def _incoming_message(self, frame: Deliver) -> HistoryMessage | None:
         """Store a peer's message, decrypted if e2ee; None if dropped or already stored."""
