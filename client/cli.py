@@ -122,6 +122,9 @@ def message_json(message: HistoryMessage) -> dict[str, Any]:
         "from": message.sender,
         "to": message.recipient,
         "kind": message.kind,
+        # What an event is, for scripts (e.g. `contact_accepted`); null for a message.
+        "code": message.code,
+        "request": message.request,
         "mode": message.mode,
         "text": message.body,
         "sent_at": iso(message.sent_at),
@@ -248,6 +251,13 @@ async def send(options: Options, handle: str, text: str) -> None:
                 exc.code, f"{exc.message} The message is kept in the outbox and sent next time."
             ) from None
         stored = await client.wait_accepted(message.msg_id)
+        # The relay's `accepted` doesn't say whether it went as a message request; our side
+        # of the contact does. It is stored either way, so a failure here is "unknown".
+        try:
+            as_request: bool | None = await client.request_pending_with(handle)
+        except ClientError:
+            as_request = None
+    request_words = " as a message request" if as_request else ""
     emit(
         options,
         {
@@ -255,10 +265,11 @@ async def send(options: Options, handle: str, text: str) -> None:
             "conversation": stored.conversation,
             "to": stored.recipient,
             "mode": stored.mode,
+            "request": as_request,
             "status": "stored",
             "sent_at": iso(stored.sent_at),
         },
-        f"Sent to {handle} (stored by the relay, {stored.mode} mode).",
+        f"Sent to {handle}{request_words} (stored by the relay, {stored.mode} mode).",
     )
 
 

@@ -84,7 +84,18 @@ async def test_two_accounts_send_and_inbox(relay, tmp_path):
     lines = [json.loads(line) for line in out.splitlines()]
     assert len(lines) == 1
     message = lines[0]
-    assert set(message) == {"id", "conversation", "from", "to", "kind", "mode", "text", "sent_at"}
+    assert set(message) == {
+        "id",
+        "conversation",
+        "from",
+        "to",
+        "kind",
+        "code",
+        "request",
+        "mode",
+        "text",
+        "sent_at",
+    }
     assert message["id"] == sent["id"]
     assert (message["from"], message["to"], message["text"]) == (
         "alice",
@@ -126,6 +137,55 @@ async def test_safety_numbers_from_the_command_line(relay, tmp_path):
     assert json.loads(out)["verified"] is True
     rc, out, _ = await agechat("--profile", str(alice), "--json", "safety-number", "nobody_here")
     assert (rc, error_code(out)) == (1, "unknown_recipient")
+
+
+async def inbox_lines(profile: Path) -> list[dict]:
+    rc, out, err = await agechat("--profile", str(profile), "--json", "inbox")
+    assert rc == 0, err
+    return [json.loads(line) for line in out.splitlines()]
+
+
+async def send_json(profile: Path, to: str, text: str) -> dict:
+    rc, out, err = await agechat("--profile", str(profile), "--json", "send", to, text)
+    assert rc == 0, err
+    return json.loads(out)
+
+
+async def test_json_says_what_each_event_is_and_whether_a_message_was_a_request(relay, tmp_path):
+    """Issue 9, defect 8: scripts read codes and flags, not English sentences."""
+    alice = await create(tmp_path, relay, "alice", "1988-04-01")
+    bob = await create(tmp_path, relay, "bob", "1991-09-09")
+    sam = await create(tmp_path, relay, "sam", "2011-05-05")  # a teen
+
+    # A stranger's first message goes as a message request, and both sides can tell.
+    first = await send_json(alice, "bob", "hi, we met at the talk")
+    assert (first["request"], first["mode"]) == (True, "e2ee")
+    [line] = await inbox_lines(bob)
+    assert (line["kind"], line["code"], line["request"]) == ("message", None, True)
+
+    rc, _, err = await agechat("--profile", str(bob), "--json", "contacts", "accept", "alice")
+    assert rc == 0, err
+    [event] = await inbox_lines(alice)
+    assert (event["kind"], event["code"], event["request"]) == ("system", "contact_accepted", False)
+    assert event["from"] == "agechat"
+
+    # Connected now: no longer a request.
+    second = await send_json(alice, "bob", "good to be connected")
+    assert second["request"] is False
+    lines = await inbox_lines(bob)
+    assert [(x["kind"], x["code"], x["request"], x["text"]) for x in lines] == [
+        ("system", "contact_accepted", False, lines[0]["text"]),
+        ("message", None, False, "good to be connected"),
+    ]
+
+    # A teen's request to an adult, accepted: the teen's safety notice carries its code too.
+    teen_first = await send_json(sam, "alice", "hello from sam")
+    assert (teen_first["request"], teen_first["mode"]) == (True, "visible")
+    rc, _, err = await agechat("--profile", str(alice), "--json", "contacts", "accept", "sam")
+    assert rc == 0, err
+    codes = {(x["kind"], x["code"]) for x in await inbox_lines(sam)}
+    assert ("system", "contact_accepted") in codes
+    assert ("notice", "new_adult_contact") in codes
 
 
 async def test_inbox_wait_returns_when_a_message_arrives(relay, tmp_path):
