@@ -251,12 +251,7 @@ async def send(options: Options, handle: str, text: str) -> None:
                 exc.code, f"{exc.message} The message is kept in the outbox and sent next time."
             ) from None
         stored = await client.wait_accepted(message.msg_id)
-        # The relay's `accepted` doesn't say whether it went as a message request; our side
-        # of the contact does. It is stored either way, so a failure here is "unknown".
-        try:
-            as_request: bool | None = await client.request_pending_with(handle)
-        except ClientError:
-            as_request = None
+    as_request = stored.request  # the relay's `accepted` says so
     request_words = " as a message request" if as_request else ""
     emit(
         options,

@@ -194,12 +194,14 @@ class History:
         ):
             return [_row(r) for r in await cur.fetchall()]
 
-    async def mark_sent(self, msg_id: str, sender: str, sent_at: datetime) -> None:
+    async def mark_sent(
+        self, msg_id: str, sender: str, sent_at: datetime, *, request: bool = False
+    ) -> None:
         async with self._lock:
             await self.db.execute(
-                "UPDATE messages SET sent_at = ?, state = CASE state WHEN 'delivered' THEN state "
-                "ELSE 'sent' END WHERE sender = ? AND msg_id = ?",
-                (_ts(sent_at), sender, msg_id),
+                "UPDATE messages SET sent_at = ?, request = ?, state = CASE state "
+                "WHEN 'delivered' THEN state ELSE 'sent' END WHERE sender = ? AND msg_id = ?",
+                (_ts(sent_at), int(request), sender, msg_id),
             )
             await self.db.commit()
 

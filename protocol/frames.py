@@ -213,6 +213,8 @@ class Accepted(Frame, tag="accepted"):
     id: MessageId
     conversation: ConversationId
     sent_at: Time
+    #: It will be delivered as a message request (the recipient accepts or declines first).
+    request: bool = False
 
 
 class Deliver(Frame, tag="deliver"):

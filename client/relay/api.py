@@ -242,12 +242,6 @@ class RelayClient:
             raise ClientError("protocol_error", f"expected contacts, got {type(reply).__name__}")
         return reply.contacts
 
-    async def request_pending_with(self, handle: str) -> bool:
-        """Whether what we send ``handle`` now travels as a message request: we asked (by a
-        message or a contact request) and they have not answered yet."""
-        entries = await self.contacts()
-        return any(e.handle == handle and e.state == "outgoing_request" for e in entries)
-
     async def search(self, query: str) -> list[Person]:
         rid = new_message_id()
         reply = await self._connection.request(Search(rid=rid, query=query), rid)

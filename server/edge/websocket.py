@@ -212,6 +212,8 @@ class _Session:
                     frame.mode,
                     None,
                     self.app[CONFIG].clock(),
+                    # What the answer would have said without the block.
+                    request=social.would_be_request(sender, frame.to),
                 )
             )
             await self._accepts.put((frame, dropped))
@@ -253,7 +255,12 @@ class _Session:
                 continue
             log.debug("message stored from=%s to=%s id=%s", sender, frame.to, frame.id)
             await self.send(
-                Accepted(id=frame.id, conversation=stored.conversation, sent_at=stored.sent_at)
+                Accepted(
+                    id=frame.id,
+                    conversation=stored.conversation,
+                    sent_at=stored.sent_at,
+                    request=stored.request,
+                )
             )
 
     async def _on_ack(self, frame: Ack) -> None:

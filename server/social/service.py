@@ -218,6 +218,14 @@ class SocialService:
             await self._note_refusal(actor, handle, decision)
             return decision
 
+    def would_be_request(self, sender: str, recipient: str) -> bool:
+        """Would this message go as a request if the recipient hadn't blocked the sender?
+        (A dropped message is answered as that, so the block doesn't show.)"""
+        unblocked = dataclasses.replace(
+            self.quick_facts(sender, recipient), target_blocked_actor=False
+        )
+        return rules.may_message(self.policy, unblocked).outcome == "request"
+
     def _with_mode(self, decision: Decision, sender: str, recipient: str, mode: str) -> Decision:
         if decision.outcome != "refuse" and mode != self.mode(sender, recipient):
             return Decision("refuse", "mode_mismatch")

@@ -132,6 +132,23 @@ async def test_a_blocked_account_cannot_reach_the_blocker_and_is_not_told(defaul
         assert texts(await drain(a)) == ["back again"]
 
 
+async def test_accepted_says_whether_a_message_goes_as_a_request_block_or_not(
+    default_relay, tmp_path
+):
+    """`accepted.request` (issue 9, defect 8): true for a stranger's first message, and the
+    same for a stranger the recipient blocked, whose message is dropped unseen."""
+    ana = await make_profile(tmp_path, default_relay.url, "ana", ADULT)
+    ben = await make_profile(tmp_path, default_relay.url, "ben", ADULT2)
+    cat = await make_profile(tmp_path, default_relay.url, "cat", ADULT2)
+    async with open_clients(ana, ben, cat) as (a, b, c):
+        await a.block("cat")
+        first = await send_and_wait(b, "ana", "hello, we met at the talk")
+        blocked = await send_and_wait(c, "ana", "hello?")
+        assert (first.request, blocked.request) == (True, True)
+        await a.respond("ben", accept=True)
+        assert (await send_and_wait(b, "ana", "thanks")).request is False
+
+
 async def test_restricted_adult_then_tries_a_different_minor(default_relay, tmp_path):
     predator = await make_profile(tmp_path, default_relay.url, "pat", ADULT)
     niece = await make_profile(tmp_path, default_relay.url, "nia", TEEN16)
