@@ -44,7 +44,7 @@ from protocol.policy import band
 log = logging.getLogger("agechat.client")
 
 #: Relay events after which the conversation's mode may have changed: ask again.
-MODE_EVENTS = frozenset({"band_changed", "contact_accepted", "mode_changed"})
+MODE_EVENTS = frozenset({"band_changed", "contact_accepted"})
 
 
 class KeyRequests(Protocol):
