@@ -68,6 +68,13 @@ WIRE_ERRORS: Final[dict[str, str]] = {
         "A reported encrypted message could not be verified: its text, franking key or "
         "relay tag doesn't match."
     ),
+    # Moderation (§6.5)
+    "forbidden": "Your account doesn't have the moderator role this needs.",
+    "unknown_case": "There is no case with that number.",
+    "unknown_queue": "There is no review queue with that name.",
+    "queue_empty": "No case is waiting in that queue.",
+    "replayed_request": "That request id was already used on this connection.",
+    "account_suspended": "This account is suspended.",
     # Anything else
     "not_found": "There is nothing at that address.",
     "internal_error": "The relay hit an unexpected error; nothing was stored.",

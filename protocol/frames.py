@@ -12,7 +12,9 @@ from typing import Annotated, Literal, get_args
 
 import msgspec
 
+from protocol.frame_base import Frame
 from protocol.limits import MAX_ACK_REFS, MAX_PREKEYS_PER_UPLOAD, MAX_REPORTED_MESSAGES
+from protocol.moderation import ModAnswer, ModRequest
 from protocol.registration import AgeDeclaration
 from protocol.types import (
     Body,
@@ -33,10 +35,6 @@ Commitment = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 FrankingKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Query = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-
-
-class Frame(msgspec.Struct, tag_field="type", frozen=True, kw_only=True):
-    """Base of every frame; the subclass's tag is its ``type``."""
 
 
 # --- client → relay -------------------------------------------------------------------
@@ -332,6 +330,7 @@ ClientFrame = (
     | Redeclare
     | UploadPrekeys
     | FetchBundle
+    | ModRequest
 )
 RelayFrame = (
     Challenge
@@ -346,6 +345,7 @@ RelayFrame = (
     | SearchResult
     | Bundle
     | PrekeysLow
+    | ModAnswer
 )
 
 

@@ -124,6 +124,39 @@ class Notices(_Section):
     minor_message_request: bool
 
 
+ModeratorRole = Literal["moderator", "child_safety_moderator", "admin"]
+QueueKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+
+
+class Queue(_Section):
+    #: 1 is reviewed first.
+    priority: Annotated[int, msgspec.Meta(ge=1, le=100)]
+    #: Who sees this queue and its cases.
+    roles: list[ModeratorRole]
+
+
+class Routes(_Section):
+    """Where a new case goes, checked in this order: a hash match, then anything involving
+    a minor (the subject, or the other party of a finding), then everything else."""
+
+    hash_match: QueueKey
+    involves_minor: QueueKey
+    otherwise: QueueKey
+
+
+class Moderation(_Section):
+    queues: dict[QueueKey, Queue]
+    routes: Routes
+    #: Refused attempts on minors (within the restriction window) that open a case about an
+    #: adult before restriction would; 0 = only restriction opens one.
+    refusals_to_minors_finding: Annotated[int, msgspec.Meta(ge=0, le=1000)]
+
+    def __post_init__(self) -> None:
+        for route in (self.routes.hash_match, self.routes.involves_minor, self.routes.otherwise):
+            if route not in self.queues:
+                raise ValueError(f"moderation.routes names queue {route!r}, which isn't declared")
+
+
 class Policy(_Section):
     name: str
     description: str
@@ -134,6 +167,7 @@ class Policy(_Section):
     restriction: Restriction
     exceptions: Exceptions
     notices: Notices
+    moderation: Moderation
 
     def pair(self, actor: Band, target: Band) -> PairRule:
         a, t = is_minor(actor), is_minor(target)
@@ -181,6 +215,10 @@ class Facts:
     target_blocked_actor: bool = False
     actor_restricted: bool = False
     target_restricted: bool = False
+    #: Restricted by a moderator's decision: applies whatever the policy's automatic
+    #: restriction says (docs/MODERATION.md).
+    actor_restricted_by_moderator: bool = False
+    target_restricted_by_moderator: bool = False
     requests_today: int = 0
     requests_to_minors_today: int = 0
     lookups_today: int = 0
@@ -251,8 +289,9 @@ _THEIR_RESTRICTION = (
 
 def _restricted(policy: Policy, f: Facts) -> bool:
     """Restriction follows the account, not its current band: a restricted adult who
-    re-declares as a minor stays restricted. Only where the policy enables it."""
-    return policy.restriction.enabled and f.actor_restricted
+    re-declares as a minor stays restricted. Automatic restriction only where the policy
+    enables it; a moderator's restriction always."""
+    return f.actor_restricted_by_moderator or (policy.restriction.enabled and f.actor_restricted)
 
 
 def _guardian(policy: Policy, f: Facts) -> bool:
@@ -265,8 +304,14 @@ def _pair_refusal(policy: Policy, f: Facts, *, connected: bool) -> Decision | No
     Restriction applies to any contact that involves a minor. The guardian hook lifts the
     pair rule, never restriction."""
     rules = (policy.pair(f.actor, f.target).initiate, policy.pair(f.target, f.actor).initiate)
-    if is_minor(f.target) and _restricted(policy, f) and not connected:
+    # Automatic restriction stops new contact with minors; a moderator's stops all of it,
+    # both ways.
+    if is_minor(f.target) and (
+        f.actor_restricted_by_moderator or (_restricted(policy, f) and not connected)
+    ):
         return _refuse("sender_restricted", _OWN_RESTRICTION)
+    if is_minor(f.actor) and f.target_restricted_by_moderator:
+        return _refuse("contact_not_allowed", _THEIR_RESTRICTION)
     if _guardian(policy, f):
         return None
     if "never" in rules:
@@ -417,6 +462,7 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
         target=f.actor,
         guardian_approved=f.guardian_approved,
         actor_restricted=f.target_restricted,
+        actor_restricted_by_moderator=f.target_restricted_by_moderator,
     )
     if _restricted(policy, f) and is_minor(f.target):
         return _refuse("sender_restricted", _OWN_RESTRICTION)

@@ -21,6 +21,7 @@ from server.app_keys import (
     KEY_DIRECTORY,
     POLICY,
     RELAY_ID,
+    SAFETY,
     SOCIAL,
     STORE,
 )
@@ -34,6 +35,8 @@ from server.edge.websocket import websocket_handler
 from server.keys.directory import KeyDirectory
 from server.keys.franking import load_or_create_secret
 from server.policy.loader import load_policy
+from server.safety.evidence import EvidenceSealer
+from server.safety.service import SafetyService
 from server.social.service import SocialService
 
 log = logging.getLogger("agechat.relay")
@@ -92,9 +95,16 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     social = SocialService(store, app[POLICY], config.clock, committer)
     app[SOCIAL] = social
     app[KEY_DIRECTORY] = KeyDirectory(store)
+    safety = SafetyService(
+        store, social, EvidenceSealer.for_data_dir(config.data_dir), config.clock
+    )
+    app[SAFETY] = safety
+    await safety.load()  # before the social graph: moderator restrictions count from the start
     await social.load()
+    social.on_restricted = safety.on_restricted
+    social.on_refusals_to_minors = safety.on_refusals_to_minors
     pruner = asyncio.create_task(_prune_forever(store, config, social))
-    watcher = asyncio.create_task(_watch_forever(store, social))
+    watcher = asyncio.create_task(_watch_forever(store, social, safety))
     scrubber = asyncio.create_task(_scrub_forever(store, committer))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
     try:
@@ -142,7 +152,7 @@ async def _scrub_forever(store: SqliteStore, committer: GroupCommitter) -> None:
             log.exception("scrubbing the WAL failed")
 
 
-async def _watch_forever(store: SqliteStore, social: SocialService) -> None:
+async def _watch_forever(store: SqliteStore, social: SocialService, safety: SafetyService) -> None:
     """Birthdays pass and admins edit birth dates: re-derive bands and announce changes.
 
     The admin command writes the database directly and bumps `meta.generation`; polling it
@@ -157,6 +167,7 @@ async def _watch_forever(store: SqliteStore, social: SocialService) -> None:
             now = asyncio.get_running_loop().time()
             if current != generation:
                 generation = current
+                await safety.load()  # roles granted or revoked by `agechat admin`
                 await social.reload_accounts()
             elif now - last_band_check >= BAND_CHECK_SECONDS:
                 last_band_check = now

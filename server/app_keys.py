@@ -10,6 +10,7 @@ from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
 from server.delivery.store import Store
 from server.keys.directory import KeyDirectory
+from server.safety.service import SafetyService
 from server.social.service import SocialService
 
 CONFIG = web.AppKey("config", RelayConfig)
@@ -23,3 +24,5 @@ KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 RELAY_ID = web.AppKey("relay_id", str)
 #: The relay's franking secret (PROTOCOL.md §6.4; server/keys/franking.py). Never logged.
 FRANKING_SECRET = web.AppKey("franking_secret", bytes)
+#: Cases, queues, roles, evidence and the audit log (server/safety/).
+SAFETY = web.AppKey("safety", SafetyService)

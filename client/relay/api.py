@@ -27,6 +27,7 @@ from client.history import FrankingEvidence, History, HistoryMessage
 from client.profile import Identity, Profile
 from client.relay.connection import HANDSHAKE_TIMEOUT, Connection
 from client.relay.e2ee_path import EndToEndPath
+from client.relay.moderation import Moderation
 from client.relay.outbox import Outbox, new_message_id
 from client.timeutil import utc_now
 from protocol.frames import (
@@ -100,6 +101,8 @@ class RelayClient:
             new_id=new_message_id,
         )
         self.e2ee = self._path.e2ee
+        #: A moderator's requests (PROTOCOL.md §6.5); refused `forbidden` without a role.
+        self.moderation = Moderation(self._connection)
         self._outbox = Outbox(
             profile.handle,
             history,

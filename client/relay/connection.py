@@ -37,6 +37,15 @@ from protocol.frames import (
 )
 from protocol.frames import Synced as SyncedFrame
 from protocol.limits import MAX_WEBSOCKET_MESSAGE_BYTES
+from protocol.moderation import (
+    ModCaseResult,
+    ModCases,
+    ModEvidence,
+    ModOverviewResult,
+    ModQueuesResult,
+    ModRequest,
+    sign_request,
+)
 
 log = logging.getLogger("agechat.client")
 
@@ -46,7 +55,17 @@ HANDSHAKE_TIMEOUT = 10.0
 #: A connection that lasted this long resets the reconnect backoff.
 STABLE_CONNECTION_SECONDS = 10.0
 #: Frames that answer a request, matched to it by their ``rid``.
-ANSWERS = (Done, ContactsResult, SearchResult, Bundle)
+ANSWERS = (
+    Done,
+    ContactsResult,
+    SearchResult,
+    Bundle,
+    ModQueuesResult,
+    ModCases,
+    ModCaseResult,
+    ModEvidence,
+    ModOverviewResult,
+)
 
 Dispatch = Callable[[RelayFrame], Awaitable[None]]
 
@@ -74,6 +93,7 @@ class Connection:
     ) -> None:
         self._profile = profile
         self._identity = identity
+        self._challenge: Challenge | None = None
         self._events = events
         self._reconnect = reconnect
         self._max_backoff = max_backoff
@@ -170,6 +190,25 @@ class Connection:
             raise ClientError("timeout") from None
         finally:
             self._requests.pop(rid, None)
+
+    async def signed_request(
+        self, frame: ModRequest, timeout: float = HANDSHAKE_TIMEOUT
+    ) -> RelayFrame:
+        """A moderation request, signed over this connection's challenge (PROTOCOL.md §6.5).
+        Signed again and resent once if the connection changed under it."""
+        for attempt in (1, 2):
+            await self.wait_connected(timeout)
+            challenge = self._challenge
+            assert challenge is not None
+            signed = sign_request(
+                self._identity.sign, challenge.relay_id, challenge.nonce, self.handle, frame
+            )
+            try:
+                return await self.request(signed, frame.rid, timeout)
+            except ClientError as exc:
+                if exc.code != "bad_signature" or attempt == 2 or self._challenge is challenge:
+                    raise
+        raise AssertionError("unreachable")
 
     # --- the loop -------------------------------------------------------------------
 
@@ -273,6 +312,7 @@ class Connection:
             raise ClientError(
                 "protocol_error", f"expected a challenge, got {type(challenge).__name__}"
             )
+        self._challenge = challenge  # moderation requests sign over this connection's nonce
         signed = identity_messages.auth_message(challenge.relay_id, challenge.nonce, self.handle)
         await ws.send_str(
             encode_frame(Auth(handle=self.handle, signature=self._identity.sign(signed)))

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import click
 
+from protocol.moderation import ROLES
 from server.admin.age_corrections import set_birthdate
 from server.admin.data_dir import open_store
+from server.admin.roles import change_role
 from server.safety.audit import AuditLog
 
 DATA_DIR = click.option(
@@ -53,6 +55,24 @@ def admin_set_birthdate(data_dir: Path, reason: str, handle: str, birthdate: str
         )
     result = asyncio.run(set_birthdate(data_dir, handle, born, reason))
     click.echo(json.dumps(result))
+
+
+@admin_group.command("grant-role")
+@DATA_DIR
+@click.argument("handle")
+@click.argument("role", type=click.Choice(ROLES))
+def admin_grant_role(data_dir: Path, handle: str, role: str) -> None:
+    """Give HANDLE a moderation ROLE (audited; a running relay picks it up within a second)."""
+    click.echo(json.dumps(asyncio.run(change_role(data_dir, handle, role, grant=True))))
+
+
+@admin_group.command("revoke-role")
+@DATA_DIR
+@click.argument("handle")
+@click.argument("role", type=click.Choice(ROLES))
+def admin_revoke_role(data_dir: Path, handle: str, role: str) -> None:
+    """Take a moderation ROLE from HANDLE (audited)."""
+    click.echo(json.dumps(asyncio.run(change_role(data_dir, handle, role, grant=False))))
 
 
 @admin_group.group("audit")

@@ -125,11 +125,66 @@ ALTER TABLE messages ADD COLUMN commitment BLOB;
 """
 
 
-# v5 (issue #11): the audit log becomes a hash chain (server/safety/audit.py); entries
-# written before are chained once, by the first process that opens the log.
+# v5 (issue #11): the audit log becomes a hash chain (server/safety/audit.py; entries
+# written before are chained once, by the first process that opens the log); moderator
+# roles, cases with their findings, sealed evidence and decisions, and account flags set
+# by moderators (suspension, a restriction a person decided).
 _SCHEMA_V5 = """
 ALTER TABLE audit ADD COLUMN prev_hash BLOB;
 ALTER TABLE audit ADD COLUMN entry_hash BLOB;
+CREATE TABLE roles (
+    handle TEXT NOT NULL,
+    role TEXT NOT NULL,
+    granted_by TEXT NOT NULL,
+    granted_at REAL NOT NULL,
+    PRIMARY KEY (handle, role)
+);
+CREATE TABLE cases (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    subject TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'open',
+    assignee TEXT,
+    opened_at REAL NOT NULL,
+    closed_at REAL
+);
+CREATE UNIQUE INDEX cases_one_open_per_subject ON cases (subject) WHERE status = 'open';
+CREATE TABLE findings (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id INTEGER NOT NULL REFERENCES cases (id),
+    source TEXT NOT NULL,
+    score REAL NOT NULL,
+    explanation TEXT NOT NULL,
+    reporter TEXT,
+    involves_minor INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE evidence (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id INTEGER NOT NULL REFERENCES cases (id),
+    finding_id INTEGER NOT NULL REFERENCES findings (id),
+    sender TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    franking TEXT NOT NULL,
+    chars INTEGER NOT NULL,
+    sealed BLOB NOT NULL
+);
+CREATE TABLE decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    case_id INTEGER NOT NULL REFERENCES cases (id),
+    moderator TEXT NOT NULL,
+    action TEXT NOT NULL,
+    note TEXT NOT NULL,
+    decided_at REAL NOT NULL
+);
+CREATE TABLE account_flags (
+    handle TEXT PRIMARY KEY,
+    suspended INTEGER NOT NULL DEFAULT 0,
+    restricted_by TEXT,
+    restricted_reason TEXT
+);
 """
 
 

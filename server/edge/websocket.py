@@ -64,14 +64,17 @@ from server.app_keys import (
     HUB,
     KEY_DIRECTORY,
     RELAY_ID,
+    SAFETY,
     SOCIAL,
     STORE,
 )
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
+from server.edge.moderation import ModerationHandlers
 from server.keys.declarations import declaration_error
 from server.keys.directory import signed_prekey_valid
 from server.keys.franking import check_report
+from server.safety.actions import CLOSE_SUSPENDED
 
 log = logging.getLogger("agechat.relay.ws")
 
@@ -120,7 +123,13 @@ class _Session:
             Redeclare: self._on_redeclare,
             UploadPrekeys: self._on_upload_prekeys,
             FetchBundle: self._on_fetch_bundle,
+            **ModerationHandlers(self).table(),
         }
+
+    @property
+    def handle(self) -> str:
+        assert self.connection is not None
+        return self.connection.handle
 
     async def send(self, frame: Frame) -> None:
         if self.connection is not None:
@@ -158,6 +167,12 @@ class _Session:
             log.info("auth failed peer=%s handle=%s", self.peer, frame.handle)
             await self.refuse("auth_failed")
             await self.ws.close(code=CLOSE_AUTH_FAILED, message=b"auth_failed")
+            return
+        if frame.handle in self.app[SAFETY].suspended:
+            # Messages to the account wait in the store until a moderator reinstates it.
+            log.info("auth refused: suspended peer=%s handle=%s", self.peer, frame.handle)
+            await self.refuse("account_suspended")
+            await self.ws.close(code=CLOSE_SUSPENDED, message=b"account_suspended")
             return
         connection = Connection(
             frame.handle, self.ws, self.app[STORE], self.app[FRANKING_SECRET], self.transport
@@ -351,6 +366,9 @@ class _Session:
             ]
         )
         await self.app[SOCIAL].report(reporter, frame.handle, frame.reason, evidence)
+        await self.app[SAFETY].on_report(
+            reporter, frame.handle, frame.reason, frame.messages, verified
+        )
         log.info(
             "report filed reporter=%s reported=%s verified=%d/%d",
             reporter,

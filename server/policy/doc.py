@@ -27,6 +27,8 @@ def _flatten(value: object, prefix: str = "") -> dict[str, object]:
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, list):
+        return ", ".join(_cell(v) for v in value)
     if isinstance(value, bool):
         return "yes" if value else "no"
     return f"`{value}`" if isinstance(value, str) else str(value)

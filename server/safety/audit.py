@@ -116,9 +116,7 @@ class AuditLog:
         return AuditEntry(seq, actor, action, subject, text, _dt(created), prev, entry_hash)
 
     async def entries(self) -> list[AuditEntry]:
-        async with self._store.reader.execute(
-            f"SELECT {_COLUMNS} FROM audit ORDER BY id"
-        ) as cur:
+        async with self._store.reader.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id") as cur:
             rows = await cur.fetchall()
         return [
             AuditEntry(r[0], r[1], r[2], r[3], r[4], _dt(r[5]), r[6] or b"", r[7] or b"")
@@ -176,9 +174,7 @@ class AuditLog:
             )
             prev = entry_hash
         await _set_head(db, len(rows), prev)
-        await db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?)", (CHAINED_KEY, "1")
-        )
+        await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (CHAINED_KEY, "1"))
 
 
 async def _head(db: aiosqlite.Connection) -> tuple[int, bytes]:

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
@@ -67,6 +67,11 @@ class SocialService:
         self._contacts: dict[tuple[str, str], ContactRow] = {}
         self._blocks: set[tuple[str, str]] = set()
         self.restricted: set[str] = set()
+        #: Restrictions a moderator decided, with their reason (server/safety/).
+        self.moderator_restricted: dict[str, str] = {}
+        #: The safety services listen here (set by the app; None in a bare relay).
+        self.on_restricted: Callable[[str], Awaitable[None]] | None = None
+        self.on_refusals_to_minors: Callable[[str, int], Awaitable[None]] | None = None
         self._announced: dict[str, str] = {}
         # Read-modify-write of the social graph happens one at a time.
         self._lock = asyncio.Lock()
@@ -117,6 +122,8 @@ class SocialService:
             target_blocked_actor=(target, actor) in self._blocks,
             actor_restricted=actor in self.restricted,
             target_restricted=target in self.restricted,
+            actor_restricted_by_moderator=actor in self.moderator_restricted,
+            target_restricted_by_moderator=target in self.moderator_restricted,
         )
 
     async def facts(self, actor: str, target: str) -> Facts:
@@ -240,6 +247,12 @@ class SocialService:
         ):
             await self.social.log_event(actor, target, REFUSED_TO_MINOR, True, self._clock())
             await self.refresh_restriction(actor)
+            threshold = self.policy.moderation.refusals_to_minors_finding
+            if threshold and self.on_refusals_to_minors is not None:
+                since = self._clock() - timedelta(days=self.policy.restriction.window_days)
+                refused = await self.social.count_events(actor, (REFUSED_TO_MINOR,), since)
+                if refused == threshold:
+                    await self.on_refusals_to_minors(actor, refused)
 
     async def _start_request(self, actor: str, target: str, kind: str) -> None:
         now = self._clock()
@@ -364,17 +377,45 @@ class SocialService:
             self.restricted.add(handle)
             log.info("adult restricted from contacting minors handle=%s", handle)
             if notify:
-                for other in self.contacts_of(handle, states=("connected", "requested")):
-                    await self._minor_notice(
-                        "contact_restricted",
-                        other,
-                        handle,
-                        f"Safety notice: {self._name(handle)} has been restricted after reports "
-                        "or blocks from other young people. Be careful; you can block or "
-                        "report them.",
-                    )
+                await self._tell_minor_contacts_restricted(
+                    handle, "after reports or blocks from other young people"
+                )
+                if self.on_restricted is not None:
+                    await self.on_restricted(handle)
         elif not now_restricted:
             self.restricted.discard(handle)
+
+    async def _tell_minor_contacts_restricted(self, handle: str, why: str) -> None:
+        for other in self.contacts_of(handle, states=("connected", "requested")):
+            await self._minor_notice(
+                "contact_restricted",
+                other,
+                handle,
+                f"Safety notice: {self._name(handle)} has been restricted {why}. Be careful; "
+                "you can block or report them.",
+            )
+
+    async def restrict_by_moderator(self, handle: str, reason: str) -> None:
+        """A person's decision: restricted from new contact with minors whatever the
+        counters say, until reinstated; the account and its minor contacts are told."""
+        first = handle not in self.moderator_restricted
+        self.moderator_restricted[handle] = reason
+        if first:
+            await self.emit(
+                handle,
+                "system",
+                "moderator_restricted",
+                "A moderator restricted your account: you can't start new contact with "
+                f"people under 18. Reason: {reason or 'not given'}.",
+                RELAY_HANDLE,
+            )
+            await self._tell_minor_contacts_restricted(handle, "by agechat's safety team")
+
+    def lift_moderator_restriction(self, handle: str) -> None:
+        self.moderator_restricted.pop(handle, None)
+
+    def is_restricted(self, handle: str) -> bool:
+        return handle in self.restricted or handle in self.moderator_restricted
 
     # --- lists -----------------------------------------------------------------------------
 
@@ -398,7 +439,7 @@ class SocialService:
                 display_name=self.accounts[other].display_name,
                 state=state,
                 mode=self.mode(actor, other) if relationship != "declined" else None,
-                restricted=minor and other in self.restricted,
+                restricted=minor and self.is_restricted(other),
             )
         for blocker, blocked in self._blocks:
             if blocker == actor and blocked in self.accounts:

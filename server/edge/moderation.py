@@ -1,0 +1,114 @@
+"""Moderation frames on the WebSocket (PROTOCOL.md §6.5): a signature check, the role
+check, then the safety services. Every refusal has its code; nothing here trusts the
+frame beyond what the moderator signed."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from protocol import identity
+from protocol.frames import Done, Frame
+from protocol.moderation import (
+    ModCase,
+    ModCaseResult,
+    ModCases,
+    ModDecide,
+    ModEvidence,
+    ModNext,
+    ModOverview,
+    ModOverviewResult,
+    ModQueue,
+    ModQueues,
+    ModQueuesResult,
+    ModRequest,
+    ModReveal,
+    request_message,
+)
+from server.app_keys import HUB, RELAY_ID, SAFETY, STORE
+from server.safety.actions import decide
+from server.safety.case_view import case_view
+from server.safety.service import ModerationError
+
+#: A connection remembers this many request ids to refuse replays.
+MAX_SEEN_RIDS = 10_000
+
+
+class _Session(Protocol):
+    app: web.Application
+    nonce: bytes
+
+    @property
+    def handle(self) -> str: ...
+
+    async def send(self, frame: Frame) -> None: ...
+
+    async def refuse(
+        self, code: str, detail: str | None = None, ref: str | None = None
+    ) -> None: ...
+
+
+class ModerationHandlers:
+    """One connection's moderation requests."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+        self._seen: set[str] = set()
+
+    def table(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
+        return {
+            t: self._handle
+            for t in (ModQueues, ModQueue, ModNext, ModCase, ModReveal, ModDecide, ModOverview)
+        }
+
+    async def _handle(self, frame: ModRequest) -> None:
+        session = self._session
+        app = session.app
+        me = session.handle
+        account = await app[STORE].get_account(me)
+        message = request_message(app[RELAY_ID], session.nonce, me, frame)
+        if account is None or not identity.verify(account.identity_key, message, frame.signature):
+            await session.refuse("bad_signature", "the moderation request", ref=frame.rid)
+            return
+        if frame.rid in self._seen:
+            await session.refuse("replayed_request", ref=frame.rid)
+            return
+        if len(self._seen) >= MAX_SEEN_RIDS:
+            self._seen.clear()  # the nonce still binds requests to this connection
+        self._seen.add(frame.rid)
+        try:
+            await session.send(await self._answer(frame))
+        except ModerationError as exc:
+            await session.refuse(exc.code, ref=frame.rid)
+
+    async def _answer(self, frame: ModRequest) -> Frame:
+        app, me = self._session.app, self._session.handle
+        safety = app[SAFETY]
+        if isinstance(frame, ModQueues):
+            return ModQueuesResult(rid=frame.rid, queues=await safety.queue_summaries(me))
+        if isinstance(frame, ModQueue):
+            cases = await safety.queue(me, frame.queue)
+            return ModCases(rid=frame.rid, queue=frame.queue, cases=cases)
+        if isinstance(frame, ModNext):
+            case_id = await safety.next_case(me, frame.queue)
+            if case_id is None:
+                raise ModerationError("queue_empty")
+            view = await case_view(safety, app[STORE], me, case_id)
+            return ModCaseResult(rid=frame.rid, case=view)
+        if isinstance(frame, ModCase):
+            view = await case_view(safety, app[STORE], me, frame.case_id)
+            return ModCaseResult(rid=frame.rid, case=view)
+        if isinstance(frame, ModReveal):
+            items = await safety.reveal(me, frame.case_id, frame.signature)
+            return ModEvidence(rid=frame.rid, case_id=frame.case_id, items=items)
+        if isinstance(frame, ModDecide):
+            outcome = await decide(
+                safety, app[HUB], me, frame.case_id, frame.action, frame.note, frame.signature
+            )
+            return Done(rid=frame.rid, outcome=outcome)
+        queues, decisions, median = await safety.overview(me)
+        return ModOverviewResult(
+            rid=frame.rid, queues=queues, decisions=decisions, median_seconds_to_decision=median
+        )
