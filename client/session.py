@@ -55,6 +55,7 @@ class ChatSession:
         self.client = client
         self._contacts: list[ContactEntry] = []
         self._policy: Policy | None = None
+        self._names: dict[str, str] = {}  # display names search showed, by handle
 
     # --- opening -----------------------------------------------------------------------
 
@@ -161,7 +162,14 @@ class ChatSession:
         for peer, s in summaries.items():
             if peer not in result and peer != "agechat":
                 result[peer] = Conversation(
-                    peer, peer, "stranger", s.last.mode, False, s.unread, s.last, *flags(peer)
+                    peer,
+                    self._names.get(peer, peer),  # not a contact: as search showed them
+                    "stranger",
+                    s.last.mode,
+                    False,
+                    s.unread,
+                    s.last,
+                    *flags(peer),
                 )
 
         def order(c: Conversation) -> tuple[int, float, str]:
@@ -194,7 +202,17 @@ class ChatSession:
     # --- contacts and safety -----------------------------------------------------------
 
     async def search(self, query: str) -> list[Person]:
-        return await self.client.search(query)
+        people = await self.client.search(query)
+        self._names.update((p.handle, p.display_name) for p in people)
+        return people
+
+    def display_name_of(self, handle: str) -> str:
+        """Their display name as the relay last gave it (contacts, then search); the
+        handle when we were never told."""
+        for c in self._contacts:
+            if c.handle == handle:
+                return c.display_name
+        return self._names.get(handle, handle)
 
     async def request(self, handle: str) -> str:
         outcome = await self.client.contact_request(handle)

@@ -1,17 +1,20 @@
-"""Modal dialogs: find people, block, report, safety number, account."""
+"""Modal dialogs: find people, block, report, safety number, account, help."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ListItem, ListView, Static
 
 from client.errors import ClientError
 from client.explain import BAND_WORDS, protections
+from client.history import HistoryMessage
 from client.session import ChatSession
 from client.tui.widgets.message_item import render_message
 from protocol.policy import is_minor
@@ -132,10 +135,11 @@ class ReportDialog(Dialog):
 
     LAST = 5
 
-    def __init__(self, session: ChatSession, handle: str) -> None:
+    def __init__(self, session: ChatSession, handle: str, mode: str) -> None:
         super().__init__()
         self.session = session
         self.handle = handle
+        self.mode = mode
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
@@ -145,6 +149,7 @@ class ReportDialog(Dialog):
                 placeholder="e.g. asked for photos, harassment, spam", id="reason", max_length=200
             )
             yield Label("", id="attach-label")
+            yield Static("", id="disclosure")
             yield Static("loading…", id="preview")
             yield Static("", id="report-status")
             with Horizontal(classes="buttons"):
@@ -153,9 +158,12 @@ class ReportDialog(Dialog):
 
     async def on_mount(self) -> None:
         messages = await self.session.report_preview(self.handle, self.LAST)
-        self.query_one("#attach-label", Label).update(
-            Text(f"These {len(messages)} message(s) will be attached, as your device has them:")
-        )
+        self.query_one("#attach-label", Label).update(Text(attachment_line(len(messages))))
+        disclosure = self.query_one("#disclosure", Static)
+        if messages and (self.mode == "e2ee" or any(m.mode == "e2ee" for m in messages)):
+            disclosure.update(Text(e2ee_disclosure(messages), style="bold yellow"))
+        else:
+            disclosure.display = False
         preview = Text("\n").join(render_message(m, self.session.handle) for m in messages)
         self.query_one("#preview", Static).update(preview if messages else Text("(no messages)"))
 
@@ -180,6 +188,24 @@ class ReportDialog(Dialog):
         self.dismiss(None)
 
 
+def attachment_line(count: int) -> str:
+    if count == 0:
+        return "No messages will be attached: your device has none from this chat."
+    if count == 1:
+        return "This message will be attached, as your device has it:"
+    return f"These {count} messages will be attached, as your device has them:"
+
+
+def e2ee_disclosure(messages: list[HistoryMessage]) -> str:
+    """Reporting is the one time an encrypted chat's text leaves it: say so before sending."""
+    which = "this message" if len(messages) == 1 else f"these {len(messages)} messages"
+    return (
+        "This chat is end-to-end encrypted, but a report is not: sending it gives agechat's "
+        f"relay and its safety team the text of {which} in readable form, so they can check "
+        "what was said. Nothing else from the chat is sent."
+    )
+
+
 class InfoDialog(Dialog):
     def __init__(self, title: str, body: str | Text) -> None:
         super().__init__()
@@ -188,13 +214,49 @@ class InfoDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(Text(self.body) if isinstance(self.body, str) else self.body)
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(Text(self.body) if isinstance(self.body, str) else self.body)
             with Horizontal(classes="buttons"):
                 yield Button("Close", id="close", variant="primary")
 
     @on(Button.Pressed, "#close")
     def _close(self) -> None:
         self.dismiss(None)
+
+
+@dataclass(frozen=True, slots=True)
+class Intro:
+    """What a guided run (`agechat demo`) tells its user first: shown as the app opens
+    and again with F1."""
+
+    title: str
+    text: str
+
+
+KEY_TIPS = (
+    ("Ctrl+F", "find people", "Ctrl+L", "your conversations (Tab: to the message box)"),
+    ("Ctrl+Y", "accept a request", "Ctrl+N", "decline one (asks first)"),
+    ("Ctrl+B", "block or unblock (both ask first)", "Ctrl+R", "report"),
+    ("Ctrl+S", "safety number (encrypted chats)", "Ctrl+O", "your account and what protects you"),
+    ("Ctrl+P", "every command by name", "F1", "this help · Esc closes it · Ctrl+Q quits"),
+)
+
+
+class HelpDialog(InfoDialog):
+    """The intro (when there is one) and the keys."""
+
+    def __init__(self, intro: Intro | None) -> None:
+        body = Text()
+        if intro is not None:
+            body.append(intro.text.rstrip() + "\n\n")
+        body.append("Keys\n", style="bold")
+        for key, what, key2, what2 in KEY_TIPS:
+            body.append(f"  {key}", style="bold")
+            body.append(f" {what} · ")
+            body.append(key2, style="bold")
+            body.append(f" {what2}\n")
+        body.rstrip()
+        super().__init__(intro.title if intro else "Help", body)
 
 
 def account_text(session: ChatSession) -> str:

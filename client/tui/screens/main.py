@@ -29,6 +29,7 @@ from client.session import ChatSession, Conversation
 from client.tui.screens.dialogs import (
     ConfirmDialog,
     FindPeopleDialog,
+    HelpDialog,
     InfoDialog,
     ReportDialog,
     SafetyNumberDialog,
@@ -38,18 +39,24 @@ from client.tui.widgets.connection_indicator import ConnectionIndicator
 from client.tui.widgets.conversation_list import ConversationItem, ConversationList
 from client.tui.widgets.message_log import PAGE, MessageLog
 from client.tui.widgets.notice_banner import NoticeBanner
+from protocol.policy import is_minor
 
 
 class MainScreen(Screen[None]):
+    # Short words: at 120 columns, with a request open, the footer holds all of these and
+    # the app's Quit. Safety number is in the command palette and the help (F1) instead.
     BINDINGS = [
-        Binding("ctrl+f", "find", "Find people"),
-        Binding("ctrl+y", "accept", "Accept request"),
-        Binding("ctrl+n", "decline", "Decline request"),
-        Binding("ctrl+b", "block", "Block/unblock"),
-        Binding("ctrl+r", "report", "Report"),
-        Binding("ctrl+s", "safety_number", "Safety number"),
-        Binding("ctrl+o", "account", "Account"),
-        Binding("ctrl+q", "app.quit", "Quit"),
+        Binding("ctrl+f", "find", "Find", tooltip="Find people and ask to connect"),
+        Binding("ctrl+l", "chats", "Chats", tooltip="Move to your conversations"),
+        Binding("ctrl+y", "accept", "Accept", tooltip="Accept the open request"),
+        Binding("ctrl+n", "decline", "Decline", tooltip="Decline the open request (asks first)"),
+        # One key, two actions: the footer says which one it will do (both ask first).
+        Binding("ctrl+b", "block", "Block", tooltip="Block the open conversation"),
+        Binding("ctrl+b", "unblock", "Unblock", tooltip="Unblock the open conversation"),
+        Binding("ctrl+r", "report", "Report", tooltip="Report the open conversation"),
+        Binding("ctrl+s", "safety_number", "Safety number", show=False),
+        Binding("ctrl+o", "account", "Account", tooltip="Your age group and what protects you"),
+        Binding("f1", "help", "Help", key_display="F1", tooltip="The intro and the keys"),
         Binding("pageup", "scroll_log(-1)", "Scroll up", show=False),
         Binding("pagedown", "scroll_log(1)", "Scroll down", show=False),
     ]
@@ -69,6 +76,9 @@ class MainScreen(Screen[None]):
                 yield Static("Conversations", classes="sidebar-title")
                 yield ConversationList(id="conversations")
             with Vertical(id="chat"):
+                # Docked at the bottom, but first in the focus order after the list, so
+                # Shift+Tab from it goes back to the conversations.
+                yield Input(placeholder="Write a message and press Enter", id="compose")
                 yield Static(
                     "Pick a conversation, or press Ctrl+F to find people.", id="chat-title"
                 )
@@ -77,9 +87,15 @@ class MainScreen(Screen[None]):
                 yield MessageLog(self.session.handle, id="log")
                 with Horizontal(id="request-actions"):
                     yield Static("", id="request-text")
-                    yield Button("Accept", id="accept", variant="success")
-                    yield Button("Decline", id="decline", variant="error")
-                yield Input(placeholder="Write a message and press Enter", id="compose")
+                    # Out of the Tab order, so neither is reached by accident: Ctrl+Y and
+                    # Ctrl+N (in the footer) or a click.
+                    for label, button_id, variant in (
+                        ("Accept", "accept", "success"),
+                        ("Decline", "decline", "error"),
+                    ):
+                        button = Button(label, id=button_id, variant=variant)
+                        button.can_focus = False
+                        yield button
         yield Footer()
 
     async def on_mount(self) -> None:
@@ -211,13 +227,16 @@ class MainScreen(Screen[None]):
         if not text or self.current is None:
             return
         event.input.clear()
+        first_contact = self.current.state == "stranger"
         try:
             message = await self.session.send(self.current.handle, text)
         except ClientError as exc:
             self.notify(exc.message, title="Not sent", severity="error")
             return
         await self.query_one(MessageLog).add(message)
-        await self.refresh_conversations(from_relay=False)  # a new chat joins the list
+        # A new chat joins the list; a first message to someone new also makes a request
+        # on the relay, which knows their name and the chat's mode: ask it.
+        await self.refresh_conversations(from_relay=first_contact)
 
     # --- events from the relay --------------------------------------------------------
 
@@ -263,9 +282,19 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("accept", "decline"):
             return self.current is not None and self.current.is_request
-        if action in ("block", "report", "safety_number"):
+        if action == "block":
+            return self.current is not None and self.current.state != "blocked"
+        if action == "unblock":
+            return self.current is not None and self.current.state == "blocked"
+        if action in ("report", "safety_number"):
             return self.current is not None
         return True
+
+    def action_chats(self) -> None:
+        self.query_one(ConversationList).focus()
+
+    def action_help(self) -> None:
+        self.app.push_screen(HelpDialog(getattr(self.app, "intro", None)))
 
     def action_scroll_log(self, direction: int) -> None:
         log = self.query_one(MessageLog)
@@ -287,8 +316,9 @@ class MainScreen(Screen[None]):
             await self.refresh_conversations()
             return
         existing = next((c for c in self._conversations if c.handle == handle), None)
+        name = self.session.display_name_of(handle)  # as search found them, not the handle
         await self.open_conversation(
-            existing or Conversation(handle, handle, "stranger", "visible", False, 0, None)
+            existing or Conversation(handle, name, "stranger", "visible", False, 0, None)
         )
 
     async def _run(self, action: object, done: str) -> bool:
@@ -334,8 +364,8 @@ class MainScreen(Screen[None]):
         if self.current is None:
             return
         handle = self.current.handle
-        if self.current.state == "blocked":
-            self._unblock(handle)
+        if self.current.state == "blocked":  # from the palette's "Block or unblock"
+            self.action_unblock()
             return
         body = (
             f"Nothing @{handle} sends will reach you, and they can't find you. "
@@ -351,6 +381,21 @@ class MainScreen(Screen[None]):
         await self._run(self.session.block(handle), f"Blocked @{handle}.")
         await self.refresh_conversations()
 
+    def action_unblock(self) -> None:
+        if self.current is None or self.current.state != "blocked":
+            return
+        handle = self.current.handle
+        body = (
+            f"@{handle} will be able to message you again, and to find you if the rules let "
+            "them. They won't be told."
+        )
+        if is_minor(self.session.band):
+            body += " If they upset you before, talk to an adult you trust first."
+        self.app.push_screen(  # a block protects: undoing it takes a second, deliberate step
+            ConfirmDialog(f"Unblock @{handle}?", body, "Unblock"),
+            lambda answer: self._unblock(handle) if answer else None,
+        )
+
     @work
     async def _unblock(self, handle: str) -> None:
         await self._run(self.session.unblock(handle), f"Unblocked @{handle}.")
@@ -364,7 +409,9 @@ class MainScreen(Screen[None]):
             if result:
                 self.notify("Thank you. The report was sent to the safety team.", title="Reported")
 
-        self.app.push_screen(ReportDialog(self.session, self.current.handle), reported)
+        self.app.push_screen(
+            ReportDialog(self.session, self.current.handle, self.current.mode), reported
+        )
 
     def action_safety_number(self) -> None:
         if self.current is None:

@@ -12,7 +12,7 @@ from client.session import ChatSession, ProfileSessions
 from client.tui.app import AgechatApp
 from client.tui.screens.main import MainScreen
 from client.tui.screens.onboarding import OnboardingScreen
-from client.tui.widgets.conversation_list import ConversationList
+from client.tui.widgets.conversation_list import ConversationItem, ConversationList
 from client.tui.widgets.message_log import MessageLog
 from client.tui.widgets.notice_banner import NoticeBanner
 from tests.support import (
@@ -311,3 +311,34 @@ async def test_unread_counts_and_requests_first(relay, tmp_path):
         other = ({"ben", "cal"} - {shown}).pop()
         assert (conversations[shown].unread, conversations[other].unread) == (0, 1)
         assert app.screen.query_one("#accept", Button).display
+
+
+def screen_text(app) -> str:
+    """Every line on the screen as a user sees it (a dialog and what is behind it)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def footer_text(app) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
+async def test_messaging_someone_found_in_search_shows_their_real_name(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "ana", years_ago(40))
+    await make_profile(tmp_path, relay.url, "rex", years_ago(29))  # display name "Rex"
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+        main = app.screen
+        await pilot.press("ctrl+f")
+        await settle(pilot, lambda: app.screen is not main)
+        await pilot.press(*"rex", "enter")
+        await settle(pilot, lambda: "found" in text_of(app, "#find-status"))
+        app.screen.query_one("#message", Button).press()
+        await settle(pilot, lambda: app.screen is main and main.current is not None)
+        assert text_of(app, "#chat-title").startswith("Rex @rex")
+        await pilot.press(*"hi rex", "enter")
+        await settle(pilot, lambda: "sent ✓" in log_text(app))
+        await settle(pilot)
+        assert text_of(app, "#chat-title").startswith("Rex @rex")
+        listed = [str(i.query_one(Static).render()) for i in main.query(ConversationItem)]
+        assert [line.splitlines()[0] for line in listed] == ["Rex @rex"]
+        assert "rex @rex" not in screen_text(app)
