@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8765
-AS     ?= maya
+# Not AS: GNU make predefines AS (the assembler), so `AS ?= maya` would never apply.
+PERSONA ?= maya
+POLICY  ?= default
 
 .PHONY: install test lint serve demo bench clean
 
@@ -29,7 +31,7 @@ serve: $(STAMP)
 	$(BIN)/agechat server --data-dir .data/relay --host $(HOST) --port $(PORT)
 
 demo: $(STAMP)
-	$(BIN)/agechat demo --as $(AS)
+	$(BIN)/agechat demo --as $(PERSONA) --policy $(POLICY)
 
 bench: $(STAMP)
 	$(BIN)/python bench/relay_throughput.py

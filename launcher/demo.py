@@ -1,6 +1,9 @@
 """`agechat demo`: a throwaway relay, five personas with history, small bots that answer,
 and the app opened as one of them — every rule visible in a couple of minutes.
 
+`--policy` starts the relay under another preset (or a PATH.toml), so the same people and
+the same attempts show what that policy allows and refuses.
+
 This is the one place besides tests that starts the relay and drives clients together
 (DESIGN.md "Layout"). The relay runs as a subprocess, the bots in another, so the app's
 event loop stays the app's.
@@ -18,9 +21,11 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -31,6 +36,12 @@ from client.history import History
 from client.keystore import MINIMUM
 from client.profile import Profile
 from client.relay import RelayClient
+from protocol.policy import Policy
+from server.policy.loader import PRESETS_DIR, PolicyError, load_policy, policy_path
+
+if TYPE_CHECKING:
+    from client.tui.app import AgechatApp
+    from client.tui.screens.dialogs import Intro
 
 PASSPHRASE = "demo"
 
@@ -124,7 +135,13 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_relay(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def relay_policy_arg(policy: str) -> str:
+    """A preset's name as it is; a path made absolute (the relay may run elsewhere)."""
+    path = policy_path(policy)
+    return policy if path.parent == PRESETS_DIR else str(path.resolve())
+
+
+def start_relay(data_dir: Path, port: int, policy: str = "default") -> subprocess.Popen[bytes]:
     log = (data_dir / "relay.log").open("ab")
     proc = subprocess.Popen(
         [
@@ -136,6 +153,8 @@ def start_relay(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
             str(data_dir / "relay"),
             "--port",
             str(port),
+            "--policy",
+            relay_policy_arg(policy),
         ],
         stdout=log,
         stderr=log,
@@ -178,8 +197,18 @@ async def say(client: RelayClient, to: str, text: str) -> None:
         await client.wait_accepted(message.msg_id)
 
 
+async def attempt(step: Awaitable[object]) -> None:
+    """One step of the story; under a stricter policy the relay may refuse it, and the
+    refusal (kept in the history of whoever tried) is part of what the demo shows."""
+    with contextlib.suppress(ClientError):
+        await step
+
+
 async def seed(base: Path, server: str) -> None:
-    """Accounts, connections and a little history, all through the real client library."""
+    """Accounts, connections and a little history, all through the real client library.
+
+    The same attempts under every policy: what the policy refuses simply doesn't happen.
+    """
     for p in PERSONAS.values():
         await create_account(
             base / p.handle,
@@ -193,25 +222,26 @@ async def seed(base: Path, server: str) -> None:
     async with _Clients(base) as c:
         maya, leo, dana, sam, rex = [await c.open(h) for h in ("maya", "leo", "dana", "sam", "rex")]
         # Maya asked her mum to connect (a minor may ask an adult); Dana accepted.
-        await maya.contact_request("dana")
-        await dana.respond("maya", accept=True)
-        await say(dana, "maya", "Did you finish your homework?")
-        await say(maya, "dana", "Almost! Can Leo come over on Saturday?")
-        await say(dana, "maya", "Sure, if his parents say it's ok.")
+        await attempt(maya.contact_request("dana"))
+        await attempt(dana.respond("maya", accept=True))
+        await attempt(say(dana, "maya", "Did you finish your homework?"))
+        await attempt(say(maya, "dana", "Almost! Can Leo come over on Saturday?"))
+        await attempt(say(dana, "maya", "Sure, if his parents say it's ok."))
         # Two teens: Leo's first message arrived as a message request; Maya accepted.
-        await say(leo, "maya", "hey, it's Leo from robotics club")
-        await maya.respond("leo", accept=True)
-        await say(maya, "leo", "hi Leo! mum says Saturday is fine")
-        await say(leo, "maya", "great, I'll bring the kit")
+        await attempt(say(leo, "maya", "hey, it's Leo from robotics club"))
+        await attempt(maya.respond("leo", accept=True))
+        await attempt(say(maya, "leo", "hi Leo! mum says Saturday is fine"))
+        await attempt(say(leo, "maya", "great, I'll bring the kit"))
         # Two adults.
-        await say(sam, "dana", "Hi Dana, it's Sam — are we still on for the design review?")
-        await dana.respond("sam", accept=True)
-        await say(dana, "sam", "Yes, Thursday 10:00. I'll bring the teen-safety mocks.")
-        # The stranger: refused with minors, a mere request with an adult.
+        await attempt(
+            say(sam, "dana", "Hi Dana, it's Sam — are we still on for the design review?")
+        )
+        await attempt(dana.respond("sam", accept=True))
+        await attempt(say(dana, "sam", "Yes, Thursday 10:00. I'll bring the teen-safety mocks."))
+        # The stranger: refused with minors (by default), a mere request with an adult.
         for teen in ("maya", "leo"):
-            with contextlib.suppress(ClientError):
-                await say(rex, teen, "hey, want to chat?")
-        await say(rex, "dana", "Hello, I saw your talk on online safety.")
+            await attempt(say(rex, teen, "hey, want to chat?"))
+        await attempt(say(rex, "dana", "Hello, I saw your talk on online safety."))
         await asyncio.sleep(0.5)  # let every client store and acknowledge what it got
 
 
@@ -240,20 +270,48 @@ async def run_bots(base: Path, handles: list[str]) -> None:
             t.cancel()
 
 
-def intro(persona: Persona) -> str:
-    lines = [
-        f"agechat demo — you are {persona.name} (@{persona.handle}), {persona.about}.",
-        "Other people here:",
-    ]
-    lines += [f"  @{p.handle} — {p.about}" for p in PERSONAS.values() if p != persona]
-    lines += [
-        "Try: Ctrl+F to find people (as rex, search for maya: she isn't there),",
-        "     Ctrl+O for your account and what protects you, Ctrl+Q to quit.",
-        "     As dana: the chat with sam (two adults) is end-to-end encrypted — Ctrl+S shows",
-        "     your safety number; the chat with maya (14) is visible to safety checks.",
-        "Or run it as someone else: agechat demo --as rex (or maya, leo, dana, sam).",
-    ]
-    return "\n".join(lines)
+def intro(persona: Persona, policy: Policy) -> Intro:
+    """What the app shows first (and again with F1): who you are, who else is here, what
+    to try, and which policy the relay runs."""
+    from client.tui.screens.dialogs import Intro
+
+    others = "\n".join(f"  @{p.handle} — {p.about}" for p in PERSONAS.values() if p != persona)
+    text = f"""\
+You are {persona.name} (@{persona.handle}), {persona.about}.
+Policy: {policy.name} — {policy.description}
+
+Other people here:
+{others}
+
+Try:
+  • Ctrl+F finds people. As rex, search for maya: she isn't there.
+  • As dana, the chat with sam (two adults) is end-to-end encrypted (Ctrl+S: your safety \
+number); the one with maya (14) is visible to safety checks.
+  • Ctrl+O: your account and what protects you.
+  • Someone else, another policy: make demo PERSONA=rex POLICY=strict \
+(agechat demo --as rex --policy strict)."""
+    return Intro(f"agechat demo — {persona.name}'s view", text)
+
+
+def demo_app(profiles: Path, persona: str, server: str, policy: Policy) -> AgechatApp:
+    """The app as the demo opens it: as ``persona``, unlocked, with the intro up first."""
+    from client.session import ProfileSessions
+    from client.tui.app import AgechatApp
+
+    return AgechatApp(
+        ProfileSessions(profiles / persona, kdf=MINIMUM),
+        passphrase=PASSPHRASE,
+        default_server=server,
+        intro=intro(PERSONAS[persona], policy),
+    )
+
+
+def _checked_policy(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        load_policy(value)
+    except PolicyError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
 
 
 @click.command("demo")
@@ -265,17 +323,26 @@ def intro(persona: Persona) -> str:
     show_default=True,
     help="Whose eyes to see the demo through.",
 )
+@click.option(
+    "--policy",
+    default="default",
+    show_default=True,
+    callback=_checked_policy,
+    help="The relay's policy: a preset (default|strict|open) or a PATH.toml.",
+)
 @click.option("--keep", is_flag=True, help="Keep the throwaway data directory afterwards.")
-def demo_command(persona: str, keep: bool) -> None:
+def demo_command(persona: str, policy: str, keep: bool) -> None:
     """A local relay, five personas with some history, bots that answer, and the app."""
-    from client.session import ProfileSessions
-    from client.tui.app import AgechatApp
-
+    rules = load_policy(policy)
     base = Path(tempfile.mkdtemp(prefix="agechat-demo-"))
     port = free_port()
     server = f"http://127.0.0.1:{port}"
-    click.echo(f"Starting a relay on {server} (data in {base}) and creating personas…", err=True)
-    relay = start_relay(base, port)
+    click.echo(
+        f"Starting a relay on {server} under the {rules.name!r} policy (data in {base}) "
+        "and creating personas…",
+        err=True,
+    )
+    relay = start_relay(base, port, policy)
     bots: subprocess.Popen[bytes] | None = None
     try:
         asyncio.run(seed(base / "profiles", server))
@@ -286,14 +353,7 @@ def demo_command(persona: str, keep: bool) -> None:
             stdout=subprocess.DEVNULL,
             stderr=(base / "bots.log").open("ab"),
         )
-        click.echo(intro(PERSONAS[persona]), err=True)
-        time.sleep(1.5)
-        app = AgechatApp(
-            ProfileSessions(base / "profiles" / persona, kdf=MINIMUM),
-            passphrase=PASSPHRASE,
-            default_server=server,
-        )
-        app.run()
+        demo_app(base / "profiles", persona, server, rules).run()
     finally:
         if bots is not None and bots.stdin is not None:
             bots.stdin.close()
