@@ -197,6 +197,10 @@ def screen_text(app) -> str:
     return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
+def footer_text(app) -> str:
+    return screen_text(app).splitlines()[-1]
+
+
 def log_text(app) -> str:
     return "\n".join(str(s.render()) for s in app.screen.query("#log Static"))
 
@@ -239,7 +243,8 @@ async def test_the_intro_is_shown_in_the_app_and_comes_back_with_f1(tmp_path):
             await settle(pilot, lambda: "You are Maya" not in screen_text(app))
             assert isinstance(app.screen, MainScreen)
             await settle(pilot, lambda: "Dana @dana" in screen_text(app))  # her chats
-            assert "F1 Help" in screen_text(app).splitlines()[-1]  # the footer says how
+            await settle(pilot, lambda: "F1 Help" in footer_text(app))  # (it recomposes)
+            assert "F1 Help" in footer_text(app)  # it says how to see the intro again
             await pilot.press("f1")
             await settle(pilot, lambda: "You are Maya" in screen_text(app))
             assert "You are Maya (@maya)" in screen_text(app)

@@ -18,7 +18,8 @@ async def test_with_a_request_open_the_footer_still_shows_quit_at_120_columns(re
     async with open_clients(cal) as (c,), app.run_test(size=SIZE) as pilot:
         await c.contact_request("ana")
         await settle(pilot, lambda: app.screen.current and app.screen.current.is_request)
-        await settle(pilot)
+        # The footer recomposes after every change of bindings: wait until it shows Accept.
+        await settle(pilot, lambda: "^y Accept" in footer_text(app))
         footer = footer_text(app)
         for key in ("^f Find", "^y Accept", "^n Decline", "^b Block", "^r Report", "^q Quit"):
             assert key in footer, footer
@@ -34,6 +35,7 @@ async def test_a_key_moves_to_the_conversation_list(relay, tmp_path):
         app.screen.query_one("#accept", Button).press()
         await settle(pilot, lambda: app.screen.current.state == "connected")
         await settle(pilot, lambda: isinstance(app.focused, Input))
+        await settle(pilot, lambda: "^l Chats" in footer_text(app))  # (it recomposes)
         assert "^l Chats" in footer_text(app)
         await pilot.press("ctrl+l")
         assert isinstance(app.focused, ConversationList)
