@@ -8,6 +8,7 @@ every decision carries a reason code (docs/POLICY.md lists them all).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -443,10 +444,12 @@ def may_look_up(policy: Policy, f: Facts) -> Decision:
     """
     if is_stranger(f.relationship) and (limited := lookup_limited(policy, f.lookups_today)):
         return limited
-    decision = _message(policy, f)
-    if decision.outcome == "refuse" and decision.reason == "you_blocked":
-        return Decision("allow", "you_blocked")
-    return decision
+    # Decided as if the actor had blocked nobody: their own block is no reason to refuse
+    # keys, and must not be a way around the pair rules either.
+    decision = _message(policy, dataclasses.replace(f, actor_blocked_target=False))
+    if decision.outcome == "refuse":
+        return decision
+    return Decision("allow", "you_blocked") if f.actor_blocked_target else decision
 
 
 def may_accept(policy: Policy, f: Facts) -> Decision:

@@ -199,7 +199,7 @@ class _Session:
         if (problem := _shape_problem(frame)) is not None:
             await self.refuse("mode_mismatch", problem, ref=frame.id)
             return
-        if (problem := self._target_error(frame.to)) is not None:
+        if (problem := await self._target_error(frame.to, counted=True)) is not None:
             await self.refuse(problem, ref=frame.id)
             return
         decision = await social.decide_message(sender, frame.to, frame.mode)
@@ -289,9 +289,14 @@ class _Session:
 
     # --- contacts, search, blocks, reports, birth dates (PROTOCOL.md §6.2) ---------------
 
-    def _target_error(self, handle: str) -> str | None:
+    async def _target_error(self, handle: str, *, counted: bool = False) -> str | None:
+        """``counted``: a message or request to a handle that doesn't exist counts as a
+        lookup of a stranger (PROTOCOL.md §6.3), so the answer stops telling past the limit."""
         assert self.connection is not None
-        if handle not in self.app[SOCIAL].accounts:
+        social = self.app[SOCIAL]
+        if handle not in social.accounts:
+            if counted:
+                return await social.unknown_handle(self.connection.handle, handle)
             return "unknown_recipient"
         if handle == self.connection.handle:
             return "cannot_target_self"
@@ -305,7 +310,7 @@ class _Session:
 
     async def _on_contact_request(self, frame: ContactRequest) -> None:
         assert self.connection is not None
-        if (problem := self._target_error(frame.to)) is not None:
+        if (problem := await self._target_error(frame.to, counted=True)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         decision = await self.app[SOCIAL].contact_request(self.connection.handle, frame.to)
@@ -314,7 +319,7 @@ class _Session:
 
     async def _on_contact_respond(self, frame: ContactRespond) -> None:
         assert self.connection is not None
-        if (problem := self._target_error(frame.handle)) is not None:
+        if (problem := await self._target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         decision = await self.app[SOCIAL].respond(
@@ -334,7 +339,7 @@ class _Session:
 
     async def _on_block(self, frame: Block) -> None:
         assert self.connection is not None
-        if (problem := self._target_error(frame.handle)) is not None:
+        if (problem := await self._target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         await self.app[SOCIAL].block(self.connection.handle, frame.handle)
@@ -342,7 +347,7 @@ class _Session:
 
     async def _on_unblock(self, frame: Unblock) -> None:
         assert self.connection is not None
-        if (problem := self._target_error(frame.handle)) is not None:
+        if (problem := await self._target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         await self.app[SOCIAL].unblock(self.connection.handle, frame.handle)
@@ -350,7 +355,7 @@ class _Session:
 
     async def _on_report(self, frame: Report) -> None:
         assert self.connection is not None
-        if (problem := self._target_error(frame.handle)) is not None:
+        if (problem := await self._target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         reporter = self.connection.handle

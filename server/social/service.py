@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from protocol import policy as rules
@@ -23,6 +22,7 @@ from protocol.policy import Band, Decision, Facts, Policy, Relationship
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.records import NewMessage
 from server.delivery.store import SqliteStore
+from server.social import bands
 from server.social.store import (
     BLOCKED_BY_MINOR,
     DECLINED_BY_MINOR,
@@ -30,24 +30,16 @@ from server.social.store import (
     NEW_CONTACT,
     REFUSED_TO_MINOR,
     REPORTED_BY_MINOR,
+    AccountInfo,
     ContactRow,
     SocialStore,
+    pair_key,
 )
 
 log = logging.getLogger("agechat.relay.policy")
 
 #: Refusals that count towards restricting an adult when the target is a minor.
 _COUNTED_REFUSALS = frozenset({"contact_not_allowed", "sender_restricted", "rate_limited"})
-
-
-@dataclass(frozen=True, slots=True)
-class AccountInfo:
-    display_name: str
-    birthdate: date
-
-
-def _pair(a: str, b: str) -> tuple[str, str]:
-    return (a, b) if a < b else (b, a)
 
 
 class SocialService:
@@ -104,7 +96,7 @@ class SocialService:
         return rules.band(self.accounts[handle].birthdate, self.today())
 
     def relationship(self, actor: str, target: str) -> Relationship:
-        row = self._contacts.get(_pair(actor, target))
+        row = self._contacts.get(pair_key(actor, target))
         if row is None:
             return "none"
         if row.state == "connected":
@@ -185,11 +177,17 @@ class SocialService:
         then the mode; only then does a new message request take effect.
         """
         quick = self.quick_facts(sender, recipient)
-        if quick.relationship not in ("none", "declined_by_actor"):
+        if not rules.is_stranger(quick.relationship):
             # The fast path (contacts, pending requests): no counters, no lock.
             decision = rules.may_message(self.policy, quick)
+            if decision.outcome == "refuse":  # rare: e.g. a moderator's restriction
+                async with self._lock:
+                    await self._note_refusal(sender, recipient, decision)
             return self._with_mode(decision, sender, recipient, mode)
         async with self._lock:
+            # A stranger's first message answers "adult or minor" as a bundle lookup would.
+            if (limited := await self._count_lookup(sender, recipient)) is not None:
+                return limited
             facts = await self.facts(sender, recipient)
             decision = rules.may_message(self.policy, facts)
             decision = self._with_mode(decision, sender, recipient, mode)
@@ -197,6 +195,24 @@ class SocialService:
             if decision.outcome == "request":
                 await self._start_request(sender, recipient, "message_request")
         return decision
+
+    async def _count_lookup(self, actor: str, handle: str) -> Decision | None:
+        """Count a stranger's lookup of ``handle`` (which may not exist), or refuse it past
+        the daily limit. Under the lock."""
+        now = self._clock()
+        lookups = await self.social.count_events(actor, (LOOKUP,), now - timedelta(days=1))
+        if (limited := rules.lookup_limited(self.policy, lookups)) is not None:
+            return limited
+        minor = handle in self.accounts and rules.is_minor(self.band_of(handle))
+        await self.social.log_event(actor, handle, LOOKUP, minor, now)
+        return None
+
+    async def unknown_handle(self, actor: str, handle: str) -> str:
+        """The answer to a message or request for a handle that doesn't exist: counted as a
+        lookup, so past the limit it is the same answer an existing account gets."""
+        async with self._lock:
+            limited = await self._count_lookup(actor, handle)
+        return limited.reason if limited is not None else "unknown_recipient"
 
     async def look_up(self, actor: str, handle: str) -> Decision:
         """May ``actor`` have ``handle``'s key bundle (``fetch_bundle``, a safety number)?
@@ -212,16 +228,12 @@ class SocialService:
             if not rules.is_stranger(quick.relationship):
                 return rules.may_look_up(self.policy, quick)
         async with self._lock:
-            now = self._clock()
-            lookups = await self.social.count_events(actor, (LOOKUP,), now - timedelta(days=1))
-            if (limited := rules.lookup_limited(self.policy, lookups)) is not None:
+            if (limited := await self._count_lookup(actor, handle)) is not None:
                 return limited
-            minor = known and rules.is_minor(self.band_of(handle))
-            await self.social.log_event(actor, handle, LOOKUP, minor, now)
             if not known:
                 return Decision("refuse", "unknown_recipient")
-            facts = dataclasses.replace(await self.facts(actor, handle), lookups_today=lookups)
-            decision = rules.may_look_up(self.policy, facts)
+            # The lookup limit was checked above; the policy decides the rest.
+            decision = rules.may_look_up(self.policy, await self.facts(actor, handle))
             await self._note_refusal(actor, handle, decision)
             return decision
 
@@ -245,7 +257,13 @@ class SocialService:
             and rules.is_minor(self.band_of(target))
             and not rules.is_minor(self.band_of(actor))
         ):
-            await self.social.log_event(actor, target, REFUSED_TO_MINOR, True, self._clock())
+            # One count per adult, minor and day: a client that asks for the bundle, the
+            # safety number and then sends is one attempt, not three.
+            now = self._clock()
+            day = now - timedelta(days=1)
+            if await self.social.has_event(actor, target, REFUSED_TO_MINOR, day):
+                return
+            await self.social.log_event(actor, target, REFUSED_TO_MINOR, True, now)
             await self.refresh_restriction(actor)
             threshold = self.policy.moderation.refusals_to_minors_finding
             if threshold and self.on_refusals_to_minors is not None:
@@ -256,7 +274,7 @@ class SocialService:
 
     async def _start_request(self, actor: str, target: str, kind: str) -> None:
         now = self._clock()
-        row = ContactRow(*_pair(actor, target), state="requested", requester=actor)
+        row = ContactRow(*pair_key(actor, target), state="requested", requester=actor)
         await self.social.set_contact(row, now)
         self._contacts[(row.low, row.high)] = row
         minor = rules.is_minor(self.band_of(target))
@@ -283,6 +301,9 @@ class SocialService:
 
     async def contact_request(self, actor: str, target: str) -> Decision:
         async with self._lock:
+            stranger = rules.is_stranger(self.relationship(actor, target))
+            if stranger and (limited := await self._count_lookup(actor, target)) is not None:
+                return limited
             facts = await self.facts(actor, target)
             decision = rules.may_request(self.policy, facts)
             await self._note_refusal(actor, target, decision)
@@ -321,7 +342,7 @@ class SocialService:
         return Decision("allow", "connected")
 
     async def _set_state(self, a: str, b: str, state: str, requester: str) -> None:
-        row = ContactRow(*_pair(a, b), state=state, requester=requester)
+        row = ContactRow(*pair_key(a, b), state=state, requester=requester)
         await self.social.set_contact(row, self._clock())
         self._contacts[(row.low, row.high)] = row
 
@@ -342,7 +363,7 @@ class SocialService:
         return (
             rules.is_minor(self.band_of(minor))
             and not rules.is_minor(self.band_of(adult))
-            and _pair(adult, minor) in self._contacts
+            and pair_key(adult, minor) in self._contacts
         )
 
     async def unblock(self, actor: str, target: str) -> None:
@@ -467,107 +488,20 @@ class SocialService:
         hits.sort(key=lambda p: (p.handle != q, p.handle))
         return hits[:MAX_SEARCH_RESULTS]
 
-    # --- ages ------------------------------------------------------------------------------
+    # --- ages (server/social/bands.py) ----------------------------------------------------
 
     async def change_birthdate(
         self, handle: str, birthdate: date, declaration: bytes | None, *, by_admin: bool = False
     ) -> Decision:
-        today = self.today()
-        if not by_admin:
-            decision = rules.may_change_birthdate(
-                self.policy, self.accounts[handle].birthdate, birthdate, today
-            )
-            if decision.outcome == "refuse":
-                return decision
-        async with self._lock:
-            await self.social.set_birthdate(handle, birthdate, declaration)
-            self.accounts[handle] = AccountInfo(self.accounts[handle].display_name, birthdate)
-        await self.check_bands([handle])
-        await self.refresh_restriction(handle, notify=False)
-        return Decision("allow", "birthdate_changed")
+        return await bands.change_birthdate(
+            self, handle, birthdate, declaration, by_admin=by_admin
+        )
 
     async def reload_accounts(self) -> None:
-        """Pick up birth dates changed outside this process (the admin command).
-
-        Merged under the lock, so a registration or edit landing meanwhile isn't undone.
-        """
-        rows = await self.social.accounts()
-        async with self._lock:
-            for handle, name, born in rows:
-                self.accounts[handle] = AccountInfo(name, born)
-        await self.check_bands()
-        for handle, *_ in rows:
-            await self.refresh_restriction(handle, notify=False)
+        await bands.reload_accounts(self)
 
     async def check_bands(self, handles: list[str] | None = None) -> None:
-        """Announce band changes (a birthday, an edit) and re-check what they affect.
-
-        Pending requests the rules no longer allow between the new bands are cancelled.
-        The account itself hears its new band; its contacts hear that its age group changed
-        and what that means for the conversation, not the band itself.
-        """
-        for handle in handles if handles is not None else sorted(self.accounts):
-            current = self.band_of(handle)
-            previous = self._announced.get(handle)
-            if previous == current:
-                continue
-            self._announced[handle] = current
-            await self.social.set_announced_band(handle, current)
-            if previous is None:
-                continue
-            log.info("age band changed handle=%s from=%s to=%s", handle, previous, current)
-            await self._cancel_stale_requests(handle)
-            for other in self.contacts_of(handle, ("connected",)):
-                await self._announce_band_change(handle, other, previous, current)
-
-    async def _announce_band_change(
-        self, handle: str, other: str, previous: Band, current: Band
-    ) -> None:
-        """Tell both members of a conversation what ``handle``'s new band means for it, with
-        the pair's rules applied now: whether they can still write to each other, and, for a
-        minor whose contact just became an adult, the notice an adult contact brings."""
-        if rules.may_message(self.policy, self.quick_facts(other, handle)).outcome == "refuse":
-            what = "You can't message each other any more under this relay's policy."
-            still_in_contact = False
-        else:
-            mode = self.mode(handle, other)
-            words = "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
-            what = f"This conversation is {words}."
-            still_in_contact = True
-        await self.emit(
-            handle,
-            "system",
-            "band_changed",
-            f"Your age group changed from {previous} to {current}. {what}",
-            other,
-        )
-        await self.emit(
-            other, "system", "band_changed", f"{self._name(handle)}'s age group changed. {what}",
-            handle,
-        )
-        if still_in_contact and rules.is_minor(previous) and not rules.is_minor(current):
-            await self._minor_notice(
-                "contact_accepted", other, handle, self._adult_contact_words(handle)
-            )
-
-    async def _cancel_stale_requests(self, handle: str) -> None:
-        async with self._lock:
-            for other in self.contacts_of(handle, ("requested",)):
-                row = self._contacts[_pair(handle, other)]
-                target = other if row.requester == handle else handle
-                fresh = Facts(
-                    actor=self.band_of(row.requester),
-                    target=self.band_of(target),
-                    actor_restricted=row.requester in self.restricted,
-                )
-                if rules.may_request(self.policy, fresh).outcome == "refuse":
-                    await self.social.delete_contact(row.low, row.high)
-                    del self._contacts[(row.low, row.high)]
-                    log.info(
-                        "cancelled a request the rules no longer allow %s->%s",
-                        row.requester,
-                        target,
-                    )
+        await bands.check_bands(self, handles)
 
 
 def _log_failure(future: asyncio.Future[object]) -> None:

@@ -30,6 +30,17 @@ class ContactRow:
     requester: str
 
 
+@dataclass(frozen=True, slots=True)
+class AccountInfo:
+    display_name: str
+    birthdate: date
+
+
+def pair_key(a: str, b: str) -> tuple[str, str]:
+    """The key of a pair in the contacts table: the two handles in order."""
+    return (a, b) if a < b else (b, a)
+
+
 def verified_flags(evidence: bytes) -> list[bool]:
     """The per-message ``verified`` flags of a report's stored evidence (a JSON array of the
     reported messages, each with ``verified``; reports filed before franking have none)."""
@@ -134,6 +145,14 @@ class SocialStore:
             "VALUES (?, ?, ?, ?, ?)",
             (actor, target, event, int(target_minor), _ts(now)),
         )
+
+    async def has_event(self, actor: str, target: str, event: str, since: datetime) -> bool:
+        rows = await self._read(
+            "SELECT 1 FROM contact_events WHERE actor = ? AND event = ? AND target = ? "
+            "AND created_at >= ? LIMIT 1",
+            (actor, event, target, _ts(since)),
+        )
+        return bool(rows)
 
     async def count_events(
         self,

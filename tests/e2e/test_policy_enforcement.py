@@ -364,6 +364,27 @@ async def test_a_minor_whose_contact_turns_18_is_told_as_if_an_adult_had_connect
         await relay.stop()
 
 
+async def test_a_birthday_announcement_does_not_reveal_a_block(tmp_path):
+    clock = Clock()
+    relay = await start_relay(tmp_path, clock=clock)
+    try:
+        almost = await make_profile(tmp_path, relay.url, "sam", years_ago(18, days=1))
+        kid = await make_profile(tmp_path, relay.url, "kit", TEEN16)
+        async with open_clients(almost, kid) as (s, k):
+            await k.contact_request("sam")
+            await s.respond("kit", accept=True)
+            await k.block("sam")
+            await drain(s), await drain(k)
+            clock.advance(days=2)
+            await relay.app[SOCIAL].check_bands()
+            (told,) = await drain(s)
+            assert told.message.code == "band_changed"
+            assert "visible to safety checks" in told.message.body
+            assert "can't message" not in told.message.body
+    finally:
+        await relay.stop()
+
+
 async def test_a_birthday_under_strict_ends_the_chat_and_says_so_at_once(tmp_path):
     clock = Clock()
     relay = await start_relay(tmp_path, "strict", clock=clock)
