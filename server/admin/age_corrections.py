@@ -12,7 +12,7 @@ import click
 from protocol.policy import band
 from server.admin.data_dir import open_store
 from server.config import utc_now
-from server.social.store import SocialStore
+from server.safety.audit import append_in
 
 
 async def set_birthdate(data_dir: Path, handle: str, birthdate: date, reason: str) -> dict:
@@ -22,11 +22,8 @@ async def set_birthdate(data_dir: Path, handle: str, birthdate: date, reason: st
         account = await store.get_account(handle)
         if account is None:
             raise click.ClickException(f"no account @{handle}")
-        social = SocialStore(store)
         now = utc_now()
         before, after = band(account.birthdate, now.date()), band(birthdate, now.date())
-        # The account's own signed declaration stays as it was: only its owner can sign one.
-        await social.set_birthdate(handle, birthdate, None)
         detail = json.dumps(
             {
                 "from": account.birthdate.isoformat(),
@@ -36,7 +33,13 @@ async def set_birthdate(data_dir: Path, handle: str, birthdate: date, reason: st
                 "reason": reason,
             }
         )
-        await social.add_audit("admin", "set_birthdate", handle, detail, now)
+        async with store.transaction() as db:  # the correction and its audit entry together
+            # The account's signed declaration stays as it was: only its owner can sign one.
+            await db.execute(
+                "UPDATE accounts SET birthdate = ? WHERE handle = ?",
+                (birthdate.isoformat(), handle),
+            )
+            await append_in(db, "admin", "set_birthdate", handle, detail, now)
         await store.set_meta("generation", secrets.token_hex(8))
         return {
             "handle": handle,

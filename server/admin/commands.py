@@ -82,18 +82,40 @@ def audit_group() -> None:
 
 @audit_group.command("verify")
 @DATA_DIR
-def audit_verify(data_dir: Path) -> None:
+@click.option(
+    "--expect",
+    metavar="SEQ:HASH",
+    help="A head printed by an earlier verify and kept elsewhere: the chain must still pass "
+    "through it (this is what catches a rewritten log).",
+)
+def audit_verify(data_dir: Path, expect: str | None) -> None:
     """Check every entry's hash and link. Exit 0 when intact (printing the entry count and
-    the head hash to keep elsewhere); exit 1 naming the first entry altered, removed or
-    reordered."""
+    the head as SEQ:HASH to keep elsewhere); exit 1 naming the first entry altered, removed
+    or reordered."""
+    expected: tuple[int, bytes] | None = None
+    if expect is not None:
+        seq, _, digest = expect.partition(":")
+        try:
+            expected = (int(seq), bytes.fromhex(digest))
+        except ValueError:
+            raise click.BadParameter("expected SEQ:HASH", param_hint="--expect") from None
 
     async def run() -> tuple[int, bytes, object]:
         async with open_store(data_dir) as store:
-            return await AuditLog(store).verify()
+            return await AuditLog(store).verify(expected)
 
     entries, head, problem = asyncio.run(run())
     if problem is None:
-        click.echo(json.dumps({"ok": True, "entries": entries, "head": head.hex()}))
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "entries": entries,
+                    "head": head.hex(),
+                    "keep": f"{entries}:{head.hex()}",
+                }
+            )
+        )
         return
     click.echo(
         json.dumps(

@@ -9,7 +9,7 @@ import click
 
 from server.admin.data_dir import open_store
 from server.config import utc_now
-from server.safety.audit import AuditLog
+from server.safety.audit import append_in
 from server.safety.store import SafetyStore
 
 
@@ -19,13 +19,22 @@ async def change_role(data_dir: Path, handle: str, role: str, *, grant: bool) ->
             raise click.ClickException(f"no account @{handle}")
         roles = SafetyStore(store)
         now = utc_now()
-        if grant:
-            changed = await roles.grant(handle, role, "admin", now)
-        else:
-            changed = await roles.revoke(handle, role)
+        async with store.transaction() as db:  # the change and its audit entry together
+            if grant:
+                cur = await db.execute(
+                    "INSERT OR IGNORE INTO roles (handle, role, granted_by, granted_at) "
+                    "VALUES (?, ?, 'admin', ?)",
+                    (handle, role, now.timestamp()),
+                )
+            else:
+                cur = await db.execute(
+                    "DELETE FROM roles WHERE handle = ? AND role = ?", (handle, role)
+                )
+            changed = cur.rowcount == 1
+            if changed:
+                action = "grant_role" if grant else "revoke_role"
+                await append_in(db, "admin", action, handle, {"role": role}, now)
         if changed:
-            action = "grant_role" if grant else "revoke_role"
-            await AuditLog(store).append("admin", action, handle, {"role": role}, now)
             await store.set_meta("generation", secrets.token_hex(8))  # the relay reloads
         held = sorted((await roles.roles()).get(handle, set()))
         return {"handle": handle, "roles": held, "changed": changed}

@@ -313,9 +313,20 @@ class SqliteStore:
         )
         for target, script in steps:
             if version < target:
-                await self.db.executescript(
-                    f"BEGIN; {script}; PRAGMA user_version={target}; COMMIT;"
-                )
+                await self.db.execute("BEGIN IMMEDIATE")
+                try:
+                    for statement in filter(str.strip, script.split(";")):
+                        await self.db.execute(statement)
+                    if target == 5:
+                        # Chaining the audit entries written before v5 is part of the step.
+                        from server.safety.audit import chain_existing
+
+                        await chain_existing(self.db)
+                    await self.db.execute(f"PRAGMA user_version={target}")
+                except BaseException:
+                    await self.db.execute("ROLLBACK")
+                    raise
+                await self.db.execute("COMMIT")
                 version = target
 
     async def close(self) -> None:

@@ -67,13 +67,9 @@ async def decide(
             RELAY_HANDLE,
         )
     now = safety.clock()
-    await safety.cases.decide(case.id, moderator, action, note, action in CLOSING, now)
-    await safety.audit.append(
-        moderator,
-        f"decide:{action}",
-        subject,
-        {"case": case.id, "note": note, "signature": signature.hex()},
-        now,
+    detail: dict[str, object] = {"case": case.id, "note": note, "signature": signature.hex()}
+    await safety.cases.decide(
+        case.id, moderator, action, note, action in CLOSING, now, audit=(subject, detail)
     )
     log.info("decision case=%d action=%s", case.id, action)
     return OUTCOMES[action]

@@ -4,11 +4,12 @@ appended to a hash chain so an edit, a deletion or a reordering is found (docs/M
 Each entry holds ``prev`` (the previous entry's hash; 32 zero bytes for the first) and its
 own ``hash`` = SHA-256 of its canonical bytes, which include ``prev`` and its sequence
 number. Sequence numbers are contiguous from 1, and the newest entry's number and hash are
-kept as the log's head in ``meta``, so removing entries from the end is found too.
+kept as the log's head in ``meta``, which catches entries removed from the end by someone
+who didn't also rewrite the head.
 
-What this does not do: someone who can write the database *and* recompute SHA-256 can
-rewrite the whole chain and its head. Copying the head (``agechat admin audit verify`` prints
-it) somewhere else from time to time is what anchors it.
+What this does not do: someone who can write the database can rewrite the chain and its
+head (hashes need no secret). What anchors the log is a head copied elsewhere: ``verify``
+with ``expect=(seq, hash)`` fails unless the chain still passes through it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ from server.delivery.store import SqliteStore
 
 GENESIS = bytes(32)
 HEAD_KEY = "audit_head"  # meta: "<seq>:<hash hex>"
-CHAINED_KEY = "audit_chained"  # meta: set once entries from before the chain are chained
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,21 +99,9 @@ class AuditLog:
     async def append(
         self, actor: str, action: str, subject: str, detail: str | dict[str, Any], now: datetime
     ) -> AuditEntry:
-        """Add an entry at the end of the chain, in one write transaction (another process,
-        the admin command, may append at the same time: SQLite serialises the two)."""
-        text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+        """Add an entry at the end of the chain in its own write transaction."""
         async with self._store.transaction() as db:
-            await self._chain_legacy(db)
-            seq, prev = await _head(db)
-            seq += 1
-            created = now.timestamp()
-            entry_hash = _hash((seq, actor, action, subject, text, created), prev)
-            await db.execute(
-                f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (seq, actor, action, subject, text, created, prev, entry_hash),
-            )
-            await _set_head(db, seq, entry_hash)
-        return AuditEntry(seq, actor, action, subject, text, _dt(created), prev, entry_hash)
+            return await append_in(db, actor, action, subject, detail, now)
 
     async def entries(self) -> list[AuditEntry]:
         async with self._store.reader.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id") as cur:
@@ -123,17 +111,20 @@ class AuditLog:
             for r in rows
         ]
 
-    async def verify(self) -> tuple[int, bytes, AuditProblem | None]:
-        """Walk the chain: (entries, head hash, the first problem or None)."""
-        async with self._store.transaction() as db:
-            await self._chain_legacy(db)
-            async with db.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id") as cur:
-                rows = list(await cur.fetchall())
-            async with db.execute("SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)) as cur:
-                head_row = await cur.fetchone()
+    async def verify(
+        self, expect: tuple[int, bytes] | None = None
+    ) -> tuple[int, bytes, AuditProblem | None]:
+        """Walk the chain without writing: (entries, head hash, the first problem or None).
+        ``expect``: a (seq, hash) head kept elsewhere that the chain must still pass through."""
+        async with self._store.reader.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id") as cur:
+            rows = list(await cur.fetchall())
+        async with self._store.reader.execute(
+            "SELECT value FROM meta WHERE key = ?", (HEAD_KEY,)
+        ) as cur:
+            head_row = await cur.fetchone()
         prev = GENESIS
-        expected = 1
-        for row in rows:
+        hashes: dict[int, bytes] = {}
+        for expected, row in enumerate(rows, start=1):
             seq, stored_prev, stored_hash = row[0], row[6], row[7]
             if seq != expected:
                 return len(rows), prev, AuditProblem(expected, "removed (the sequence skips it)")
@@ -144,37 +135,63 @@ class AuditLog:
                 return len(rows), prev, AuditProblem(seq, problem)
             recomputed = _hash(row, prev)
             if stored_hash is None or not hmac.compare_digest(stored_hash, recomputed):
-                # Its own content no longer matches its hash; or its hash was recomputed
-                # after an edit, which the next entry's link shows.
                 return len(rows), prev, AuditProblem(seq, "altered (its hash does not match)")
-            prev = stored_hash
-            expected += 1
+            prev = hashes[seq] = stored_hash
         head_seq, head_hash = _parse_head(head_row[0] if head_row else None)
         if head_seq != len(rows) or not hmac.compare_digest(head_hash, prev):
             if head_seq > len(rows):
                 return len(rows), prev, AuditProblem(len(rows) + 1, "removed (after the end)")
             return len(rows), prev, AuditProblem(len(rows), "the log's head does not match")
+        if expect is not None:
+            seq, digest = expect
+            if seq > len(rows):
+                later = "removed (the kept head is later)"
+                return len(rows), prev, AuditProblem(len(rows) + 1, later)
+            if seq >= 1 and not hmac.compare_digest(hashes[seq], digest):
+                return len(rows), prev, AuditProblem(seq, "rewritten (it is not the kept head)")
         return len(rows), prev, None
 
-    async def _chain_legacy(self, db: aiosqlite.Connection) -> None:
-        """Once per database: chain the entries written before the log was a chain (schema
-        v4 and older). After that a missing hash is a broken chain, never re-chained."""
-        async with db.execute("SELECT value FROM meta WHERE key = ?", (CHAINED_KEY,)) as cur:
-            if await cur.fetchone() is not None:
-                return
-        async with db.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id") as cur:
-            rows = list(await cur.fetchall())
-        prev = GENESIS
-        for new_seq, row in enumerate(rows, start=1):
-            renumbered = (new_seq, *row[1:6])
-            entry_hash = _hash(renumbered, prev)
-            await db.execute(
-                "UPDATE audit SET id = ?, prev_hash = ?, entry_hash = ? WHERE id = ?",
-                (new_seq, prev, entry_hash, row[0]),
-            )
-            prev = entry_hash
-        await _set_head(db, len(rows), prev)
-        await db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (CHAINED_KEY, "1"))
+
+async def append_in(
+    db: aiosqlite.Connection,
+    actor: str,
+    action: str,
+    subject: str,
+    detail: str | dict[str, Any],
+    now: datetime,
+) -> AuditEntry:
+    """Append inside the caller's write transaction, so an action and its audit entry are
+    stored together or not at all (another process appending at the same time waits for
+    SQLite's lock: the chain can't fork)."""
+    text = detail if isinstance(detail, str) else json.dumps(detail, sort_keys=True)
+    seq, prev = await _head(db)
+    seq += 1
+    created = now.timestamp()
+    entry_hash = _hash((seq, actor, action, subject, text, created), prev)
+    await db.execute(
+        f"INSERT INTO audit ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, actor, action, subject, text, created, prev, entry_hash),
+    )
+    await _set_head(db, seq, entry_hash)
+    return AuditEntry(seq, actor, action, subject, text, _dt(created), prev, entry_hash)
+
+
+async def chain_existing(db: aiosqlite.Connection) -> None:
+    """The schema v5 migration step: chain the entries written before the log was a chain,
+    in the same transaction that adds the columns. Never run again: after it, a missing
+    hash is a broken chain."""
+    async with db.execute(f"SELECT {_COLUMNS} FROM audit ORDER BY id") as cur:
+        rows = list(await cur.fetchall())
+    prev = GENESIS
+    for new_seq, row in enumerate(rows, start=1):
+        renumbered = (new_seq, *row[1:6])
+        entry_hash = _hash(renumbered, prev)
+        await db.execute(
+            "UPDATE audit SET id = ?, prev_hash = ?, entry_hash = ? WHERE id = ?",
+            (new_seq, prev, entry_hash, row[0]),
+        )
+        prev = entry_hash
+    await _set_head(db, len(rows), prev)
 
 
 async def _head(db: aiosqlite.Connection) -> tuple[int, bytes]:

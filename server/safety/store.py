@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from server.delivery.store import SqliteStore
+from server.safety.audit import append_in
 
 
 def _ts(moment: datetime) -> float:
@@ -259,9 +260,19 @@ class SafetyStore:
             await db.execute("UPDATE cases SET assignee = ? WHERE id = ?", (moderator, case_id))
 
     async def decide(
-        self, case_id: int, moderator: str, action: str, note: str, close: bool, now: datetime
+        self,
+        case_id: int,
+        moderator: str,
+        action: str,
+        note: str,
+        close: bool,
+        now: datetime,
+        audit: tuple[str, dict[str, object]],
     ) -> None:
+        """Record a decision and its audit entry (subject, detail) in one transaction."""
         async with self._store.transaction() as db:
+            subject, detail = audit
+            await append_in(db, moderator, f"decide:{action}", subject, detail, now)
             await db.execute(
                 "INSERT INTO decisions (case_id, moderator, action, note, decided_at) "
                 "VALUES (?, ?, ?, ?, ?)",

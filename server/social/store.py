@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from server.delivery.store import SqliteStore
-from server.safety.audit import AuditLog
 
 #: contact_events.event values (docs/POLICY.md "Restriction")
 NEW_CONTACT = "new_contact"  # the actor started a contact request or a message request
@@ -207,11 +206,6 @@ class SocialStore:
             "created_at",
         )
         return [{**dict(zip(keys, r, strict=True)), "verified": verified_flags(r[4])} for r in rows]
-
-    async def add_audit(
-        self, actor: str, action: str, subject: str, detail: str, now: datetime
-    ) -> None:
-        await AuditLog(self._store).append(actor, action, subject, detail, now)
 
     async def audit(self) -> list[tuple[str, str, str, str, datetime]]:
         rows = await self._read(

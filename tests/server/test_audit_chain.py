@@ -161,3 +161,78 @@ async def test_entries_from_before_the_chain_are_chained_once_on_upgrade(tmp_pat
     # Once chained, a wiped hash is a broken chain, never chained again.
     tamper(tmp_path, ("UPDATE audit SET entry_hash = NULL WHERE id = 1", ()))
     assert verify(tmp_path)[1]["error"]["entry"] == 1
+
+
+async def test_no_meta_edit_launders_an_altered_entry(data_dir):
+    """Verify never re-chains: removing bookkeeping from meta doesn't make an edit pass."""
+    tamper(
+        data_dir,
+        ("UPDATE audit SET actor = 'someone_else' WHERE id = 2", ()),
+        ("DELETE FROM meta WHERE key LIKE 'audit%'", ()),
+    )
+    assert verify(data_dir)[1]["error"]["entry"] == 2
+    assert verify(data_dir)[1]["error"]["entry"] == 2  # and verifying changed nothing
+
+
+def verify_expecting(data_dir, kept: str) -> tuple[int, dict]:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "launcher",
+            "admin",
+            "audit",
+            "verify",
+            "--data-dir",
+            str(data_dir),
+            "--expect",
+            kept,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+async def test_a_kept_head_catches_truncation_with_the_head_rewritten(data_dir):
+    code, out = verify(data_dir)
+    kept = out["keep"]
+    assert verify_expecting(data_dir, kept)[0] == 0
+    with sqlite3.connect(data_dir / "relay.sqlite3") as db:
+        (fourth,) = db.execute("SELECT entry_hash FROM audit WHERE id = 4").fetchone()
+        db.execute("DELETE FROM audit WHERE id = 5")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"4:{fourth.hex()}",))
+    assert verify(data_dir)[0] == 0  # the chain alone can't tell
+    code, out = verify_expecting(data_dir, kept)
+    assert code == 1 and out["error"]["entry"] == 5
+
+
+async def test_a_kept_head_catches_a_wiped_log(data_dir):
+    kept = verify(data_dir)[1]["keep"]
+    tamper(data_dir, ("DELETE FROM audit", ()), ("DELETE FROM meta WHERE key = 'audit_head'", ()))
+    code, out = verify_expecting(data_dir, kept)
+    assert code == 1 and "removed" in out["error"]["message"]
+
+
+async def test_a_kept_head_catches_a_rewritten_chain(data_dir):
+    """Recomputing every hash after an edit passes the chain check, not the kept head."""
+    from server.safety.audit import GENESIS, _hash
+
+    kept = verify(data_dir)[1]["keep"]
+    with sqlite3.connect(data_dir / "relay.sqlite3") as db:
+        db.execute("UPDATE audit SET detail = '{}' WHERE id = 1")
+        prev = GENESIS
+        for row in db.execute(
+            "SELECT id, actor, action, subject, detail, created_at FROM audit ORDER BY id"
+        ).fetchall():
+            digest = _hash(row, prev)
+            db.execute(
+                "UPDATE audit SET prev_hash = ?, entry_hash = ? WHERE id = ?",
+                (prev, digest, row[0]),
+            )
+            prev = digest
+        db.execute("UPDATE meta SET value = ? WHERE key = 'audit_head'", (f"5:{prev.hex()}",))
+    assert verify(data_dir)[0] == 0
+    code, out = verify_expecting(data_dir, kept)
+    assert code == 1 and out["error"]["entry"] == 5 and "rewritten" in out["error"]["message"]
