@@ -21,6 +21,10 @@ import aiosqlite
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
 SCHEMA_VERSION = 5
+#: How long a connection waits for SQLite's lock (the admin command may hold it briefly).
+BUSY_TIMEOUT_MS = 5000
+#: How long the WAL scrub waits for readers before trying again next time.
+SCRUB_BUSY_MS = 50
 
 _SCHEMA_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -286,10 +290,10 @@ class SqliteStore:
         await self.db.execute("PRAGMA secure_delete=ON")
         await self.db.execute("PRAGMA foreign_keys=ON")
         # The admin command may write while the relay runs: wait for the lock, don't fail.
-        await self.db.execute("PRAGMA busy_timeout=5000")
+        await self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         await self._migrate()
         self._reader = await aiosqlite.connect(self._path, isolation_level=None)
-        await self._reader.execute("PRAGMA busy_timeout=5000")
+        await self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages") as cur:
             row = await cur.fetchone()
         self._max_seq = int(row[0]) if row else 0
@@ -478,9 +482,18 @@ class SqliteStore:
         holds the frames that wrote it until a checkpoint copies the newer pages over and
         the WAL is reset: only then are the bytes gone from both files. Returns False when a
         reader kept the checkpoint from finishing (the next scrub retries).
+
+        The writer waits at most ``SCRUB_BUSY_MS`` for readers here, not its usual busy
+        timeout: a long read elsewhere (an operator's sqlite3 shell, a backup) must not hold
+        every send and ack behind the write lock.
         """
-        async with self._write_lock, self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
-            row = await cur.fetchone()
+        async with self._write_lock:
+            await self.db.execute(f"PRAGMA busy_timeout={SCRUB_BUSY_MS}")
+            try:
+                async with self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)") as cur:
+                    row = await cur.fetchone()
+            finally:
+                await self.db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         return row is not None and int(row[0]) == 0
 
     async def prune(self, acked_before: datetime) -> int:

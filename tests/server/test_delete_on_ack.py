@@ -36,3 +36,29 @@ async def test_an_acknowledged_visible_body_leaves_the_database_and_its_wal(tmp_
             assert words.encode() not in on_disk(relay)
     finally:
         await relay.stop()
+
+
+async def test_a_long_reader_does_not_stall_writes_behind_the_scrub(tmp_path):
+    """An operator's open read transaction makes the scrub give up quickly (and retry later)
+    instead of holding the write lock for the whole busy timeout."""
+    import sqlite3
+    import time
+
+    from server.delivery.store import SqliteStore
+
+    store = SqliteStore(tmp_path / "relay.sqlite3")
+    await store.open()
+    try:
+        await store.set_meta("k", "v")
+        reader = sqlite3.connect(tmp_path / "relay.sqlite3")
+        reader.execute("BEGIN")
+        reader.execute("SELECT * FROM meta").fetchall()  # holds a snapshot
+        await store.set_meta("k", "w")  # a frame the reader's snapshot predates
+        started = time.monotonic()
+        assert await store.scrub_wal() is False
+        assert time.monotonic() - started < 1.0
+        reader.rollback()
+        reader.close()
+        assert await store.scrub_wal() is True
+    finally:
+        await store.close()
