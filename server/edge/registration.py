@@ -11,7 +11,7 @@ from aiohttp import web
 from protocol import identity
 from protocol.codec import UNPARSABLE, encode
 from protocol.frames import RESERVED_HANDLES
-from protocol.names import display_name_problem
+from protocol.names import display_name_problem, impersonates_staff
 from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
 from server.app_keys import CONFIG, POLICY, SOCIAL, STORE
@@ -58,7 +58,7 @@ async def register(request: web.Request) -> web.Response:
 
     now = config.clock()
     today = now.date()
-    if req.handle in RESERVED_HANDLES:
+    if req.handle in RESERVED_HANDLES or impersonates_staff(req.handle):
         return error_response(400, "invalid_handle", "that handle is reserved")
     if (name_problem := display_name_problem(req.display_name)) is not None:
         return error_response(400, *name_problem)

@@ -1,5 +1,5 @@
 """Display names that impersonate the service or hide characters are refused (issue 9,
-defect 11); ordinary names in any script, with emoji, are not."""
+defect 11), in disguise too; ordinary names in any script, with emoji, are not."""
 
 from __future__ import annotations
 
@@ -30,7 +30,17 @@ REFUSED = {
     "Sam\ufeff": "invalid_display_name",
     "\u200d": "invalid_display_name",
     "Z\u0301\u0302\u0303\u0304\u0305algo": "invalid_display_name",
-    "Sam\u3000Smith": "invalid_display_name",  # ideographic space
+    "Ádmin": "reserved_display_name",
+    "Modèrator": "reserved_display_name",
+    "Age ĉhat": "reserved_display_name",
+    "admın": "reserved_display_name",  # dotless i
+    "ɑdmin": "reserved_display_name",  # Latin alpha
+    "A d m i n": "reserved_display_name",
+    "A g e c h a t": "reserved_display_name",
+    "Ad\u034fmin": "invalid_display_name",  # combining grapheme joiner
+    "\u3164": "invalid_display_name",  # Hangul filler
+    "\u2800": "invalid_display_name",  # braille blank
+    "Sam\ufe0fSmith": "invalid_display_name",  # a variation selector on a letter
     "   ": "invalid_display_name",
     " Sam": "invalid_display_name",
 }
@@ -49,6 +59,15 @@ FINE = [
     "Dev 👩\u200d💻",
     "Rex 🦖",
     "José\u0301",
+    "Sam\u3000Smith",  # ideographic space
+    "山田\u3000太郎",
+    "Ana\u00a0Lima",  # no-break space
+    "محمد\u200cرضا",  # Persian, zero-width non-joiner
+    "ශ්\u200dරී",  # Sinhala conjunct with a zero-width joiner
+    "Fiona 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",  # Scotland
+    "Kai 1\ufe0f\u20e3",  # keycap
+    "Age Chatterjee",
+    "Trusty Sam",
 ]
 
 

@@ -64,6 +64,9 @@ def with_declaration(req: RegisterRequest, **changes) -> RegisterRequest:
         (lambda r: with_changes(r, display_name="AgeChat"), "reserved_display_name"),
         (lambda r: with_changes(r, display_name="Sam\u202eevil"), "invalid_display_name"),
         (lambda r: with_changes(r, display_name="Sam\u200bSmith"), "invalid_display_name"),
+        (lambda r: with_changes(r, handle="agechat_team"), "invalid_handle"),
+        (lambda r: with_changes(r, handle="moderator1"), "invalid_handle"),
+        (lambda r: with_changes(r, handle="safetyteam"), "invalid_handle"),
     ],
 )
 async def test_registration_refusals(relay, make, code):
