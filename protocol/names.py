@@ -72,7 +72,7 @@ def _hidden_at(name: str, i: int) -> bool:
     if ord(ch) in _TAGS:
         return not before or not (_emoji(before) or ord(before) in _TAGS)
     if ord(ch) in _VARIATION_SELECTORS:
-        return not before or not _emoji(before) and unicodedata.category(before) != "Nd"
+        return not before or (not _emoji(before) and unicodedata.category(before) != "Nd")
     if ch in _BLANKS:
         return True
     return unicodedata.category(ch) in _FORBIDDEN_CATEGORIES

@@ -286,6 +286,17 @@ _OWN_RESTRICTION = (
 _THEIR_RESTRICTION = (
     "This account has been restricted and can't have new contact with people under 18."
 )
+_OWN_MODERATOR_RESTRICTION = (
+    "Your account can't contact people under 18, including existing contacts: a moderator "
+    "restricted it."
+)
+_THEIR_MODERATOR_RESTRICTION = (
+    "This account has been restricted by a moderator and can't contact people under 18."
+)
+
+
+def _own_restriction(f: Facts) -> str:
+    return _OWN_MODERATOR_RESTRICTION if f.actor_restricted_by_moderator else _OWN_RESTRICTION
 
 
 def _restricted(policy: Policy, f: Facts) -> bool:
@@ -310,9 +321,9 @@ def _pair_refusal(policy: Policy, f: Facts, *, connected: bool) -> Decision | No
     if is_minor(f.target) and (
         f.actor_restricted_by_moderator or (_restricted(policy, f) and not connected)
     ):
-        return _refuse("sender_restricted", _OWN_RESTRICTION)
+        return _refuse("sender_restricted", _own_restriction(f))
     if is_minor(f.actor) and f.target_restricted_by_moderator:
-        return _refuse("contact_not_allowed", _THEIR_RESTRICTION)
+        return _refuse("contact_not_allowed", _THEIR_MODERATOR_RESTRICTION)
     if _guardian(policy, f):
         return None
     if "never" in rules:
@@ -468,13 +479,18 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
         actor_restricted_by_moderator=f.target_restricted_by_moderator,
     )
     if _restricted(policy, f) and is_minor(f.target):
-        return _refuse("sender_restricted", _OWN_RESTRICTION)
+        return _refuse("sender_restricted", _own_restriction(f))
     refusal = _pair_refusal(policy, reverse, connected=False)
     if refusal is None:
         return Decision("allow", "accepted")
     # Told to the one accepting, about a request the other made.
     if refusal.reason == "sender_restricted":
-        return _refuse("sender_restricted", _THEIR_RESTRICTION)
+        their = (
+            _THEIR_MODERATOR_RESTRICTION
+            if f.target_restricted_by_moderator
+            else _THEIR_RESTRICTION
+        )
+        return _refuse("sender_restricted", their)
     return _refuse(refusal.reason, f"This request is no longer allowed. {refusal.sentence}")
 
 

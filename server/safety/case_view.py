@@ -15,7 +15,13 @@ async def case_view(
     case = await safety.require_case(moderator, case_id)
     social = safety.social
     (summary,) = await safety.summaries([case])
-    others = [c for c in await safety.cases.cases(subject=case.subject) if c.id != case.id]
+    # Prior cases only from queues this moderator may see (a child-safety case stays hidden).
+    visible = set(safety.visible_queues(moderator))
+    others = [
+        c
+        for c in await safety.cases.cases(subject=case.subject)
+        if c.id != case.id and c.queue in visible
+    ]
     account = await store.get_account(case.subject)
     now = safety.clock()
     contacts = social.contacts_of(case.subject, ("connected",))

@@ -259,6 +259,8 @@ class SafetyService:
             raise ModerationError("unknown_case")
         if case.queue not in self.visible_queues(moderator):
             raise ModerationError("forbidden")  # a child-safety case is not even listed
+        if case.subject == moderator:
+            raise ModerationError("forbidden")  # nobody reviews a case about themselves
         return case
 
     async def summaries(self, cases: list[CaseRow]) -> list[CaseSummary]:
@@ -310,8 +312,10 @@ class SafetyService:
             if s.assignee == moderator:
                 return s.id
         for s in summaries:
-            if s.assignee is None:
-                await self.cases.assign(s.id, moderator)
+            # Taken only if still unassigned: two moderators never get the same case.
+            if s.assignee is None and s.subject != moderator and await self.cases.assign(
+                s.id, moderator
+            ):
                 return s.id
         return None
 
@@ -343,17 +347,16 @@ class SafetyService:
         self, moderator: str
     ) -> tuple[list[QueueSummary], list[DecisionCount], float | None]:
         queues = await self.queue_summaries(moderator)
-        decisions = await self.cases.decisions()
+        visible = set(self.visible_queues(moderator))
+        cases = {c.id: c for c in await self.cases.cases() if c.queue in visible}
         counts: dict[tuple[str, str], int] = {}
         first: dict[int, datetime] = {}
-        for d in decisions:
+        for d in await self.cases.decisions():
+            if d.case_id not in cases:  # decisions on cases this moderator can't see
+                continue
             counts[(d.moderator, d.action)] = counts.get((d.moderator, d.action), 0) + 1
             first.setdefault(d.case_id, d.decided_at)
-        waits = []
-        for case_id, decided in first.items():
-            case = await self.cases.case(case_id)
-            if case is not None:
-                waits.append((decided - case.opened_at).total_seconds())
+        waits = [(decided - cases[cid].opened_at).total_seconds() for cid, decided in first.items()]
         return (
             queues,
             [

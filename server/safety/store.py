@@ -255,9 +255,15 @@ class SafetyStore:
         rows = await self._read(f"SELECT {_DECISION} FROM decisions {clause} ORDER BY id", params)
         return [_decision(r) for r in rows]
 
-    async def assign(self, case_id: int, moderator: str) -> None:
+    async def assign(self, case_id: int, moderator: str) -> bool:
+        """Assign an open, unassigned case; False when someone else got it first."""
         async with self._store.transaction() as db:
-            await db.execute("UPDATE cases SET assignee = ? WHERE id = ?", (moderator, case_id))
+            cur = await db.execute(
+                "UPDATE cases SET assignee = ? "
+                "WHERE id = ? AND assignee IS NULL AND status = 'open'",
+                (moderator, case_id),
+            )
+            return cur.rowcount == 1
 
     async def decide(
         self,

@@ -426,8 +426,8 @@ class SocialService:
                 handle,
                 "system",
                 "moderator_restricted",
-                "A moderator restricted your account: you can't start new contact with "
-                f"people under 18. Reason: {reason or 'not given'}.",
+                "A moderator restricted your account: you can't contact people under 18 any "
+                f"more, including existing contacts. Reason: {reason or 'not given'}.",
                 RELAY_HANDLE,
             )
             await self._tell_minor_contacts_restricted(handle, "by agechat's safety team")

@@ -185,3 +185,28 @@ async def test_a_forged_or_replayed_moderation_request_is_refused(relay, tmp_pat
         frame = ModQueues(rid="replay-rid-1", signature=PLACEHOLDER_SIGNATURE)
         await connection.signed_request(frame)
         assert await refused(connection.signed_request(frame)) == "replayed_request"
+
+
+async def test_nobody_reviews_their_own_case_and_hidden_queues_stay_hidden(relay, tmp_path):
+    mod = await make_profile(tmp_path, relay.url, "gen_mod", ADULT)
+    other = await make_profile(tmp_path, relay.url, "other_mod", years_ago(36))
+    teen = await make_profile(tmp_path, relay.url, "tom", TEEN)
+    adult = await make_profile(tmp_path, relay.url, "ada", years_ago(30))
+    await grant(relay, "gen_mod", "moderator")
+    await grant(relay, "other_mod", "child_safety_moderator")
+    async with open_clients(mod, other, teen, adult) as (m, o, t, a):
+        # A child-safety case about gen_mod, decided, then a general one.
+        await t.report("gen_mod", "weird", last=0)
+        (first,) = await o.moderation.queue("child_safety")
+        await o.moderation.decide(first.id, "dismiss", "nothing there")
+        await a.report("gen_mod", "rude", last=0)
+        (case,) = await o.moderation.queue("general")
+        # gen_mod can't open, take or decide the case about themselves.
+        assert await refused(m.moderation.case(case.id)) == "forbidden"
+        assert await refused(m.moderation.decide(case.id, "dismiss")) == "forbidden"
+        assert await refused(m.moderation.next_case("general")) == "queue_empty"
+        # The other moderator sees the earlier child-safety case as prior; a general-only
+        # moderator's overview doesn't count decisions on child-safety cases.
+        view = await o.moderation.case(case.id)
+        assert [p.id for p in view.prior_cases] == [first.id]
+        assert (await m.moderation.overview()).decisions == []

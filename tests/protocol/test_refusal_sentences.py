@@ -97,3 +97,32 @@ def test_a_lookup_limit_is_not_called_a_contact_request_limit():
     limited = rules.may_look_up(default, Facts(actor="adult", target="adult", lookups_today=10_000))
     assert limited.reason == "rate_limited"
     assert "look" in limited.sentence
+
+
+def test_a_moderators_restriction_is_told_as_one_and_for_existing_contacts_too():
+    default = PRESETS["default"]
+    own = rules.may_message(
+        default,
+        Facts(
+            actor="adult",
+            target="teen_13_15",
+            relationship="connected",
+            actor_restricted_by_moderator=True,
+        ),
+    )
+    assert own.reason == "sender_restricted"
+    assert "moderator" in own.sentence and "existing contacts" in own.sentence
+    theirs = rules.may_message(
+        default,
+        Facts(
+            actor="teen_13_15",
+            target="adult",
+            relationship="connected",
+            target_restricted_by_moderator=True,
+        ),
+    )
+    assert theirs.reason == "contact_not_allowed" and "moderator" in theirs.sentence
+    automatic = rules.may_request(
+        default, Facts(actor="adult", target="teen_16_17", actor_restricted=True)
+    )
+    assert "moderator" not in automatic.sentence and "new contact" in automatic.sentence
