@@ -59,9 +59,15 @@ ALTER TABLE messages ADD COLUMN franking_tag BLOB;
 ALTER TABLE messages ADD COLUMN sent_at_exact TEXT;
 """
 
+# v4 (issue #9): a refused message keeps the relay's sentence, worded for the rule and
+# direction that refused it (the code's generic sentence may not fit).
+_SCHEMA_V4 = """
+ALTER TABLE messages ADD COLUMN error_text TEXT;
+"""
+
 _COLUMNS = (
     "rowid, sender, msg_id, recipient, conversation, kind, mode, body, direction, state, "
-    "error_code, created_at, sent_at, code, request"
+    "error_code, created_at, sent_at, code, request, error_text"
 )
 
 
@@ -82,6 +88,8 @@ class HistoryMessage:
     sent_at: datetime | None
     code: str | None = None
     request: bool = False
+    #: The refusal's sentence as the relay worded it (None before v4, or not refused).
+    error_text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +145,7 @@ def _row(r: tuple) -> HistoryMessage:
         _dt(r[12]),
         r[13],
         bool(r[14]),
+        r[15],
     )
 
 
@@ -155,7 +164,8 @@ class History:
         return self._db
 
     async def open(self) -> None:
-        self._db = await open_profile_db(self._path, [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3])
+        migrations = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
+        self._db = await open_profile_db(self._path, migrations)
 
     async def close(self) -> None:
         if self._db is not None:
@@ -239,12 +249,14 @@ class History:
             return None
         return FrankingEvidence(row[0], row[1], row[2], datetime.fromisoformat(row[3]))
 
-    async def mark_failed(self, msg_id: str, sender: str, code: str) -> None:
+    async def mark_failed(
+        self, msg_id: str, sender: str, code: str, text: str | None = None
+    ) -> None:
         async with self._lock:
             await self.db.execute(
-                "UPDATE messages SET state = 'failed', error_code = ? "
+                "UPDATE messages SET state = 'failed', error_code = ?, error_text = ? "
                 "WHERE sender = ? AND msg_id = ?",
-                (code, sender, msg_id),
+                (code, text, sender, msg_id),
             )
             await self.db.commit()
 

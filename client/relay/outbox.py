@@ -236,7 +236,7 @@ class Outbox:
     async def _refused(self, message: HistoryMessage, code: str, reason: str) -> None:
         """A final refusal: the message is marked failed and whoever waits is told."""
         self._mode_retried.discard(message.msg_id)
-        await self._history.mark_failed(message.msg_id, self._handle, code)
+        await self._history.mark_failed(message.msg_id, self._handle, code, reason)
         message = await self._history.get(self._handle, message.msg_id) or message
         await self._tell_refused(message, code, reason)
 

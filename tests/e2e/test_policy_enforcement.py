@@ -561,10 +561,15 @@ async def test_refusals_are_worded_for_the_rule_and_direction_that_refused(tmp_p
         kid = await make_profile(tmp_path, relay.url, "kit", TEEN14)
         adult = await make_profile(tmp_path, relay.url, "ada", ADULT)
         async with open_clients(kid, adult) as (k, a):
+            message = await k.send("ada", "hi")
             with pytest.raises(ClientError) as kid_refused:
-                await send_and_wait(k, "ada", "hi")
+                await k.wait_accepted(message.msg_id)
             with pytest.raises(ClientError) as adult_refused:
                 await a.contact_request("kit")
+            # The history keeps the relay's sentence, so the app shows it after a restart.
+            stored = await k.history.get("kit", message.msg_id)
+            assert stored is not None and stored.state == "failed"
+            assert "between adults and people under 18" in (stored.error_text or "")
         assert kid_refused.value.code == adult_refused.value.code == "contact_not_allowed"
         assert "Adults can't start" not in str(kid_refused.value)
         assert "between adults and people under 18" in str(kid_refused.value)

@@ -30,7 +30,8 @@ def render_message(message: HistoryMessage, me: str, reason: str | None = None) 
     if mine and message.state in STATE_MARK:
         mark = STATE_MARK[message.state]
         if message.state == "failed":
-            mark = f"{mark} {reason or error_message(message.error_code or 'refused')}"
+            why = reason or message.error_text or error_message(message.error_code or "refused")
+            mark = f"{mark} {why}"
         line.append(f"  {mark}", style="red" if message.state == "failed" else "dim")
     if message.request and not mine:
         line.append("  (message request)", style="yellow")
