@@ -1,11 +1,13 @@
-"""`agechat demo`: a throwaway relay, five personas with history, small bots that answer,
-and the app opened as one of them — every rule visible in a couple of minutes.
+"""`agechat demo`: a throwaway relay, six personas with history, small bots that answer,
+and the app opened as one of them — every rule visible in a couple of minutes. As `mia`,
+agechat's child-safety moderator, it opens the moderator console on the cases the
+others' reports opened.
 
 `--policy` starts the relay under another preset (or a PATH.toml), so the same people and
 the same attempts show what that policy allows and refuses.
 
 This is the one place besides tests that starts the relay and drives clients together
-(DESIGN.md "Layout"). The relay runs as a subprocess, the bots in another, so the app's
+(docs/ARCHITECTURE.md). The relay runs as a subprocess, the bots in another, so the app's
 event loop stays the app's.
 """
 
@@ -37,6 +39,7 @@ from client.keystore import MINIMUM
 from client.profile import Profile
 from client.relay import RelayClient
 from protocol.policy import Policy
+from server.admin.roles import change_role
 from server.policy.loader import PRESETS_DIR, PolicyError, load_policy, policy_path
 
 if TYPE_CHECKING:
@@ -125,8 +128,17 @@ PERSONAS = {
                 "cool",
             ),
         ),
+        Persona(
+            "mia",
+            "Mia",
+            born_years_and_days_ago(39, 120),
+            "agechat's child-safety moderator; reviews the cases reports open",
+            (),
+        ),
     )
 }
+#: Who opens the moderator console instead of the chat app, with the role they hold.
+MODERATORS = {"mia": "child_safety_moderator"}
 
 
 def free_port() -> int:
@@ -220,7 +232,8 @@ async def seed(base: Path, server: str) -> None:
             kdf=MINIMUM,
         )
     async with _Clients(base) as c:
-        maya, leo, dana, sam, rex = [await c.open(h) for h in ("maya", "leo", "dana", "sam", "rex")]
+        handles = ("maya", "leo", "dana", "sam", "rex")
+        maya, leo, dana, sam, rex = [await c.open(h) for h in handles]
         # Maya asked her mum to connect (a minor may ask an adult); Dana accepted.
         await attempt(maya.contact_request("dana"))
         await attempt(dana.respond("maya", accept=True))
@@ -243,6 +256,12 @@ async def seed(base: Path, server: str) -> None:
             await attempt(say(rex, teen, "hey, want to chat?"))
         await attempt(say(rex, "dana", "Hello, I saw your talk on online safety."))
         await asyncio.sleep(0.5)  # let every client store and acknowledge what it got
+        # Reports open cases for the moderator: Maya (14) about the stranger who keeps
+        # trying (child safety); Dana about his message (it joins the same case); and Dana
+        # reporting Sam by mistake (a general case to dismiss).
+        await attempt(maya.report("rex", "a stranger keeps trying to message me", last=0))
+        await attempt(dana.report("rex", "unsolicited message from a stranger", last=1))
+        await attempt(dana.report("sam", "pressed report by mistake", last=1))
 
 
 async def run_bots(base: Path, handles: list[str]) -> None:
@@ -306,6 +325,15 @@ def demo_app(profiles: Path, persona: str, server: str, policy: Policy) -> Agech
     )
 
 
+async def run_console(profiles: Path, moderator: str) -> None:
+    """The moderator console, as ``moderator``, over a real client of the demo's relay."""
+    from client.tui.moderation import ModerationConsole
+
+    async with _Clients(profiles) as c:
+        client = await c.open(moderator)
+        await ModerationConsole(client.moderation, moderator=moderator).run_async()
+
+
 def _checked_policy(ctx: click.Context, param: click.Parameter, value: str) -> str:
     try:
         load_policy(value)
@@ -332,7 +360,8 @@ def _checked_policy(ctx: click.Context, param: click.Parameter, value: str) -> s
 )
 @click.option("--keep", is_flag=True, help="Keep the throwaway data directory afterwards.")
 def demo_command(persona: str, policy: str, keep: bool) -> None:
-    """A local relay, five personas with some history, bots that answer, and the app."""
+    """A local relay, six personas with some history, bots that answer, and the app (the
+    moderator console as mia)."""
     rules = load_policy(policy)
     base = Path(tempfile.mkdtemp(prefix="agechat-demo-"))
     port = free_port()
@@ -346,14 +375,20 @@ def demo_command(persona: str, policy: str, keep: bool) -> None:
     bots: subprocess.Popen[bytes] | None = None
     try:
         asyncio.run(seed(base / "profiles", server))
-        others = [h for h in PERSONAS if h != persona]
+        for handle, role in MODERATORS.items():
+            asyncio.run(change_role(base / "relay", handle, role, grant=True))
+        others = [h for h in PERSONAS if h != persona and h not in MODERATORS]
         bots = subprocess.Popen(
             [sys.executable, "-m", "launcher.demo", str(base / "profiles"), *others],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=(base / "bots.log").open("ab"),
         )
-        demo_app(base / "profiles", persona, server, rules).run()
+        if persona in MODERATORS:
+            time.sleep(1.2)  # the relay picks the role up within a second
+            asyncio.run(run_console(base / "profiles", persona))
+        else:
+            demo_app(base / "profiles", persona, server, rules).run()
     finally:
         if bots is not None and bots.stdin is not None:
             bots.stdin.close()

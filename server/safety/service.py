@@ -43,6 +43,10 @@ SCORES = {
 CLOSING = frozenset({"dismiss", "warn", "restrict", "suspend"})
 
 
+def _count(n: int, noun: str) -> str:
+    return f"no {noun}s" if n == 0 else f"1 {noun}" if n == 1 else f"{n} {noun}s"
+
+
 class ModerationError(Exception):
     """A refused moderation request, with its wire code."""
 
@@ -182,7 +186,7 @@ class SafetyService:
         explanation = (
             f"Reported by @{reporter}"
             + (" (under 18)" if by_minor else "")
-            + f": “{reason}”. {len(messages)} message(s) attached"
+            + f": “{reason}”. {_count(len(messages), 'message')} attached"
             + (f", {checked} verified by franking." if checked else ".")
         )
         evidence = [

@@ -269,5 +269,33 @@ async def test_the_demo_under_another_policy_refuses_what_default_allows(tmp_pat
             await settle(pilot, lambda: "not sent" in log_text(app))
             shown = log_text(app)
             assert "you: Almost! Can Leo come over on Saturday?" in shown
-            assert error_message("contact_not_allowed") in shown
+            # The sentence for this rule and direction, not the adult-to-minor one.
+            assert "doesn't allow contact between adults and people under 18" in shown
+            assert error_message("contact_not_allowed") not in shown
             assert "Did you finish your homework?" not in shown  # Dana's never arrived
+
+
+async def test_the_demo_as_mia_opens_the_console_on_the_cases_reports_opened(tmp_path):
+    """The moderator persona: a child-safety case about the stranger (Maya's report, joined
+    by Dana's with his message as evidence) and a general one to dismiss."""
+    from client.tui.moderation import ModerationConsole
+    from launcher.demo import MODERATORS, _Clients
+    from server.admin.roles import change_role
+
+    async with demo_world(tmp_path, "default"):
+        await change_role(tmp_path / "relay", "mia", MODERATORS["mia"], grant=True)
+        async with _Clients(tmp_path / "profiles") as clients:
+            mia = await clients.open("mia")
+            for _ in range(30):  # the relay picks the role up within a second
+                try:
+                    queues = {q.name: q.pending for q in await mia.moderation.queues()}
+                    break
+                except Exception:
+                    await asyncio.sleep(0.1)
+            assert queues == {"child_safety": 1, "general": 1}
+            (case,) = await mia.moderation.queue("child_safety")
+            assert case.subject == "rex" and case.findings == 2
+            app = ModerationConsole(mia.moderation, moderator="mia")
+            async with app.run_test(size=(COLUMNS, ROWS)) as pilot:
+                await settle(pilot, lambda: "child_safety" in screen_text(app))
+                assert "general" in screen_text(app)
