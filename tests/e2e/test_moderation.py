@@ -210,3 +210,21 @@ async def test_nobody_reviews_their_own_case_and_hidden_queues_stay_hidden(relay
         view = await o.moderation.case(case.id)
         assert [p.id for p in view.prior_cases] == [first.id]
         assert (await m.moderation.overview()).decisions == []
+
+
+async def test_refusals_towards_minors_and_restriction_open_one_case(relay, tmp_path):
+    stranger = await make_profile(tmp_path, relay.url, "stan", ADULT)
+    kids = [await make_profile(tmp_path, relay.url, f"kid{i}", TEEN) for i in range(5)]
+    csm = await make_profile(tmp_path, relay.url, "cs_mod", years_ago(38))
+    await grant(relay, "cs_mod", "child_safety_moderator")
+    async with open_clients(stranger, csm) as (s, c):
+        for kid in kids[:3]:  # default.toml: moderation.refusals_to_minors_finding = 3
+            assert await refused(s.contact_request(kid.handle)) == "contact_not_allowed"
+        (case,) = await c.moderation.queue("child_safety")
+        assert (case.subject, case.sources) == ("stan", ["refusals_to_minors"])
+        for kid in kids[3:]:  # five refusals: restricted, and the case gets that finding
+            assert await refused(s.contact_request(kid.handle)) == "contact_not_allowed"
+        (case,) = await c.moderation.queue("child_safety")
+        assert case.sources == ["refusals_to_minors", "restriction"]
+        view = await c.moderation.case(case.id)
+        assert view.subject.restricted
