@@ -20,7 +20,7 @@ from aiohttp import web
 
 from client.account import create_account
 from client.events import ClientEvent, MessageReceived
-from client.history import History
+from client.history import History, HistoryMessage
 from client.keystore import MINIMUM
 from client.profile import Profile
 from client.relay import RelayClient
@@ -244,3 +244,20 @@ def env_with(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra)
     return env
+
+
+async def refused(awaitable: object) -> str:
+    """The code of the ClientError ``awaitable`` raises (it must raise one)."""
+    import pytest
+
+    from client.errors import ClientError
+
+    with pytest.raises(ClientError) as info:
+        await awaitable  # type: ignore[misc]
+    return info.value.code
+
+
+async def send_and_wait(client: RelayClient, to: str, text: str) -> HistoryMessage:
+    """Send and wait until the relay has stored it (its refusal raised otherwise)."""
+    message = await client.send(to, text)
+    return await client.wait_accepted(message.msg_id)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from protocol import policy as rules
 from protocol.moderation import CaseView, DecisionView, EvidenceRef, FindingView, SubjectView
 from server.delivery.store import SqliteStore
-from server.safety.service import SafetyService
+from server.safety.service import SafetyService, evidence_fields
 
 
 async def case_view(
@@ -58,15 +58,7 @@ async def case_view(
             for f in findings
         ],
         evidence=[
-            EvidenceRef(
-                id=e.id,
-                sender=e.sender,
-                recipient=e.recipient,
-                mode="e2ee" if e.mode == "e2ee" else "visible",
-                sent_at=e.sent_at,
-                franking="verified" if e.franking == "verified" else "unverified",
-                chars=e.chars,
-            )
+            EvidenceRef(**evidence_fields(e), chars=e.chars)
             for e in evidence
         ],
         decisions=[

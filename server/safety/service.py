@@ -15,6 +15,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from protocol import policy as rules
 from protocol.frames import ReportedMessage
@@ -27,7 +28,7 @@ from protocol.moderation import (
 from server.delivery.store import SqliteStore
 from server.safety.audit import AuditLog
 from server.safety.evidence import EvidenceSealer
-from server.safety.store import CaseRow, FindingRow, NewEvidence, SafetyStore
+from server.safety.store import CaseRow, EvidenceRow, FindingRow, NewEvidence, SafetyStore
 from server.social.service import SocialService
 
 log = logging.getLogger("agechat.relay.safety")
@@ -41,6 +42,19 @@ SCORES = {
 }
 #: Actions after which the case is closed (reinstate acts on the account, not the case).
 CLOSING = frozenset({"dismiss", "warn", "restrict", "suspend"})
+
+
+def evidence_fields(row: EvidenceRow) -> dict[str, Any]:
+    """What a piece of evidence is, without its content (shared by the case view and the
+    reveal)."""
+    return {
+        "id": row.id,
+        "sender": row.sender,
+        "recipient": row.recipient,
+        "mode": "e2ee" if row.mode == "e2ee" else "visible",
+        "sent_at": row.sent_at,
+        "franking": "verified" if row.franking == "verified" else "unverified",
+    }
 
 
 def _count(n: int, noun: str) -> str:
@@ -335,15 +349,7 @@ class SafetyService:
             self.clock(),
         )
         return [
-            EvidenceItem(
-                id=r.id,
-                sender=r.sender,
-                recipient=r.recipient,
-                mode="e2ee" if r.mode == "e2ee" else "visible",
-                sent_at=r.sent_at,
-                franking="verified" if r.franking == "verified" else "unverified",
-                text=self._sealer.open(r.sealed),
-            )
+            EvidenceItem(**evidence_fields(r), text=self._sealer.open(r.sealed))
             for r in rows
         ]
 

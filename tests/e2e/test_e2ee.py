@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from client.errors import ClientError
 from client.events import MessageReceived
 from server.app_keys import SOCIAL
 from tests.support import (
@@ -29,6 +28,8 @@ from tests.support import (
     make_profile,
     open_client,
     open_clients,
+    refused,
+    send_and_wait,
     years_ago,
 )
 
@@ -43,15 +44,6 @@ def bytes_under(path: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
 
 
-async def send_and_wait(client, to: str, text: str):
-    message = await client.send(to, text)
-    return await client.wait_accepted(message.msg_id)
-
-
-async def refused(awaitable) -> str:
-    with pytest.raises(ClientError) as info:
-        await awaitable
-    return info.value.code
 
 
 async def connect(a, b) -> None:

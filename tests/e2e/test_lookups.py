@@ -4,11 +4,9 @@ relay is no free age-and-existence oracle (issue 9, defects 1 and 2)."""
 
 from __future__ import annotations
 
-import pytest
 import pytest_asyncio
 
-from client.errors import ClientError
-from tests.support import Relay, make_profile, open_clients, years_ago
+from tests.support import Relay, make_profile, open_clients, refused, send_and_wait, years_ago
 
 ADULT, TEEN14 = years_ago(40), years_ago(14)
 LOOKUPS_PER_DAY = 100  # policies/default.toml: limits.lookups_per_day
@@ -19,17 +17,6 @@ async def relay(tmp_path):
     relay = await Relay(tmp_path / "relay").start()
     yield relay
     await relay.stop()
-
-
-async def refused(awaitable) -> str:
-    with pytest.raises(ClientError) as info:
-        await awaitable
-    return info.value.code
-
-
-async def send_and_wait(client, to: str, text: str):
-    message = await client.send(to, text)
-    return await client.wait_accepted(message.msg_id)
 
 
 async def test_refused_direct_messages_to_minors_restrict_an_adult(relay, tmp_path):

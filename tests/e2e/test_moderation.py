@@ -6,13 +6,21 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-import pytest
 import pytest_asyncio
 
 from client.errors import ClientError
 from server.admin.roles import change_role
 from server.app_keys import SAFETY
-from tests.support import Relay, drain, make_profile, open_client, open_clients, years_ago
+from tests.support import (
+    Relay,
+    drain,
+    make_profile,
+    open_client,
+    open_clients,
+    refused,
+    send_and_wait,
+    years_ago,
+)
 
 ADULT, TEEN = years_ago(41), years_ago(15)
 
@@ -29,15 +37,6 @@ async def grant(relay: Relay, handle: str, role: str) -> None:
     await relay.app[SAFETY].load()  # what the relay's watcher does within a second
 
 
-async def refused(awaitable) -> str:
-    with pytest.raises(ClientError) as info:
-        await awaitable
-    return info.value.code
-
-
-async def send(client, to: str, text: str):
-    message = await client.send(to, text)
-    return await client.wait_accepted(message.msg_id)
 
 
 async def connect(minor, adult) -> None:
@@ -60,8 +59,8 @@ async def test_a_minors_report_becomes_a_child_safety_case_a_moderator_acts_on(r
     await grant(relay, "cs_mod", "child_safety_moderator")
     async with open_clients(teen, adult, mod, csm) as (t, v, m, c):
         await connect(t, v)
-        await send(v, "tia", "you seem mature for your age")
-        await send(v, "tia", "don't tell your parents we talk")
+        await send_and_wait(v, "tia", "you seem mature for your age")
+        await send_and_wait(v, "tia", "don't tell your parents we talk")
         await drain(t)
         await t.report("vic", "he asks me to keep secrets", last=2)
         await t.report("vic", "still messaging", last=1)
@@ -96,7 +95,7 @@ async def test_a_minors_report_becomes_a_child_safety_case_a_moderator_acts_on(r
 
         # Restrict: vic's next message to tia fails and tia is told.
         assert await c.moderation.decide(summary.id, "restrict", "grooming signs") == "restricted"
-        assert await refused(send(v, "tia", "hello?")) == "sender_restricted"
+        assert await refused(send_and_wait(v, "tia", "hello?")) == "sender_restricted"
         assert "contact_restricted" in [e.message.code for e in await drain(t)]
         assert ("cs_mod", "decide:restrict", "vic") in audit_rows(relay)
         closed = await c.moderation.case(summary.id)
@@ -112,13 +111,13 @@ async def test_suspension_refuses_login_until_reinstated(relay, tmp_path):
     async with open_clients(a, b, admin) as (x, y, boss):
         await y.contact_request("amy")
         await x.respond("bob", accept=True)
-        await send(y, "amy", "buy my stuff")
+        await send_and_wait(y, "amy", "buy my stuff")
         await drain(x), await drain(y)
         await x.report("bob", "spam", last=1)
         (case,) = await boss.moderation.queue("general")
         await boss.moderation.decide(case.id, "suspend", "spam")
         for i in range(3):
-            await send(x, "bob", f"are you there {i}")
+            await send_and_wait(x, "bob", f"are you there {i}")
         await asyncio.sleep(0.3)
         assert not y.is_connected
     async with open_client(b, reconnect=False) as y:

@@ -23,6 +23,8 @@ from tests.support import (
     drain,
     make_profile,
     open_clients,
+    refused,
+    send_and_wait,
     years_ago,
 )
 
@@ -47,15 +49,6 @@ async def open_relay(tmp_path):
     await relay.stop()
 
 
-async def refused(awaitable) -> str:
-    with pytest.raises(ClientError) as info:
-        await awaitable
-    return info.value.code
-
-
-async def send_and_wait(client, to: str, text: str):
-    message = await client.send(to, text)
-    return await client.wait_accepted(message.msg_id)
 
 
 def texts(events, kind: str = "message") -> list[str]:
