@@ -23,8 +23,8 @@ PLACEHOLDER_SIGNATURE = bytes(64)
 
 Role = Literal["moderator", "child_safety_moderator", "admin"]
 ROLES: tuple[Role, ...] = ("moderator", "child_safety_moderator", "admin")
-Action = Literal["dismiss", "warn", "restrict", "suspend", "reinstate"]
-ACTIONS: tuple[Action, ...] = ("dismiss", "warn", "restrict", "suspend", "reinstate")
+Action = Literal["dismiss", "warn", "restrict", "suspend", "reinstate", "escalate"]
+ACTIONS: tuple[Action, ...] = ("dismiss", "warn", "restrict", "suspend", "reinstate", "escalate")
 QueueName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
 CaseId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 Note = Annotated[str, msgspec.Meta(max_length=1000)]

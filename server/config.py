@@ -24,6 +24,9 @@ class RelayConfig:
     #: SQLite `synchronous` pragma. FULL survives power loss; NORMAL survives process crashes.
     synchronous: str = "FULL"
     heartbeat_seconds: float = 30.0
+    #: The relay operator as a CyberTipline report names its reporter (never sent anywhere).
+    reporter_name: str = "agechat relay operator"
+    reporter_email: str = "operator@agechat.invalid"
     #: Injected so tests can move time (birthdays, declaration freshness).
     clock: Callable[[], datetime] = field(default=utc_now)
 

@@ -132,7 +132,8 @@ ALTER TABLE messages ADD COLUMN commitment BLOB;
 # v5 (issue #11): the audit log becomes a hash chain (server/safety/audit.py; entries
 # written before are chained once, by the first process that opens the log); moderator
 # roles, cases with their findings, sealed evidence and decisions, and account flags set
-# by moderators (suspension, a restriction a person decided).
+# by moderators (suspension, a restriction a person decided); the addresses accounts log
+# in from (a CyberTipline report's IP capture events).
 _SCHEMA_V5 = """
 ALTER TABLE audit ADD COLUMN prev_hash BLOB;
 ALTER TABLE audit ADD COLUMN entry_hash BLOB;
@@ -183,6 +184,12 @@ CREATE TABLE decisions (
     note TEXT NOT NULL,
     decided_at REAL NOT NULL
 );
+CREATE TABLE logins (
+    handle TEXT NOT NULL,
+    address TEXT NOT NULL,
+    logged_in_at REAL NOT NULL
+);
+CREATE INDEX logins_by_handle ON logins (handle, logged_in_at);
 CREATE TABLE account_flags (
     handle TEXT PRIMARY KEY,
     suspended INTEGER NOT NULL DEFAULT 0,

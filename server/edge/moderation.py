@@ -27,9 +27,10 @@ from protocol.moderation import (
     ModReveal,
     request_message,
 )
-from server.app_keys import HUB, RELAY_ID, SAFETY, STORE
+from server.app_keys import CONFIG, HUB, RELAY_ID, SAFETY, STORE
 from server.safety.actions import decide
 from server.safety.case_view import case_view
+from server.safety.cybertip import Reporter
 from server.safety.service import ModerationError
 
 #: A connection remembers this many request ids to refuse replays.
@@ -104,8 +105,17 @@ class ModerationHandlers:
             items = await safety.reveal(me, frame.case_id, frame.signature)
             return ModEvidence(rid=frame.rid, case_id=frame.case_id, items=items)
         if isinstance(frame, ModDecide):
+            config = app[CONFIG]
             outcome = await decide(
-                safety, app[HUB], me, frame.case_id, frame.action, frame.note, frame.signature
+                safety,
+                app[HUB],
+                me,
+                frame.case_id,
+                frame.action,
+                frame.note,
+                frame.signature,
+                outbox=config.data_dir / "outbox",
+                reporter=Reporter(config.reporter_name, config.reporter_email),
             )
             return Done(rid=frame.rid, outcome=outcome)
         queues, decisions, median = await safety.overview(me)

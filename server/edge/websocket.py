@@ -187,6 +187,8 @@ class _Session:
             task.add_done_callback(_background.discard)
         self.accept_task = asyncio.create_task(self.answer_accepts())
         log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
+        # Kept for a CyberTipline report's IP capture events (docs/THREAT_MODEL.md).
+        await self.app[SAFETY].cases.record_login(frame.handle, self.peer, self.app[CONFIG].clock())
         await connection.send(Ready(handle=frame.handle, server_time=self.app[CONFIG].clock()))
         connection.start_delivery()
 

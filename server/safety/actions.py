@@ -4,10 +4,13 @@ case, and to the audit log (signed by the moderator)."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from protocol.frames import RELAY_HANDLE, Error
 from protocol.moderation import Action
 from server.delivery.hub import Hub
+from server.safety.cybertip import Reporter
+from server.safety.escalation import escalate
 from server.safety.service import CLOSING, SafetyService
 
 log = logging.getLogger("agechat.relay.safety")
@@ -20,6 +23,7 @@ OUTCOMES: dict[str, str] = {
     "restrict": "restricted",
     "suspend": "suspended",
     "reinstate": "reinstated",
+    "escalate": "escalated",
 }
 
 
@@ -31,6 +35,8 @@ async def decide(
     action: Action,
     note: str,
     signature: bytes,
+    outbox: Path,
+    reporter: Reporter,
 ) -> str:
     """Apply ``action`` to the case's subject; returns the outcome word for `done`."""
     case = await safety.require_case(moderator, case_id)
@@ -66,6 +72,9 @@ async def decide(
             "A moderator reinstated your account." + (f" Note: {note}" if note else ""),
             RELAY_HANDLE,
         )
+    elif action == "escalate":
+        report = await escalate(safety, case, note, outbox, reporter)
+        log.info("cybertipline draft written case=%d file=%s (never sent)", case.id, report.name)
     now = safety.clock()
     detail: dict[str, object] = {"case": case.id, "note": note, "signature": signature.hex()}
     await safety.cases.decide(

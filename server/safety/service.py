@@ -41,7 +41,7 @@ SCORES = {
     "refusals_to_minors": 0.4,
 }
 #: Actions after which the case is closed (reinstate acts on the account, not the case).
-CLOSING = frozenset({"dismiss", "warn", "restrict", "suspend"})
+CLOSING = frozenset({"dismiss", "warn", "restrict", "suspend", "escalate"})
 
 
 def evidence_fields(row: EvidenceRow) -> dict[str, Any]:
@@ -120,6 +120,9 @@ class SafetyService:
         self.social.moderator_restricted = {
             h: reason or "" for h, (_, by, reason) in flags.items() if by is not None
         }
+
+    def open_evidence(self, row: EvidenceRow) -> str:
+        return self._sealer.open(row.sealed)
 
     async def save_flags(self, handle: str, *, by: str) -> None:
         reason = self.social.moderator_restricted.get(handle)
@@ -349,7 +352,7 @@ class SafetyService:
             self.clock(),
         )
         return [
-            EvidenceItem(**evidence_fields(r), text=self._sealer.open(r.sealed))
+            EvidenceItem(**evidence_fields(r), text=self.open_evidence(r))
             for r in rows
         ]
 

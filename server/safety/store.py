@@ -153,6 +153,22 @@ class SafetyStore:
                 (handle, int(suspended), restricted_by, reason),
             )
 
+    async def record_login(self, handle: str, address: str, now: datetime) -> None:
+        async with self._store.transaction() as db:
+            await db.execute(
+                "INSERT INTO logins (handle, address, logged_in_at) VALUES (?, ?, ?)",
+                (handle, address, _ts(now)),
+            )
+
+    async def logins(self, handle: str, limit: int = 20) -> list[tuple[str, datetime]]:
+        """The newest logins of ``handle`` (address, time), newest first."""
+        rows = await self._read(
+            "SELECT address, logged_in_at FROM logins WHERE handle = ? "
+            "ORDER BY logged_in_at DESC LIMIT ?",
+            (handle, limit),
+        )
+        return [(a, _dt(t) or datetime.min) for a, t in rows]
+
     # --- cases and findings ----------------------------------------------------------------
 
     async def add_finding(

@@ -40,6 +40,8 @@ ACTION_EFFECTS: dict[Action, str] = {
     "Messages to it are kept and delivered after reinstatement.",
     "reinstate": "Lift a suspension and a moderator's restriction; the account is told. "
     "The case stays as it is.",
+    "escalate": "Close the case and draft a CyberTipline report from it into the relay's "
+    "outbox (never sent by the prototype).",
 }
 
 SOURCE_WORDS = {

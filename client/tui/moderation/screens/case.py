@@ -45,7 +45,7 @@ class CaseScreen(Screen[None]):
             "decide",
             "Decide",
             key_display="D",
-            tooltip="Dismiss, warn, restrict, suspend, reinstate",
+            tooltip="Dismiss, warn, restrict, suspend, reinstate, escalate",
         ),
         Binding(
             "n,N",

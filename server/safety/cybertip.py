@@ -1,0 +1,199 @@
+"""Escalation drafts a CyberTipline report: an XML document in the shape of NCMEC's
+CyberTipline Reporting API `report`, written to the relay's outbox and NEVER sent anywhere
+(docs/MODERATION.md "Escalation"). Every document is checked against the schema's rules
+(server/safety/cybertip_schema.py) before it is written.
+
+What goes in is only what the platform knows: the subject's handle, display name and the
+addresses it logged in from; the conversation content that reached the case (visible
+messages, and e2ee messages a user reported, with whether franking verified them); each
+minor involved, by handle and declared age group — never an age or a name the platform
+doesn't have.
+"""
+
+from __future__ import annotations
+
+import os
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from server.safety.cybertip_schema import check
+
+PLATFORM = "agechat"
+BAND_WORDS = {
+    "under_13": "under 13",
+    "teen_13_15": "13 to 15",
+    "teen_16_17": "16 or 17",
+    "adult": "18 or over",
+}
+ENTICEMENT = "Online Enticement of Children for Sexual Acts"
+CHILD_SEXUAL_ABUSE_MATERIAL = "Child Pornography (possession, manufacture, and distribution)"
+
+
+@dataclass(frozen=True, slots=True)
+class Reporter:
+    """The relay operator, as the report names them (RelayConfig)."""
+
+    name: str
+    email: str
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    handle: str
+    display_name: str
+    band: str
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    address: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    sender: str
+    recipient: str
+    sent_at: datetime
+    mode: str
+    franking: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    case_id: int
+    subject: Party
+    victims: Sequence[Party]
+    logins: Sequence[Login]
+    messages: Sequence[Message]
+    findings: Sequence[str]  # each finding's explanation, as a reviewer read it
+    opened_at: datetime
+    note: str
+    hash_match: bool = False
+
+
+class ReportInvalid(Exception):
+    """A drafted report broke the schema's rules (a bug: nothing is written)."""
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _add(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
+    element = ET.SubElement(parent, tag)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def _transcript(messages: Sequence[Message]) -> str:
+    lines = []
+    for m in sorted(messages, key=lambda m: m.sent_at):
+        how = "end-to-end encrypted, reported by its recipient" if m.mode == "e2ee" else "visible"
+        check_words = "franking verified" if m.franking == "verified" else "not verifiable"
+        lines.append(
+            f"[{_when(m.sent_at)}] @{m.sender} -> @{m.recipient} ({how}; {check_words}): {m.text}"
+        )
+    return "\n".join(lines)
+
+
+def build(draft: Draft, reporter: Reporter) -> ET.Element:
+    """The `report` element for ``draft``, children in the schema's order."""
+    report = ET.Element("report")
+    summary = _add(report, "incidentSummary")
+    _add(summary, "incidentType", CHILD_SEXUAL_ABUSE_MATERIAL if draft.hash_match else ENTICEMENT)
+    _add(summary, "platform", PLATFORM)
+    subject_minor = draft.subject.band != "adult"
+    if subject_minor and draft.victims:
+        annotations = _add(summary, "reportAnnotations")
+        _add(annotations, "minorToMinorInteraction")
+    first = min((m.sent_at for m in draft.messages), default=draft.opened_at)
+    _add(summary, "incidentDateTime", _when(first))
+    _add(
+        summary,
+        "incidentDateTimeDescription",
+        "The earliest message in the case" if draft.messages else "When the case was opened",
+    )
+
+    details = _add(report, "internetDetails")
+    chat = _add(details, "chatImIncident")
+    _add(chat, "chatClient", PLATFORM)
+    if draft.messages:
+        _add(chat, "content", _transcript(draft.messages))
+    _add(
+        chat,
+        "additionalInfo",
+        "Content is what reached the case: visible conversations as the relay held them, and "
+        "end-to-end encrypted messages only where a participant reported them (franking says "
+        "whether the relay could verify the reported text came from the sender).",
+    )
+
+    who = _add(report, "reporter")
+    person = _add(who, "reportingPerson")
+    first_name, _, last_name = reporter.name.partition(" ")
+    _add(person, "firstName", first_name[:100])
+    if last_name:
+        _add(person, "lastName", last_name[:100])
+    email = _add(person, "email", reporter.email)
+    email.set("type", "Business")
+
+    reported = _add(report, "personOrUserReported")
+    _add(reported, "espIdentifier", draft.subject.handle)
+    _add(reported, "espService", PLATFORM)
+    _add(reported, "screenName", draft.subject.handle)
+    _add(reported, "displayName", draft.subject.display_name[:255])
+    for login in draft.logins:
+        event = _add(reported, "ipCaptureEvent")
+        _add(event, "ipAddress", login.address)
+        _add(event, "eventName", "Login")
+        _add(event, "dateTime", _when(login.at))
+    _add(
+        reported,
+        "additionalInfo",
+        f"Declared age group: {BAND_WORDS.get(draft.subject.band, draft.subject.band)}.",
+    )
+
+    for victim in draft.victims:
+        v = _add(report, "victim")
+        _add(v, "victimPerson")  # the platform knows no name, address or exact age
+        _add(v, "espIdentifier", victim.handle)
+        _add(v, "espService", PLATFORM)
+        _add(v, "screenName", victim.handle)
+        _add(v, "displayName", victim.display_name[:255])
+        _add(
+            v,
+            "additionalInfo",
+            f"Declared age group: {BAND_WORDS.get(victim.band, victim.band)} (self-declared "
+            "birth date; no age assurance).",
+        )
+
+    findings = "\n".join(f"- {f}" for f in draft.findings)
+    _add(
+        report,
+        "additionalInfo",
+        f"agechat case #{draft.case_id}. Findings:\n{findings}\nModerator's note: "
+        f"{draft.note or '(none)'}\nDrafted by the agechat prototype; not submitted.",
+    )
+    return report
+
+
+def write(draft: Draft, reporter: Reporter, outbox: Path, now: datetime) -> Path:
+    """Check and write ``<outbox>/cybertip/<case>.xml`` (owner-only); never sent."""
+    report = build(draft, reporter)
+    problems = check(report, now)
+    if problems:
+        raise ReportInvalid("; ".join(problems))
+    ET.indent(report)
+    folder = outbox / "cybertip"
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = folder / f"{draft.case_id}.xml"
+    data = ET.tostring(report, encoding="utf-8", xml_declaration=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    return path

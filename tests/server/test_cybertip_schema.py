@@ -1,0 +1,84 @@
+"""The schema-derived check catches what a hand-built CyberTipline report gets wrong: order,
+missing or repeated elements, values outside an enumeration, times without a zone or in the
+future (issue 12). Built from a valid draft, broken one way at a time."""
+
+from __future__ import annotations
+
+import copy
+import xml.etree.ElementTree as ET
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from server.safety.cybertip import Draft, Login, Message, Party, Reporter, build
+from server.safety.cybertip_schema import check
+
+NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+EARLIER = NOW - timedelta(hours=2)
+
+
+def valid() -> ET.Element:
+    draft = Draft(
+        case_id=7,
+        subject=Party("vic", "Vic", "adult"),
+        victims=[Party("tia", "Tia", "teen_13_15")],
+        logins=[Login("192.0.2.10", EARLIER)],
+        messages=[Message("vic", "tia", EARLIER, "visible", "unverified", "hello")],
+        findings=["Reported by @tia (under 18)."],
+        opened_at=EARLIER,
+        note="test",
+    )
+    return build(draft, Reporter("Relay Operator", "ops@agechat.invalid"))
+
+
+def broken(change) -> list[str]:
+    root = copy.deepcopy(valid())
+    change(root)
+    return check(root, NOW)
+
+
+def test_a_built_report_passes():
+    assert check(valid(), NOW) == []
+
+
+def _swap(root, a, b):
+    children = list(root)
+    i, j = children.index(root.find(a)), children.index(root.find(b))
+    children[i], children[j] = children[j], children[i]
+    root[:] = children
+
+
+def _set(path, value):
+    return lambda root: setattr(root.find(path), "text", value)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (lambda r: _swap(r, "reporter", "internetDetails"), "out of order"),
+        (lambda r: r.remove(r.find("reporter")), "/report/reporter is required"),
+        (
+            lambda r: r.find("incidentSummary").remove(r.find("incidentSummary/incidentDateTime")),
+            "incidentDateTime is required",
+        ),
+        (lambda r: r.append(copy.deepcopy(r.find("incidentSummary"))), "appears 2 times"),
+        (_set("incidentSummary/incidentType", "Grooming"), "not one of the incident types"),
+        (_set("incidentSummary/incidentDateTime", "2026-11-28T10:00:00"), "time zone"),
+        (_set("incidentSummary/incidentDateTime", "2027-01-01T00:00:00Z"), "in the future"),
+        (_set("personOrUserReported/ipCaptureEvent/eventName", "Logon"), "IP capture types"),
+        (_set("personOrUserReported/displayName", "x" * 256), "longer than 255"),
+        (lambda r: ET.SubElement(r.find("victim"), "favouriteColour"), "not allowed here"),
+        (
+            lambda r: r.find("victim").remove(r.find("victim/victimPerson")),
+            "victimPerson is required",
+        ),
+        (
+            lambda r: ET.SubElement(r.find("internetDetails"), "emailIncident"),
+            "exactly one incident",
+        ),
+        (lambda r: r.find("reporter/reportingPerson/email").set("type", "Personal"), "email type"),
+    ],
+)
+def test_each_kind_of_mistake_is_named(change, expected):
+    problems = broken(change)
+    assert any(expected in p for p in problems), problems
