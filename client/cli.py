@@ -1,4 +1,4 @@
-"""The `agechat` command line (DESIGN.md "Command line contract").
+"""The `agechat` command line (the contract in the README).
 
 Every command prints a sentence for people, or with ``--json`` a JSON object (``inbox``: one
 per line). A refusal exits 1 with ``{"error": {"code", "message"}}``; usage errors exit 2.

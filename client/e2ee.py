@@ -16,7 +16,7 @@ bundles and uploads prekeys (``client.relay``) and hands the results in.
 - Peer identity keys are trusted on first use and pinned. A different key later (in a
   bundle or an initial message) is a loud, sticky warning; if the peer was verified,
   sending stops until the user verifies again or accepts the new key.
-- Downgrade (DESIGN.md "Encryption modes"): we send in the clear only if our own band is a
+- Downgrade (THREAT_MODEL.md "Downgrade"): we send in the clear only if our own band is a
   minor's, or the peer's own signed, recent declaration says minor, made with the key we
   pinned. The relay's word alone never turns encryption off.
 """
@@ -220,7 +220,7 @@ class EndToEnd:
                 )
 
     def may_be_visible(self, record: PeerRecord | None) -> bool:
-        """Fail closed (DESIGN.md "Encryption modes"): a conversation may be in the clear
+        """Fail closed (THREAT_MODEL.md "Downgrade"): a conversation may be in the clear
         only if our own band is a minor's, or the peer's own signed, recent declaration says
         minor — made with the key we pinned (not one that changed since)."""
         if is_minor(self._own_band()):

@@ -1,7 +1,7 @@
 """ChatSession: everything an interactive front end needs, on top of RelayClient.
 
 The TUI is given one of these (or a way to make one at onboarding) and never touches
-sockets, keys or storage itself (DESIGN.md "Layout"; harlequin passes its adapter in the
+sockets, keys or storage itself (ARCHITECTURE.md; harlequin passes its adapter in the
 same way).
 """
 

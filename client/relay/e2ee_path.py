@@ -1,7 +1,7 @@
 """The e2ee send/receive path: what a message becomes as it leaves and as it arrives.
 
 Leaving, a message goes out in its conversation's current mode: ``visible`` only after
-the downgrade check (DESIGN.md "Encryption modes": fail closed), otherwise encrypted, with
+the downgrade check (THREAT_MODEL.md "Downgrade": fail closed), otherwise encrypted, with
 the peer's bundle fetched when there is no session or the mode is to be asked again.
 Arriving, a delivery is checked, decrypted if e2ee, stored in history, announced and
 acknowledged; a relay event may make a peer's mode or declaration stale. Around that path:
@@ -141,7 +141,7 @@ class EndToEndPath:
             bundle = await self._requests.fetch_bundle(peer, one_time_prekey=not has_session)
             record = await self.e2ee.learn_bundle(peer, bundle)
         if record.mode == "visible":
-            self.e2ee.check_visible(record)  # fail closed: DESIGN.md "Encryption modes"
+            self.e2ee.check_visible(record)  # fail closed: THREAT_MODEL.md "Downgrade"
             await self._history.set_mode(message.msg_id, self.handle, "visible")
             return Send(id=message.msg_id, to=peer, mode="visible", body=message.body)
         out = await self.e2ee.encrypt(peer, message.body, bundle)

@@ -162,7 +162,7 @@ class MainScreen(Screen[None]):
         self.query_one("#chat-title", Static).update(title)
         reason = Text(mode_reason(c.mode, self.session.band, None))
         if c.key_changed:
-            # Sticky until they verify or accept the new key (DESIGN.md: loud and sticky).
+            # Sticky until they verify or accept the new key (THREAT_MODEL.md: loud and sticky).
             reason = Text.assemble(
                 (f"⚠ @{c.handle}'s safety number changed. ", "bold red"),
                 ("Press Ctrl+S to compare it before you trust this chat.", "red"),
