@@ -13,6 +13,7 @@ doesn't have.
 from __future__ import annotations
 
 import os
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,10 +85,15 @@ def _when(moment: datetime) -> str:
     return moment.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
+#: Characters XML 1.0 can't carry at all (a message may contain them): replaced, so the
+#: document still parses.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
 def _add(parent: ET.Element, tag: str, text: str | None = None) -> ET.Element:
     element = ET.SubElement(parent, tag)
     if text is not None:
-        element.text = text
+        element.text = _NOT_XML.sub("\ufffd", text)
     return element
 
 

@@ -82,3 +82,25 @@ def _set(path, value):
 def test_each_kind_of_mistake_is_named(change, expected):
     problems = broken(change)
     assert any(expected in p for p in problems), problems
+
+
+def test_text_xml_cannot_carry_is_replaced_and_markup_is_escaped(tmp_path):
+    from server.safety.cybertip import write
+
+    draft = Draft(
+        case_id=8,
+        subject=Party("vic", "Vic <b>&", "adult"),
+        victims=[],
+        logins=[],
+        messages=[
+            Message("vic", "tia", EARLIER, "visible", "unverified", "a\x00b\x1bc </content>")
+        ],
+        findings=["x"],
+        opened_at=EARLIER,
+        note="",
+    )
+    path = write(draft, Reporter("Relay Operator", "ops@agechat.invalid"), tmp_path, NOW)
+    root = ET.parse(path).getroot()  # parses: nothing XML can't carry was written
+    content = root.find("internetDetails/chatImIncident/content").text
+    assert "a\ufffdb\ufffdc </content>" in content
+    assert root.find("personOrUserReported/displayName").text == "Vic <b>&"
