@@ -142,7 +142,8 @@ async def mod_reveal(options: Options, case_id: int) -> None:
 @command
 async def mod_decide(options: Options, case_id: int, action: str, note: str) -> None:
     """Act on case ID's subject: dismiss, warn, restrict (from all contact with minors),
-    suspend, or reinstate. Signed and audited."""
+    suspend, reinstate, or escalate (drafts a CyberTipline report on the relay host, never
+    sent). Signed and audited."""
     async with connected_client(options) as client:
         outcome = await client.moderation.decide(case_id, action, note)  # type: ignore[arg-type]
     emit(
@@ -181,9 +182,11 @@ async def mod_overview(options: Options) -> None:
 async def moderate(options: Options) -> None:
     """The moderator console (a Textual app) as this profile's account."""
     try:
-        from client.tui.moderation import ModerationConsole
-    except ImportError as exc:  # pragma: no cover - the console ships with the package
-        raise ClientError("console_unavailable", str(exc)) from None
+        from client.tui.moderation.console import ModerationConsole
+    except ImportError as exc:
+        raise ClientError(
+            "console_unavailable", f"The moderator console could not be loaded ({exc})."
+        ) from None
     if not sys.stdin.isatty() or not sys.stdout.isatty():
         raise ClientError(
             "no_terminal", "The console needs a terminal; `agechat mod` scripts the same steps."
