@@ -57,7 +57,7 @@ def _case_text(case: CaseView) -> str:
     for f in case.findings:
         by = f", reported by @{f.reporter}" if f.reporter else ""
         lines.append(f"  {f.source} (score {f.score:.2f}{by}): {printable(f.explanation)}")
-    lines += ["", "Evidence (content hidden — `agechat mod reveal ID` to show it; audited):"]
+    lines += ["", f"Evidence (content hidden — `agechat mod reveal {s.id}` to show it; audited):"]
     lines += [
         f"  #{e.id} @{e.sender} → @{e.recipient} {_when(e.sent_at)} {e.mode}, franking "
         f"{e.franking}, {e.chars} characters"

@@ -163,7 +163,7 @@ async def test_the_human_case_view_hides_content_until_revealed(world):
     assert "Subject: Vic (@vic), adult" in out and "1 under 18" in out
     assert "user_report (score" in out and "reported by @tia" in out
     assert "@vic → @tia" in out and f"{len(SECRET_WORDS)} characters" in out
-    assert "content hidden" in out and "agechat mod reveal ID" in out
+    assert "content hidden" in out and f"`agechat mod reveal {CASE}`" in out
     assert SECRET_WORDS not in out
     rc, out, _ = await agechat(*args, "reveal", CASE, passphrase=PASSPHRASE)
     assert rc == 0 and SECRET_WORDS in out
