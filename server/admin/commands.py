@@ -99,6 +99,12 @@ def audit_verify(data_dir: Path, expect: str | None) -> None:
             expected = (int(seq), bytes.fromhex(digest))
         except ValueError:
             raise click.BadParameter("expected SEQ:HASH", param_hint="--expect") from None
+        # An empty or zero head would check nothing: say so rather than pass.
+        if expected[0] < 1 or len(expected[1]) != 32:
+            raise click.BadParameter(
+                "expected SEQ:HASH with SEQ ≥ 1 and a 64-digit hash, as verify printed it",
+                param_hint="--expect",
+            )
 
     async def run() -> tuple[int, bytes, object]:
         async with open_store(data_dir) as store:

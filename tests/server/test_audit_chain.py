@@ -236,3 +236,15 @@ async def test_a_kept_head_catches_a_rewritten_chain(data_dir):
     assert verify(data_dir)[0] == 0
     code, out = verify_expecting(data_dir, kept)
     assert code == 1 and out["error"]["entry"] == 5 and "rewritten" in out["error"]["message"]
+
+
+@pytest.mark.parametrize("kept", ["0:", "0:" + "00" * 32, "3:abcd", "five:00"])
+async def test_a_kept_head_that_checks_nothing_is_refused(data_dir, kept):
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher", "admin", "audit", "verify"]
+        + ["--data-dir", str(data_dir), "--expect", kept],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2 and "SEQ:HASH" in done.stderr and not done.stdout
