@@ -20,7 +20,7 @@ import aiosqlite
 
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: How long a connection waits for SQLite's lock (the admin command may hold it briefly).
 BUSY_TIMEOUT_MS = 5000
 #: How long the WAL scrub waits for readers before trying again next time.
@@ -199,6 +199,15 @@ CREATE TABLE account_flags (
 """
 
 
+# v6 (issue #11 review): which queue and case set an account's moderator flags, so only a
+# moderator who may see that queue can lift them (a general moderator can't undo a
+# child-safety decision through a later general case).
+_SCHEMA_V6 = """
+ALTER TABLE account_flags ADD COLUMN queue TEXT;
+ALTER TABLE account_flags ADD COLUMN case_id INTEGER;
+"""
+
+
 class HandleTakenError(Exception):
     """Registration of a handle that already exists."""
 
@@ -321,6 +330,7 @@ class SqliteStore:
             (3, _SCHEMA_V3),
             (4, _SCHEMA_V4),
             (5, _SCHEMA_V5),
+            (6, _SCHEMA_V6),
         )
         for target, script in steps:
             if version < target:

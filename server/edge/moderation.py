@@ -4,6 +4,7 @@ frame beyond what the moderator signed."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -31,7 +32,9 @@ from server.app_keys import CONFIG, HUB, RELAY_ID, SAFETY, STORE
 from server.safety.actions import decide
 from server.safety.case_view import case_view
 from server.safety.cybertip import Reporter
-from server.safety.service import ModerationError
+from server.safety.service import ModerationError, SignedRequest
+
+log = logging.getLogger("agechat.relay.moderation")
 
 #: A connection remembers this many request ids to refuse replays.
 MAX_SEEN_RIDS = 10_000
@@ -80,13 +83,23 @@ class ModerationHandlers:
             self._seen.clear()  # the nonce still binds requests to this connection
         self._seen.add(frame.rid)
         try:
-            await session.send(await self._answer(frame))
+            answer = await self._answer(frame)
         except ModerationError as exc:
             await session.refuse(exc.code, ref=frame.rid)
+            return
+        except Exception:
+            # Answered with its ref, so the moderator's client doesn't wait for a timeout.
+            # A decision's effects are written in one transaction (server/safety/actions.py),
+            # so a failure here left nothing half done.
+            log.exception("moderation request failed rid=%s", frame.rid)
+            await session.refuse("internal_error", ref=frame.rid)
+            return
+        await session.send(answer)
 
     async def _answer(self, frame: ModRequest) -> Frame:
         app, me = self._session.app, self._session.handle
         safety = app[SAFETY]
+        signed = SignedRequest(app[RELAY_ID], self._session.nonce, frame.rid, frame.signature)
         if isinstance(frame, ModQueues):
             return ModQueuesResult(rid=frame.rid, queues=await safety.queue_summaries(me))
         if isinstance(frame, ModQueue):
@@ -102,7 +115,7 @@ class ModerationHandlers:
             view = await case_view(safety, app[STORE], me, frame.case_id)
             return ModCaseResult(rid=frame.rid, case=view)
         if isinstance(frame, ModReveal):
-            items = await safety.reveal(me, frame.case_id, frame.signature)
+            items = await safety.reveal(me, frame.case_id, signed)
             return ModEvidence(rid=frame.rid, case_id=frame.case_id, items=items)
         if isinstance(frame, ModDecide):
             config = app[CONFIG]
@@ -113,7 +126,7 @@ class ModerationHandlers:
                 frame.case_id,
                 frame.action,
                 frame.note,
-                frame.signature,
+                signed,
                 outbox=config.data_dir / "outbox",
                 reporter=Reporter(config.reporter_name, config.reporter_email),
             )

@@ -10,6 +10,7 @@ Every reveal, decision and role change is written to the hash-chained audit log.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import statistics
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 from protocol import policy as rules
 from protocol.frames import ReportedMessage
 from protocol.moderation import (
+    ROLES,
     CaseSummary,
     DecisionCount,
     EvidenceItem,
@@ -28,7 +30,14 @@ from protocol.moderation import (
 from server.delivery.store import SqliteStore
 from server.safety.audit import AuditLog
 from server.safety.evidence import EvidenceSealer
-from server.safety.store import CaseRow, EvidenceRow, FindingRow, NewEvidence, SafetyStore
+from server.safety.store import (
+    AccountFlags,
+    CaseRow,
+    EvidenceRow,
+    FindingRow,
+    NewEvidence,
+    SafetyStore,
+)
 from server.social.service import SocialService
 
 log = logging.getLogger("agechat.relay.safety")
@@ -59,6 +68,32 @@ def evidence_fields(row: EvidenceRow) -> dict[str, Any]:
 
 def _count(n: int, noun: str) -> str:
     return f"no {noun}s" if n == 0 else f"1 {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def rank(roles: set[str]) -> int:
+    """A role holder's standing: moderator < child_safety_moderator < admin (0: no role)."""
+    return max((ROLES.index(r) + 1 for r in roles if r in ROLES), default=0)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedRequest:
+    """What a moderator signed (PROTOCOL.md §6.5), kept in the audit entry so anyone with the
+    moderator's identity key can check the entry against the request: the relay id, the
+    connection's challenge nonce, the request id and the signature. The frame's own fields
+    (case, action, note) are in the entry already."""
+
+    relay_id: str
+    nonce: bytes
+    rid: str
+    signature: bytes
+
+    def detail(self) -> dict[str, str]:
+        return {
+            "relay_id": self.relay_id,
+            "nonce": self.nonce.hex(),
+            "rid": self.rid,
+            "signature": self.signature.hex(),
+        }
 
 
 class ModerationError(Exception):
@@ -106,6 +141,10 @@ class SafetyService:
         self.clock = clock
         self.roles: dict[str, set[str]] = {}
         self.suspended: set[str] = set()
+        self.flags: dict[str, AccountFlags] = {}
+        # Held across a decision's write and its in-memory effects, and across load(), so a
+        # reload never replaces a fresh flag with what it read just before the write.
+        self.flags_lock = asyncio.Lock()
 
     @property
     def policy(self) -> rules.Policy:
@@ -113,22 +152,27 @@ class SafetyService:
 
     async def load(self) -> None:
         """Roles and account flags from the database (at start, and after an admin command
-        changed them: the relay polls `meta.generation`)."""
-        self.roles = await self.cases.roles()
-        flags = await self.cases.flags()
-        self.suspended = {h for h, (suspended, _, _) in flags.items() if suspended}
+        changed them: the relay polls `meta.generation`). Cases assigned to someone who may
+        no longer see their queue are released."""
+        async with self.flags_lock:
+            self.roles = await self.cases.roles()
+            self.apply_flags(await self.cases.flags())
+        await self.cases.unassign_unseen(
+            lambda who, queue: queue in self.visible_queues(who)
+        )
+
+    def apply_flags(self, flags: dict[str, AccountFlags]) -> None:
+        self.flags = {h: f for h, f in flags.items() if f.any}
+        self.suspended = {h for h, f in self.flags.items() if f.suspended}
         self.social.moderator_restricted = {
-            h: reason or "" for h, (_, by, reason) in flags.items() if by is not None
+            h: f.restricted_reason or "" for h, f in self.flags.items() if f.restricted_by
         }
 
     def open_evidence(self, row: EvidenceRow) -> str:
         return self._sealer.open(row.sealed)
 
-    async def save_flags(self, handle: str, *, by: str) -> None:
-        reason = self.social.moderator_restricted.get(handle)
-        await self.cases.set_flags(
-            handle, handle in self.suspended, by if reason is not None else None, reason
-        )
+    def seal(self, text: str) -> bytes:
+        return self._sealer.seal(text)
 
     # --- routing ---------------------------------------------------------------------------
 
@@ -140,17 +184,13 @@ class SafetyService:
             return routes.involves_minor
         return routes.otherwise
 
-    def _priority(self, queue: str) -> int:
-        rule = self.policy.moderation.queues.get(queue)
-        return rule.priority if rule is not None else 1_000
+    def priorities(self) -> dict[str, int]:
+        return {name: q.priority for name, q in self.policy.moderation.queues.items()}
 
     async def open_or_join_case(self, subject: str, finding: Finding) -> int:
         """The findings API: file ``finding`` about ``subject`` in its open case (or a new
         one), routed by the policy. Returns the case id."""
         queue = self.route(finding)
-        current = await self.cases.open_case_queue(subject)
-        if current is not None and self._priority(current) <= self._priority(queue):
-            queue = current  # never moved to a lower-priority queue
         sealed = [
             NewEvidence(
                 e.sender,
@@ -166,6 +206,7 @@ class SafetyService:
         case_id, opened = await self.cases.add_finding(
             subject,
             queue,
+            self.priorities(),  # an open case only moves up, decided inside the write
             finding.source,
             finding.score,
             finding.explanation,
@@ -175,11 +216,10 @@ class SafetyService:
             self.clock(),
         )
         log.info(
-            "finding source=%s case=%d %s queue=%s",
+            "finding source=%s case=%d %s",
             finding.source,
             case_id,
             "opened" if opened else "joined",
-            queue,
         )
         return case_id
 
@@ -308,7 +348,7 @@ class SafetyService:
         self.require_role(moderator)
         out = []
         for name in self.visible_queues(moderator):
-            open_cases = await self.cases.cases(queue=name)
+            open_cases = [c for c in await self.cases.cases(queue=name) if c.subject != moderator]
             out.append(
                 QueueSummary(
                     name=name,
@@ -321,7 +361,9 @@ class SafetyService:
 
     async def queue(self, moderator: str, queue: str) -> list[CaseSummary]:
         self.require_queue(moderator, queue)
-        summaries = await self.summaries(await self.cases.cases(queue=queue))
+        # A moderator never sees cases about themselves, not even as a count.
+        mine = [c for c in await self.cases.cases(queue=queue) if c.subject != moderator]
+        summaries = await self.summaries(mine)
         return sorted(summaries, key=lambda s: (-s.score, s.opened_at, s.id))
 
     async def next_case(self, moderator: str, queue: str) -> int | None:
@@ -334,21 +376,39 @@ class SafetyService:
                 return s.id
         for s in summaries:
             # Taken only if still unassigned: two moderators never get the same case.
-            if s.assignee is None and s.subject != moderator and await self.cases.assign(
-                s.id, moderator
+            if (
+                s.assignee is None
+                and await self.may_decide(moderator, s.id) is None
+                and await self.cases.assign(s.id, moderator)
             ):
                 return s.id
         return None
 
-    async def reveal(self, moderator: str, case_id: int, signature: bytes) -> list[EvidenceItem]:
-        """A case's evidence content, audited (who, which case, when, their signature)."""
+    async def may_decide(self, moderator: str, case_id: int) -> str | None:
+        """Why ``moderator`` may not decide the case (a code), or None. Nobody decides a case
+        about someone of equal or higher standing (a moderator's case goes to someone above
+        them), or a case they reported themselves."""
+        case = await self.cases.case(case_id)
+        if case is None:
+            return "unknown_case"
+        if rank(self.roles.get(case.subject, set())) >= rank(self.roles.get(moderator, set())):
+            return "forbidden"
+        findings = await self.cases.findings([case_id])
+        if any(f.reporter == moderator for f in findings):
+            return "forbidden"
+        return None
+
+    async def reveal(
+        self, moderator: str, case_id: int, signed: SignedRequest
+    ) -> list[EvidenceItem]:
+        """A case's evidence content, audited (who, which case, when, the signed request)."""
         await self.require_case(moderator, case_id)
         rows = await self.cases.evidence(case_id)
         await self.audit.append(
             moderator,
             "reveal",
             f"case:{case_id}",
-            {"evidence": [r.id for r in rows], "signature": signature.hex()},
+            {"case": case_id, "evidence": [r.id for r in rows], **signed.detail()},
             self.clock(),
         )
         return [
@@ -361,7 +421,11 @@ class SafetyService:
     ) -> tuple[list[QueueSummary], list[DecisionCount], float | None]:
         queues = await self.queue_summaries(moderator)
         visible = set(self.visible_queues(moderator))
-        cases = {c.id: c for c in await self.cases.cases() if c.queue in visible}
+        cases = {
+            c.id: c
+            for c in await self.cases.cases()
+            if c.queue in visible and c.subject != moderator
+        }
         counts: dict[tuple[str, str], int] = {}
         first: dict[int, datetime] = {}
         for d in await self.cases.decisions():

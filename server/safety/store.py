@@ -4,8 +4,11 @@ connections), so a case and the audit entry for it live in one file."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import aiosqlite
 
 from server.delivery.store import SqliteStore
 from server.safety.audit import append_in
@@ -67,6 +70,39 @@ class DecisionRow:
 
 
 @dataclass(frozen=True, slots=True)
+class AccountFlags:
+    """What moderators set on an account, and the queue and case of the decision that set
+    it (only a moderator who may see that queue may lift it)."""
+
+    suspended: bool = False
+    restricted_by: str | None = None
+    restricted_reason: str | None = None
+    queue: str | None = None
+    case_id: int | None = None
+
+    @property
+    def any(self) -> bool:
+        return self.suspended or self.restricted_by is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """Undelivered messages a decision withdraws from the subject's recipients' queues:
+    those to recipients for whom ``to(recipient)`` holds. Visible ones are sealed into the
+    case as evidence under a `held_messages` finding; e2ee ones can't be read and are
+    withdrawn unread."""
+
+    to: Callable[[str], bool]
+    is_minor: Callable[[str], bool]
+    seal: Callable[[str], bytes]
+    explain: Callable[[int, int], str]  # (visible held, e2ee withdrawn) -> explanation
+
+
+class CaseClosed(Exception):
+    """A decision other than reinstate on a case already closed."""
+
+
+@dataclass(frozen=True, slots=True)
 class NewEvidence:
     sender: str
     recipient: str
@@ -76,6 +112,9 @@ class NewEvidence:
     chars: int
     sealed: bytes
 
+
+#: A queue the policy no longer declares ranks below every declared one.
+UNKNOWN_PRIORITY = 1_000
 
 _CASE = "id, subject, queue, status, assignee, opened_at, closed_at"
 _FINDING = "id, case_id, source, score, explanation, reporter, involves_minor, created_at"
@@ -99,6 +138,88 @@ def _evidence(r: tuple) -> EvidenceRow:
 
 def _decision(r: tuple) -> DecisionRow:
     return DecisionRow(r[0], r[1], r[2], r[3], r[4], _dt(r[5]) or datetime.min)
+
+
+async def _insert_finding(
+    db: aiosqlite.Connection,
+    case_id: int,
+    source: str,
+    score: float,
+    explanation: str,
+    reporter: str | None,
+    involves_minor: bool,
+    evidence: list[NewEvidence],
+    now: datetime,
+) -> None:
+    cur = await db.execute(
+        "INSERT INTO findings (case_id, source, score, explanation, reporter, "
+        "involves_minor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (case_id, source, score, explanation, reporter, int(involves_minor), _ts(now)),
+    )
+    finding_id = int(cur.lastrowid or 0)
+    await db.executemany(
+        "INSERT INTO evidence (case_id, finding_id, sender, recipient, mode, sent_at, "
+        "franking, chars, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                case_id,
+                finding_id,
+                e.sender,
+                e.recipient,
+                e.mode,
+                _ts(e.sent_at),
+                e.franking,
+                e.chars,
+                e.sealed,
+            )
+            for e in evidence
+        ],
+    )
+
+
+async def _hold(
+    db: aiosqlite.Connection, case_id: int, subject: str, hold: Hold, now: datetime
+) -> int:
+    """Withdraw the subject's undelivered messages (see `Hold`); returns how many."""
+    async with db.execute(
+        "SELECT seq, recipient, mode, body, sent_at FROM messages "
+        "WHERE sender = ? AND acked_at IS NULL AND kind = 'message' ORDER BY seq",
+        (subject,),
+    ) as cur:
+        rows = [r for r in await cur.fetchall() if hold.to(r[1])]
+    if not rows:
+        return 0
+    visible = [
+        NewEvidence(
+            subject,
+            r[1],
+            "visible",
+            _dt(r[4]) or now,
+            "verified",  # the relay received it from the subject itself: nothing to check
+            len(r[3] or ""),
+            hold.seal(r[3] or ""),
+        )
+        for r in rows
+        if r[2] != "e2ee"
+    ]
+    # Withdrawn like an acknowledged message: the body goes, the (sender, id) row stays so
+    # a resend of the same message is ignored, and the recipient never gets it.
+    await db.executemany(
+        "UPDATE messages SET body = NULL, commitment = NULL, acked_at = ? WHERE seq = ?",
+        [(_ts(now), r[0]) for r in rows],
+    )
+    await _insert_finding(
+        db,
+        case_id,
+        "held_messages",
+        0.0,
+        hold.explain(len(visible), len(rows) - len(visible)),
+        None,
+        any(hold.is_minor(r[1]) for r in rows),
+        visible,
+        now,
+    )
+    return len(rows)
 
 
 class SafetyStore:
@@ -134,24 +255,12 @@ class SafetyStore:
             )
             return cur.rowcount == 1
 
-    async def flags(self) -> dict[str, tuple[bool, str | None, str | None]]:
-        """handle → (suspended, restricted_by, restricted_reason)."""
+    async def flags(self) -> dict[str, AccountFlags]:
         rows = await self._read(
-            "SELECT handle, suspended, restricted_by, restricted_reason FROM account_flags"
+            "SELECT handle, suspended, restricted_by, restricted_reason, queue, case_id "
+            "FROM account_flags"
         )
-        return {h: (bool(s), by, why) for h, s, by, why in rows}
-
-    async def set_flags(
-        self, handle: str, suspended: bool, restricted_by: str | None, reason: str | None
-    ) -> None:
-        async with self._store.transaction() as db:
-            await db.execute(
-                "INSERT INTO account_flags (handle, suspended, restricted_by, restricted_reason) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT (handle) DO UPDATE SET "
-                "suspended = excluded.suspended, restricted_by = excluded.restricted_by, "
-                "restricted_reason = excluded.restricted_reason",
-                (handle, int(suspended), restricted_by, reason),
-            )
+        return {h: AccountFlags(bool(s), by, why, q, c) for h, s, by, why, q, c in rows}
 
     async def record_login(self, handle: str, address: str, now: datetime) -> None:
         async with self._store.transaction() as db:
@@ -175,6 +284,7 @@ class SafetyStore:
         self,
         subject: str,
         queue: str,
+        priorities: Mapping[str, int],
         source: str,
         score: float,
         explanation: str,
@@ -184,8 +294,10 @@ class SafetyStore:
         now: datetime,
     ) -> tuple[int, bool]:
         """File a finding in the subject's open case, opening one (in ``queue``) if there is
-        none: (case id, whether it was opened now). A case opened elsewhere keeps its queue
-        unless this finding needs a higher-priority one (the caller passes that queue)."""
+        none: (case id, whether it was opened now). An open case only ever moves up to a
+        higher-priority queue (lower number in ``priorities``), never down; the current queue
+        is read inside the transaction, so concurrent findings can't race it down. A case
+        that moves leaves its assignee's hands (they may not see the new queue)."""
         async with self._store.transaction() as db:
             async with db.execute(
                 "SELECT id, queue FROM cases WHERE subject = ? AND status = 'open'", (subject,)
@@ -200,39 +312,17 @@ class SafetyStore:
                 case_id = int(cur.lastrowid or 0)
             else:
                 case_id = int(row[0])
-                if row[1] != queue:
-                    await db.execute("UPDATE cases SET queue = ? WHERE id = ?", (queue, case_id))
-            cur = await db.execute(
-                "INSERT INTO findings (case_id, source, score, explanation, reporter, "
-                "involves_minor, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (case_id, source, score, explanation, reporter, int(involves_minor), _ts(now)),
-            )
-            finding_id = int(cur.lastrowid or 0)
-            await db.executemany(
-                "INSERT INTO evidence (case_id, finding_id, sender, recipient, mode, sent_at, "
-                "franking, chars, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        case_id,
-                        finding_id,
-                        e.sender,
-                        e.recipient,
-                        e.mode,
-                        _ts(e.sent_at),
-                        e.franking,
-                        e.chars,
-                        e.sealed,
+                if priorities.get(queue, UNKNOWN_PRIORITY) < priorities.get(
+                    row[1], UNKNOWN_PRIORITY
+                ):
+                    await db.execute(
+                        "UPDATE cases SET queue = ?, assignee = NULL WHERE id = ?",
+                        (queue, case_id),
                     )
-                    for e in evidence
-                ],
+            await _insert_finding(
+                db, case_id, source, score, explanation, reporter, involves_minor, evidence, now
             )
         return case_id, opened
-
-    async def open_case_queue(self, subject: str) -> str | None:
-        rows = await self._read(
-            "SELECT queue FROM cases WHERE subject = ? AND status = 'open'", (subject,)
-        )
-        return rows[0][0] if rows else None
 
     async def case(self, case_id: int) -> CaseRow | None:
         rows = await self._read(f"SELECT {_CASE} FROM cases WHERE id = ?", (case_id,))
@@ -290,10 +380,19 @@ class SafetyStore:
         close: bool,
         now: datetime,
         audit: tuple[str, dict[str, object]],
-    ) -> None:
-        """Record a decision and its audit entry (subject, detail) in one transaction."""
+        flags: AccountFlags | None = None,
+        hold: Hold | None = None,
+    ) -> int:
+        """Record a decision with everything it changes in one transaction: its audit entry
+        (subject, detail), the case's closing, the subject's new ``flags`` and the ``hold``
+        of their undelivered messages. Raises `CaseClosed` (nothing written) when the case
+        is closed and the action isn't reinstate. Returns how many messages were held."""
+        subject, detail = audit
         async with self._store.transaction() as db:
-            subject, detail = audit
+            async with db.execute("SELECT status FROM cases WHERE id = ?", (case_id,)) as cur:
+                row = await cur.fetchone()
+            if row is None or (row[0] != "open" and action != "reinstate"):
+                raise CaseClosed(case_id)
             await append_in(db, moderator, f"decide:{action}", subject, detail, now)
             await db.execute(
                 "INSERT INTO decisions (case_id, moderator, action, note, decided_at) "
@@ -302,7 +401,37 @@ class SafetyStore:
             )
             if close:
                 await db.execute(
-                    "UPDATE cases SET status = 'closed', closed_at = ? "
+                    "UPDATE cases SET status = 'closed', closed_at = ?, assignee = NULL "
                     "WHERE id = ? AND status = 'open'",
                     (_ts(now), case_id),
                 )
+            if flags is not None:
+                await db.execute(
+                    "INSERT INTO account_flags (handle, suspended, restricted_by, "
+                    "restricted_reason, queue, case_id) VALUES (?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT (handle) DO UPDATE SET suspended = excluded.suspended, "
+                    "restricted_by = excluded.restricted_by, "
+                    "restricted_reason = excluded.restricted_reason, "
+                    "queue = excluded.queue, case_id = excluded.case_id",
+                    (
+                        subject,
+                        int(flags.suspended),
+                        flags.restricted_by,
+                        flags.restricted_reason,
+                        flags.queue,
+                        flags.case_id,
+                    ),
+                )
+            return 0 if hold is None else await _hold(db, case_id, subject, hold, now)
+
+    async def unassign_unseen(self, may_see: Callable[[str, str], bool]) -> int:
+        """Release open cases whose assignee may no longer see their queue (a role was
+        revoked, or the case moved up); returns how many."""
+        rows = await self._read(
+            "SELECT id, assignee, queue FROM cases WHERE status = 'open' AND assignee IS NOT NULL"
+        )
+        stale = [(case_id,) for case_id, who, queue in rows if not may_see(who, queue)]
+        if stale:
+            async with self._store.transaction() as db:
+                await db.executemany("UPDATE cases SET assignee = NULL WHERE id = ?", stale)
+        return len(stale)

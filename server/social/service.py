@@ -418,7 +418,8 @@ class SocialService:
 
     async def restrict_by_moderator(self, handle: str, reason: str) -> None:
         """A person's decision: restricted from new contact with minors whatever the
-        counters say, until reinstated; the account and its minor contacts are told."""
+        counters say, until reinstated; the account and its minor contacts are told. The
+        moderator's ``reason`` is internal: the account is told that, not the reason."""
         first = handle not in self.moderator_restricted
         self.moderator_restricted[handle] = reason
         if first:
@@ -426,8 +427,8 @@ class SocialService:
                 handle,
                 "system",
                 "moderator_restricted",
-                "A moderator restricted your account: you can't contact people under 18 any "
-                f"more, including existing contacts. Reason: {reason or 'not given'}.",
+                "A moderator restricted your account after reviewing reports about it: you "
+                "can't contact people under 18 any more, including existing contacts.",
                 RELAY_HANDLE,
             )
             await self._tell_minor_contacts_restricted(handle, "by agechat's safety team")

@@ -124,9 +124,9 @@ async def test_every_mod_command_with_json(world):
     assert out["decisions"] == [{"moderator": "cs_mod", "action": "restrict", "count": 1}]
     assert out["median_seconds_to_decision"] is not None
 
-    # A dismissal on a case that is already closed is still recorded.
+    # A closed case takes no further decision but reinstate.
     rc, out, _ = await mod(base, "cs_mod", "decide", CASE, "--action", "dismiss")
-    assert rc == 0 and out == {"case_id": case_id, "action": "dismiss", "outcome": "dismissed"}
+    assert rc == 1 and out["error"]["code"] == "case_closed"
 
 
 @on_module_loop

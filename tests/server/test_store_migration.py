@@ -31,7 +31,7 @@ async def test_a_v3_store_migrates_and_keeps_its_queue(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 5
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 6
         (old,) = await store.pending_for("ben", 0, 10)
         assert (old.msg_id, old.body, old.sent_at, old.commitment) == (
             "old-message-1",
