@@ -157,9 +157,7 @@ class SafetyService:
         async with self.flags_lock:
             self.roles = await self.cases.roles()
             self.apply_flags(await self.cases.flags())
-        await self.cases.unassign_unseen(
-            lambda who, queue: queue in self.visible_queues(who)
-        )
+        await self.cases.unassign_unseen(lambda who, queue: queue in self.visible_queues(who))
 
     def apply_flags(self, flags: dict[str, AccountFlags]) -> None:
         self.flags = {h: f for h, f in flags.items() if f.any}
@@ -411,10 +409,7 @@ class SafetyService:
             {"case": case_id, "evidence": [r.id for r in rows], **signed.detail()},
             self.clock(),
         )
-        return [
-            EvidenceItem(**evidence_fields(r), text=self.open_evidence(r))
-            for r in rows
-        ]
+        return [EvidenceItem(**evidence_fields(r), text=self.open_evidence(r)) for r in rows]
 
     async def overview(
         self, moderator: str

@@ -494,9 +494,7 @@ class SocialService:
     async def change_birthdate(
         self, handle: str, birthdate: date, declaration: bytes | None, *, by_admin: bool = False
     ) -> Decision:
-        return await bands.change_birthdate(
-            self, handle, birthdate, declaration, by_admin=by_admin
-        )
+        return await bands.change_birthdate(self, handle, birthdate, declaration, by_admin=by_admin)
 
     async def reload_accounts(self) -> None:
         await bands.reload_accounts(self)

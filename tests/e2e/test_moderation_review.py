@@ -191,7 +191,8 @@ async def test_the_moderators_note_stays_internal(world):
 async def test_nobody_sees_or_decides_cases_about_themselves_their_peers_or_their_reports(world):
     relay, _, mods = world
     (xan,) = await people(world, ("rp_xan", ADULT))
-    async with open_clients(xan, *(mods[h] for h in ("gmod", "gmod2", "boss"))) as (x, gm, gm2, boss):
+    moderators = (mods[h] for h in ("gmod", "gmod2", "boss"))
+    async with open_clients(xan, *moderators) as (x, gm, gm2, boss):
         await x.report("gmod", "rude moderator", last=0)
         about_gm, _, _ = case_of(relay, "gmod")
         # gm doesn't see the case about them, not even as a count.
@@ -298,10 +299,8 @@ async def test_a_failed_decision_is_answered_and_leaves_the_case_as_it_was(world
 
 
 async def test_a_revoked_role_releases_the_moderators_case(world):
-    relay, base, _ = world
-    yan, zoe, tmp_mod = await people(
-        world, ("rr_yan", ADULT), ("rr_zoe", ADULT), ("rr_mod", ADULT)
-    )
+    relay, _, _ = world
+    yan, zoe, tmp_mod = await people(world, ("rr_yan", ADULT), ("rr_zoe", ADULT), ("rr_mod", ADULT))
     await change_role(relay.config.data_dir, "rr_mod", "moderator", grant=True)
     await relay.app[SAFETY].load()
     async with open_clients(yan, zoe, tmp_mod) as (y, _z, m):
