@@ -138,7 +138,11 @@ async def mod_reveal(options: Options, case_id: int) -> None:
 @mod.command("decide")
 @click.argument("case_id", metavar="ID", type=int)
 @click.option("--action", type=click.Choice(ACTIONS), required=True)
-@click.option("--note", default="", help="Why (kept with the decision and in the audit log).")
+@click.option(
+    "--note",
+    default="",
+    help="Why: internal, kept with the decision and in the audit log; the account is never shown it.",
+)
 @command
 async def mod_decide(options: Options, case_id: int, action: str, note: str) -> None:
     """Act on case ID's subject: dismiss, warn, restrict (from all contact with minors),

@@ -64,12 +64,22 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     # Key directory (§6.3)
     "no_prekeys": "That account hasn't published its encryption keys yet.",
     # End-to-end encrypted messages (§6.4)
+    "report_item_foreign": ("A reported message must be between you and the account you report."),
     "franking_invalid": (
         "A reported encrypted message could not be verified: its text, franking key or "
         "relay tag doesn't match."
     ),
     # Moderation (§6.5)
-    "forbidden": "Your account doesn't have the moderator role this needs.",
+    "forbidden": (
+        "Not allowed: your role doesn't cover this, or the case is about you, about someone "
+        "of your standing or above, or one you reported."
+    ),
+    "case_closed": "That case is closed; only reinstate is still possible.",
+    "nothing_to_lift": "The account is neither suspended nor restricted by a moderator.",
+    "not_reportable": (
+        "Nothing in this case is reportable to the CyberTipline: no minor is involved and "
+        "there is no known-material match."
+    ),
     "unknown_case": "There is no case with that number.",
     "unknown_queue": "There is no review queue with that name.",
     "queue_empty": "No case is waiting in that queue.",
