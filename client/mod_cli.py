@@ -141,7 +141,7 @@ async def mod_reveal(options: Options, case_id: int) -> None:
 @click.option(
     "--note",
     default="",
-    help="Why: internal, kept with the decision and in the audit log; the account is never shown it.",
+    help="Why: internal, kept with the decision and in the audit log; never shown to the account.",
 )
 @command
 async def mod_decide(options: Options, case_id: int, action: str, note: str) -> None:
