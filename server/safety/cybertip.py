@@ -6,12 +6,19 @@ CyberTipline Reporting API `report`, written to the relay's outbox and NEVER sen
 What goes in is only what the platform knows: the subject's handle, display name and the
 addresses it logged in from; the conversation content that reached the case (visible
 messages, and e2ee messages a user reported, with whether franking verified them); each
-minor involved, by handle and declared age group — never an age or a name the platform
-doesn't have.
+minor involved, by handle and declared age group only — never a display name, an age or
+anything else (no more than the report needs). The relay operator is the reporter: their
+email in `reportingPerson` (the one thing the schema requires there) and their name, whole,
+in `companyTemplate` — it is usually an organisation's, so it is never split into a
+person's first and last name.
+
+A draft is never overwritten: a second escalation of the same case writes `<case>-2.xml`,
+and so on. The outbox folders and the files in them are owner-only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import xml.etree.ElementTree as ET
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from protocol import policy as rules
 from server.safety.cybertip_schema import check
 
 PLATFORM = "agechat"
@@ -31,6 +39,9 @@ BAND_WORDS = {
 }
 ENTICEMENT = "Online Enticement of Children for Sexual Acts"
 CHILD_SEXUAL_ABUSE_MATERIAL = "Child Pornography (possession, manufacture, and distribution)"
+#: The bands that are a minor. Not `rules.is_minor` on any string: a party whose account
+#: wasn't found has the band "unknown", and that is not a minor.
+MINOR_BANDS = frozenset(b for b in rules.BANDS if rules.is_minor(b))
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +55,8 @@ class Reporter:
 @dataclass(frozen=True, slots=True)
 class Party:
     handle: str
-    display_name: str
-    band: str
+    display_name: str  # written for the subject only; a victim is named by handle
+    band: str  # a `Band`, or "unknown" when the account wasn't found
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +125,7 @@ def build(draft: Draft, reporter: Reporter) -> ET.Element:
     summary = _add(report, "incidentSummary")
     _add(summary, "incidentType", CHILD_SEXUAL_ABUSE_MATERIAL if draft.hash_match else ENTICEMENT)
     _add(summary, "platform", PLATFORM)
-    subject_minor = draft.subject.band != "adult"
-    if subject_minor and draft.victims:
+    if draft.subject.band in MINOR_BANDS and draft.victims:
         annotations = _add(summary, "reportAnnotations")
         _add(annotations, "minorToMinorInteraction")
     first = min((m.sent_at for m in draft.messages), default=draft.opened_at)
@@ -140,13 +150,14 @@ def build(draft: Draft, reporter: Reporter) -> ET.Element:
     )
 
     who = _add(report, "reporter")
+    # `reportingPerson` is a person record whose names are optional and whose email is
+    # required. The operator's name is usually an organisation's ("Example Relay
+    # Operations"), so it goes whole into `companyTemplate` (the schema's place for basic
+    # company information), never split into an invented first and last name.
     person = _add(who, "reportingPerson")
-    first_name, _, last_name = reporter.name.partition(" ")
-    _add(person, "firstName", first_name[:100])
-    if last_name:
-        _add(person, "lastName", last_name[:100])
     email = _add(person, "email", reporter.email)
     email.set("type", "Business")
+    _add(who, "companyTemplate", f"Reporting company: {reporter.name} ({PLATFORM} relay operator).")
 
     reported = _add(report, "personOrUserReported")
     _add(reported, "espIdentifier", draft.subject.handle)
@@ -169,8 +180,7 @@ def build(draft: Draft, reporter: Reporter) -> ET.Element:
         _add(v, "victimPerson")  # the platform knows no name, address or exact age
         _add(v, "espIdentifier", victim.handle)
         _add(v, "espService", PLATFORM)
-        _add(v, "screenName", victim.handle)
-        _add(v, "displayName", victim.display_name[:255])
+        _add(v, "screenName", victim.handle)  # and no displayName: handle and age group only
         _add(
             v,
             "additionalInfo",
@@ -188,18 +198,53 @@ def build(draft: Draft, reporter: Reporter) -> ET.Element:
     return report
 
 
+def serialise(report: ET.Element) -> bytes:
+    """The document's bytes. A carriage return in text (a message may hold one) is written
+    as the character reference ``&#13;``: a raw one would reach a parser as a line feed (XML
+    normalises line ends). ElementTree escapes it in attribute values already, and tag names,
+    the declaration and the indentation never hold one, so every raw CR byte in its output
+    is inside text content (in UTF-8, byte 0x0D is only ever that character)."""
+    data = ET.tostring(report, encoding="utf-8", xml_declaration=True)
+    return data.replace(b"\r", b"&#13;")
+
+
+def _private_folder(folder: Path) -> None:
+    """Make ``folder`` and any missing parents owner-only (0700); a folder that existed is
+    narrowed to 0700 too. (``mkdir(parents=True)`` would give the parents default modes.)"""
+    missing = []
+    level = folder
+    while not level.exists():
+        missing.append(level)
+        level = level.parent
+    for level in reversed(missing):
+        with contextlib.suppress(FileExistsError):
+            level.mkdir(mode=0o700)
+    folder.chmod(0o700)  # exact, whatever the umask or an earlier mode
+
+
 def write(draft: Draft, reporter: Reporter, outbox: Path, now: datetime) -> Path:
-    """Check and write ``<outbox>/cybertip/<case>.xml`` (owner-only); never sent."""
+    """Check and write ``<outbox>/cybertip/<case>.xml`` (owner-only; never sent). An earlier
+    draft is never overwritten: this one is then ``<case>-2.xml``, ``<case>-3.xml``, …"""
     report = build(draft, reporter)
     problems = check(report, now)
     if problems:
         raise ReportInvalid("; ".join(problems))
     ET.indent(report)
+    data = serialise(report)
+    _private_folder(outbox)
     folder = outbox / "cybertip"
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path = folder / f"{draft.case_id}.xml"
-    data = ET.tostring(report, encoding="utf-8", xml_declaration=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    _private_folder(folder)
+    n = 1
+    while True:
+        path = folder / (f"{draft.case_id}.xml" if n == 1 else f"{draft.case_id}-{n}.xml")
+        try:
+            # O_EXCL: never an existing file (nor through a symlink planted in its place).
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            n += 1
+            continue
+        break
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # exact, whatever the umask
         f.write(data)
     return path

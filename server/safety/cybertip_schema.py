@@ -54,6 +54,21 @@ def _c(name: str, lo: int = 0, hi: int = 1) -> Child:
 
 
 N = UNBOUNDED
+
+
+def _person(emails: int) -> tuple[Child, ...]:
+    """The `person` type; ``emails`` is the least number of `email` children."""
+    return (
+        _c("firstName"),
+        _c("lastName"),
+        _c("phone", 0, N),
+        _c("email", emails, N),
+        _c("address", 0, N),
+        _c("age"),
+        _c("dateOfBirth"),
+    )
+
+
 _PERSON_LIKE_TAIL = (
     _c("ipCaptureEvent", 0, N),
     _c("deviceId", 0, N),
@@ -93,15 +108,10 @@ SEQUENCES: Final[dict[str, tuple[Child, ...]]] = {
         _c("termsOfService"),
         _c("legalURL"),
     ),
-    "person": (
-        _c("firstName"),
-        _c("lastName"),
-        _c("phone", 0, N),
-        _c("email", 0, N),
-        _c("address", 0, N),
-        _c("age"),
-        _c("dateOfBirth"),
-    ),
+    "person": _person(emails=0),
+    # The reporter's person record: every name optional, at least one email required
+    # (NCMEC's documentation, B.4 Reporter). An organisation goes in `companyTemplate`.
+    "reportingPerson": _person(emails=1),
     "personOrUserReported": (
         _c("personOrUserReportedPerson"),
         _c("vehicleDescription"),
@@ -150,10 +160,8 @@ SEQUENCES: Final[dict[str, tuple[Child, ...]]] = {
         _c("port"),
     ),
 }
-#: Elements whose content has the `person` type.
-PERSON_ELEMENTS: Final = frozenset(
-    {"reportingPerson", "personOrUserReportedPerson", "victimPerson"}
-)
+#: Elements whose content has the `person` type (`reportingPerson` has its own rule above).
+PERSON_ELEMENTS: Final = frozenset({"personOrUserReportedPerson", "victimPerson"})
 #: The incidents `internetDetails` chooses among (exactly one).
 INTERNET_INCIDENTS: Final = (
     "webPageIncident",
