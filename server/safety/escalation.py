@@ -1,14 +1,18 @@
 """Escalating a case: gather what the platform knows about it into a CyberTipline draft and
-write it to the outbox (server/safety/cybertip.py). Nothing is sent anywhere."""
+write it to the outbox (server/safety/cybertip.py). Nothing is sent anywhere.
+
+Only something reportable is escalated: a hash match (child sexual abuse material), or at
+least one minor the relay knows was involved (online enticement). Anything else is refused
+with `not_reportable` before a file is written."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
-from protocol import policy as rules
-from server.safety.cybertip import Draft, Login, Message, Party, Reporter, write
-from server.safety.service import SafetyService
-from server.safety.store import CaseRow
+from server.safety.cybertip import MINOR_BANDS, Draft, Login, Message, Party, Reporter, write
+from server.safety.service import ModerationError, SafetyService
+from server.safety.store import CaseRow, EvidenceRow, FindingRow
 
 
 def _party(safety: SafetyService, handle: str) -> Party:
@@ -18,6 +22,22 @@ def _party(safety: SafetyService, handle: str) -> Party:
     return Party(handle, social.accounts[handle].display_name, social.band_of(handle))
 
 
+def _vouched_for(findings: Sequence[FindingRow], evidence: Sequence[EvidenceRow]) -> set[str]:
+    """Who the relay itself knows took part, the only people a victim is drawn from:
+
+    - the reporter of each finding (the relay authenticated them when they reported);
+    - both parties of each piece of evidence whose franking verified it, or that is a
+      visible message (the relay carried it and received it from its sender).
+
+    An unverified encrypted message is only its reporter's claim, so it names no victim
+    (the reporter, named by the first rule, is one only by their own age group)."""
+    people = {f.reporter for f in findings if f.reporter}
+    for e in evidence:
+        if e.franking == "verified" or e.mode == "visible":
+            people |= {e.sender, e.recipient}
+    return people
+
+
 async def draft_for(safety: SafetyService, case: CaseRow, note: str) -> Draft:
     findings = await safety.cases.findings([case.id])
     evidence = await safety.cases.evidence(case.id)
@@ -25,14 +45,12 @@ async def draft_for(safety: SafetyService, case: CaseRow, note: str) -> Draft:
         Message(e.sender, e.recipient, e.sent_at, e.mode, e.franking, safety.open_evidence(e))
         for e in evidence
     ]
-    involved = {f.reporter for f in findings if f.reporter} | {
-        h for e in evidence for h in (e.sender, e.recipient)
-    }
-    involved.discard(case.subject)
+    involved = _vouched_for(findings, evidence) - {case.subject}
+    # A victim is named by handle and declared age group only: the display name isn't read.
     victims = [
-        _party(safety, h)
+        Party(h, "", band)
         for h in sorted(involved)
-        if h in safety.social.accounts and rules.is_minor(safety.social.band_of(h))
+        if h in safety.social.accounts and (band := safety.social.band_of(h)) in MINOR_BANDS
     ]
     logins = [Login(a, t) for a, t in await safety.cases.logins(case.subject)]
     return Draft(
@@ -51,5 +69,9 @@ async def draft_for(safety: SafetyService, case: CaseRow, note: str) -> Draft:
 async def escalate(
     safety: SafetyService, case: CaseRow, note: str, outbox: Path, reporter: Reporter
 ) -> Path:
-    """Write the case's CyberTipline draft; returns its path."""
-    return write(await draft_for(safety, case, note), reporter, outbox, safety.clock())
+    """Write the case's CyberTipline draft; returns its path. Refuses (`not_reportable`,
+    nothing written) a case with neither a hash match nor a minor victim."""
+    draft = await draft_for(safety, case, note)
+    if not (draft.hash_match or draft.victims):
+        raise ModerationError("not_reportable")
+    return write(draft, reporter, outbox, safety.clock())

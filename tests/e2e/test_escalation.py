@@ -1,5 +1,6 @@
 """Escalating a case drafts a CyberTipline report in the outbox, never sent, that follows the
-schema's rules (issue 12, first piece). Personas and messages are invented."""
+schema's rules (issue 12, first piece), and only for something reportable: a hash match, or
+a minor the relay itself knows was involved. Personas and messages are invented."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import pytest_asyncio
 from server.admin.roles import change_role
 from server.app_keys import SAFETY
 from server.safety.cybertip_schema import check
-from tests.support import Relay, drain, make_profile, open_clients, send_and_wait, years_ago
+from server.safety.service import Evidence, Finding
+from tests.support import (
+    Relay,
+    drain,
+    make_profile,
+    open_clients,
+    refused,
+    send_and_wait,
+    years_ago,
+)
 
 
 @pytest_asyncio.fixture
@@ -28,10 +38,18 @@ async def moderator(relay: Relay, tmp_path, role: str = "child_safety_moderator"
     return profile
 
 
+def drafts(relay: Relay) -> list[str]:
+    folder = relay.config.data_dir / "outbox" / "cybertip"
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
 def written(relay: Relay, case_id: int) -> ET.Element:
-    path = relay.config.data_dir / "outbox" / "cybertip" / f"{case_id}.xml"
-    assert path.stat().st_mode & 0o077 == 0  # owner-only
-    return ET.parse(path).getroot()
+    outbox = relay.config.data_dir / "outbox"
+    for folder in (outbox, outbox / "cybertip"):
+        assert folder.stat().st_mode & 0o777 == 0o700, folder  # owner-only
+    path = outbox / "cybertip" / f"{case_id}.xml"
+    assert path.stat().st_mode & 0o777 == 0o600
+    return ET.fromstring(path.read_bytes())
 
 
 def text(root: ET.Element, path: str) -> str:
@@ -47,7 +65,7 @@ async def test_escalating_a_minors_visible_case_writes_a_valid_report(relay, tmp
     async with open_clients(teen, adult, mod) as (t, v, m):
         await t.contact_request("vic")
         await v.respond("tia", accept=True)
-        await send_and_wait(v, "tia", "you can tell me anything")
+        await send_and_wait(v, "tia", "you can tell me anything\r\nreally")
         await send_and_wait(v, "tia", "send me a photo, just for me")
         await drain(t)
         await t.report("vic", "he wants photos", last=2)
@@ -68,18 +86,57 @@ async def test_escalating_a_minors_visible_case_writes_a_valid_report(relay, tmp
     assert text(root, "incidentSummary/incidentType") == (
         "Online Enticement of Children for Sexual Acts"
     )
+    assert root.find("incidentSummary/reportAnnotations") is None  # the subject is an adult
     content = text(root, "internetDetails/chatImIncident/content")
     assert "send me a photo, just for me" in content and "visible" in content
+    assert "you can tell me anything\r\nreally" in content  # the carriage return survives
+    # The operator is named whole, as the reporting company, not split into a person's name.
+    assert root.find("reporter/reportingPerson/firstName") is None
+    assert root.find("reporter/reportingPerson/lastName") is None
+    assert text(root, "reporter/reportingPerson/email") == relay.config.reporter_email
+    assert relay.config.reporter_name in text(root, "reporter/companyTemplate")
     assert text(root, "personOrUserReported/espIdentifier") == "vic"
+    assert text(root, "personOrUserReported/displayName") == "Vic"
     assert text(root, "personOrUserReported/ipCaptureEvent/ipAddress") == "127.0.0.1"
     assert text(root, "personOrUserReported/ipCaptureEvent/eventName") == "Login"
     assert text(root, "victim/espIdentifier") == "tia"
     assert "13 to 15" in text(root, "victim/additionalInfo")
-    assert root.find("victim/victimPerson/age") is None  # never more than the platform knows
+    # A victim is named by handle and declared age group only: no display name, no age.
+    assert root.find("victim/displayName") is None
+    assert "Tia" not in ET.tostring(root.find("victim"), encoding="unicode")
+    assert root.find("victim/victimPerson/age") is None
     assert "not submitted" in text(root, "additionalInfo")
 
 
 async def test_a_franked_e2ee_report_is_escalated_with_its_verification(relay, tmp_path):
+    a = await make_profile(tmp_path, relay.url, "ana", years_ago(33))
+    b = await make_profile(tmp_path, relay.url, "ben", years_ago(35))
+    teen = await make_profile(tmp_path, relay.url, "tia", years_ago(14))
+    mod = await moderator(relay, tmp_path, "admin")
+    async with open_clients(a, b, teen, mod) as (x, y, t, m):
+        await y.contact_request("ana")
+        await x.respond("ben", accept=True)
+        await send_and_wait(y, "ana", "an encrypted threat, for the record")
+        await drain(x)
+        await x.report("ben", "threats", last=1)
+        await t.contact_request("ben")
+        await y.respond("tia", accept=True)
+        await send_and_wait(y, "tia", "don't tell your parents we talk")
+        await drain(t)
+        await t.report("ben", "secret", last=1)
+        (case,) = await m.moderation.queue("child_safety")  # one case, moved up
+        assert await m.moderation.decide(case.id, "escalate") == "escalated"
+    root = written(relay, case.id)
+    assert check(root, datetime.now(UTC)) == []
+    content = text(root, "internetDetails/chatImIncident/content")
+    assert "an encrypted threat, for the record" in content
+    assert "end-to-end encrypted, reported by its recipient; franking verified" in content
+    assert "don't tell your parents we talk" in content
+    # The minor is the victim; the adult who reported too is not one.
+    assert [text(v, "espIdentifier") for v in root.findall("victim")] == ["tia"]
+
+
+async def test_a_case_with_only_adults_is_not_reportable(relay, tmp_path):
     a = await make_profile(tmp_path, relay.url, "ana", years_ago(33))
     b = await make_profile(tmp_path, relay.url, "ben", years_ago(35))
     mod = await moderator(relay, tmp_path, "admin")
@@ -90,10 +147,62 @@ async def test_a_franked_e2ee_report_is_escalated_with_its_verification(relay, t
         await drain(x)
         await x.report("ben", "threats", last=1)
         (case,) = await m.moderation.queue("general")
-        await m.moderation.decide(case.id, "escalate")
-    root = written(relay, case.id)
+        assert await refused(m.moderation.decide(case.id, "escalate")) == "not_reportable"
+        still = await m.moderation.case(case.id)
+        assert still.summary.status == "open"  # nothing decided
+    assert drafts(relay) == []  # nothing written
+
+
+async def test_victims_come_only_from_what_the_relay_can_vouch_for(relay, tmp_path):
+    """An unverified encrypted message is only the reporter's claim: the minor it names is
+    not a victim, and a case resting on that claim alone is not reportable."""
+    await make_profile(tmp_path, relay.url, "ana", years_ago(33))
+    await make_profile(tmp_path, relay.url, "ben", years_ago(35))
+    await make_profile(tmp_path, relay.url, "kid", years_ago(13))
+    await make_profile(tmp_path, relay.url, "tia", years_ago(15))
+    mod = await moderator(relay, tmp_path)
+    safety = relay.app[SAFETY]
+    now = datetime.now(UTC)
+
+    def finding(recipient: str, franking: str) -> Finding:
+        return Finding(
+            source="user_report",
+            score=0.5,
+            explanation="Reported by @ana (invented for the test).",
+            involves_minor=True,
+            reporter="ana",
+            evidence=(Evidence("ben", recipient, "e2ee", now, franking, f"to {recipient}"),),
+        )
+
+    case_id = await safety.open_or_join_case("ben", finding("kid", "unverified"))
+    async with open_clients(mod) as (m,):
+        assert await refused(m.moderation.decide(case_id, "escalate")) == "not_reportable"
+        assert drafts(relay) == []
+        assert await safety.open_or_join_case("ben", finding("tia", "verified")) == case_id
+        assert await m.moderation.decide(case_id, "escalate") == "escalated"
+    root = written(relay, case_id)
     assert check(root, datetime.now(UTC)) == []
-    content = text(root, "internetDetails/chatImIncident/content")
-    assert "an encrypted threat, for the record" in content
-    assert "end-to-end encrypted, reported by its recipient; franking verified" in content
-    assert root.find("victim") is None  # no minor involved
+    assert [text(v, "espIdentifier") for v in root.findall("victim")] == ["tia"]
+
+
+async def test_a_hash_match_is_reportable_without_a_known_minor(relay, tmp_path):
+    await make_profile(tmp_path, relay.url, "ben", years_ago(35))
+    mod = await moderator(relay, tmp_path)
+    case_id = await relay.app[SAFETY].open_or_join_case(
+        "ben",
+        Finding(
+            source="hash_match",
+            score=1.0,
+            explanation="An upload matched a known hash (invented for the test).",
+            involves_minor=False,
+            hash_match=True,
+        ),
+    )
+    async with open_clients(mod) as (m,):
+        assert await m.moderation.decide(case_id, "escalate") == "escalated"
+    root = written(relay, case_id)
+    assert check(root, datetime.now(UTC)) == []
+    assert text(root, "incidentSummary/incidentType") == (
+        "Child Pornography (possession, manufacture, and distribution)"
+    )
+    assert root.find("victim") is None
