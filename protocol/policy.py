@@ -158,6 +158,25 @@ class Moderation(_Section):
                 raise ValueError(f"moderation.routes names queue {route!r}, which isn't declared")
 
 
+Days = Annotated[int, msgspec.Meta(ge=0, le=3650)]
+
+
+class Retention(_Section):
+    """How long the relay keeps what it holds (docs/POLICY.md "Retention"). A sweep deletes
+    what is past its time, except what a preservation request holds."""
+
+    #: A closed case's evidence and its CyberTipline drafts, counted from the case's closing.
+    #: 365: the REPORT Act's preservation period for providers' reports.
+    evidence_days: Annotated[int, msgspec.Meta(ge=1, le=3650)] = 365
+    #: A delivered `visible` message's text, counted from delivery. 0: deleted when the
+    #: recipient acknowledges it.
+    visible_days: Days = 0
+    #: Delivery metadata — sender, recipient, time, size — of delivered messages in either
+    #: mode (for `e2ee` messages the only record there is), and the addresses accounts log in
+    #: from, counted from delivery or login.
+    metadata_days: Days = 90
+
+
 class Policy(_Section):
     name: str
     description: str
@@ -169,6 +188,9 @@ class Policy(_Section):
     exceptions: Exceptions
     notices: Notices
     moderation: Moderation
+    #: Optional in a policy file: a policy written before retention existed keeps the
+    #: defaults.
+    retention: Retention = msgspec.field(default_factory=Retention)
 
     def pair(self, actor: Band, target: Band) -> PairRule:
         a, t = is_minor(actor), is_minor(target)
@@ -259,9 +281,7 @@ def _who(b: Band) -> str:
 def _never(actor: Band, target: Band) -> str:
     """The sentence for a pair the policy keeps apart entirely (`never`)."""
     groups = {_who(actor), _who(target)}
-    between = (
-        "adults and people under 18" if len(groups) == 2 else groups.pop()
-    )
+    between = "adults and people under 18" if len(groups) == 2 else groups.pop()
     return f"This relay's policy doesn't allow contact between {between}."
 
 
@@ -273,8 +293,7 @@ def _not_started(actor: Band, target: Band) -> str:
         return "Accounts under 18 can't start conversations with adults under this relay's policy."
     if is_minor(actor):
         return (
-            "Accounts under 18 can't start conversations with each other under this relay's "
-            "policy."
+            "Accounts under 18 can't start conversations with each other under this relay's policy."
         )
     return "Adults can't start conversations with other adults under this relay's policy."
 
@@ -341,8 +360,7 @@ def _rate_limit(policy: Policy, f: Facts) -> Decision | None:
     ):
         return _refuse(
             "rate_limited",
-            "You've started too many new contacts with people under 18 today. "
-            "Try again tomorrow.",
+            "You've started too many new contacts with people under 18 today. Try again tomorrow.",
         )
     return None
 
@@ -486,9 +504,7 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
     # Told to the one accepting, about a request the other made.
     if refusal.reason == "sender_restricted":
         their = (
-            _THEIR_MODERATOR_RESTRICTION
-            if f.target_restricted_by_moderator
-            else _THEIR_RESTRICTION
+            _THEIR_MODERATOR_RESTRICTION if f.target_restricted_by_moderator else _THEIR_RESTRICTION
         )
         return _refuse("sender_restricted", their)
     return _refuse(refusal.reason, f"This request is no longer allowed. {refusal.sentence}")

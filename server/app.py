@@ -8,10 +8,11 @@ import secrets
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import msgspec
 from aiohttp import WSCloseCode, web
 
 from protocol.codec import encode
-from protocol.limits import DEDUPE_WINDOW_SECONDS, MAX_HTTP_BODY_BYTES
+from protocol.limits import MAX_HTTP_BODY_BYTES
 from protocol.registration import Health
 from server.app_keys import (
     COMMITTER,
@@ -36,6 +37,7 @@ from server.keys.directory import KeyDirectory
 from server.keys.franking import load_or_create_secret
 from server.policy.loader import load_policy
 from server.safety.evidence import EvidenceSealer
+from server.safety.retention import RETENTION_META, sweep
 from server.safety.service import SafetyService
 from server.social.service import SocialService
 
@@ -87,7 +89,16 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await store.set_meta("relay_id", relay_id)
     app[FRANKING_SECRET] = await load_or_create_secret(store)
     hub = app[HUB]
-    committer = GroupCommitter(store, config.clock, hub.deliver, hub.delivered)
+    retention = app[POLICY].retention
+    # The admin sweep (`agechat admin sweep`) applies the dials of the policy that runs.
+    await store.set_meta(RETENTION_META, msgspec.json.encode(retention).decode())
+    committer = GroupCommitter(
+        store,
+        config.clock,
+        hub.deliver,
+        hub.delivered,
+        keep_visible=lambda: retention.visible_days > 0,
+    )
     committer.start()
     app[STORE] = store
     app[RELAY_ID] = relay_id
@@ -121,9 +132,8 @@ async def _prune_forever(store: SqliteStore, config: RelayConfig, social: Social
     while True:
         try:
             now = config.clock()
-            removed = await store.prune(now - timedelta(seconds=DEDUPE_WINDOW_SECONDS))
-            if removed:
-                log.info("pruned %d acknowledged message ids past the dedupe window", removed)
+            # Retention (and the resend window's end) for messages, evidence and logins.
+            await sweep(store, social.policy.retention, now, config.data_dir / "outbox")
             # Rate limits look back a day, restriction its window: older events count no more.
             keep = max(1, social.policy.restriction.window_days)
             await social.social.prune_events(now - timedelta(days=keep))

@@ -16,21 +16,19 @@ import click
 
 from protocol.moderation import ROLES
 from server.admin.age_corrections import set_birthdate
-from server.admin.data_dir import open_store
+from server.admin.data_dir import DATA_DIR, open_store
+from server.admin.retention_commands import preservations_command, preserve_command, sweep_command
 from server.admin.roles import change_role
 from server.safety.audit import AuditLog
-
-DATA_DIR = click.option(
-    "--data-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    required=True,
-    help="The relay's data directory.",
-)
 
 
 @click.group("admin")
 def admin_group() -> None:
     """Operator actions on a relay's data (audited)."""
+
+
+for _command in (preserve_command, preservations_command, sweep_command):
+    admin_group.add_command(_command)
 
 
 @admin_group.command("set-birthdate")

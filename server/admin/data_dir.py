@@ -11,6 +11,14 @@ import click
 from server.config import RelayConfig
 from server.delivery.store import SqliteStore
 
+#: The option every admin command takes.
+DATA_DIR = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="The relay's data directory.",
+)
+
 
 @asynccontextmanager
 async def open_store(data_dir: Path) -> AsyncIterator[SqliteStore]:

@@ -33,8 +33,12 @@ class GroupCommitter:
         clock: Callable[[], datetime],
         on_stored: OnStored,
         on_acked: OnAcked | None = None,
+        keep_visible: Callable[[], bool] = lambda: False,
     ) -> None:
         self._on_acked = on_acked
+        #: Whether acknowledged visible bodies are kept for the retention sweep (the policy's
+        #: `retention.visible_days` > 0), asked at each flush so a policy reload applies.
+        self._keep_visible = keep_visible
         self._store = store
         self._clock = clock
         self._on_stored = on_stored
@@ -101,7 +105,9 @@ class GroupCommitter:
     ) -> None:
         futures = [f for _, f in messages]
         try:
-            stored = await self._store.write_batch([m for m, _ in messages], acks, self._clock())
+            stored = await self._store.write_batch(
+                [m for m, _ in messages], acks, self._clock(), self._keep_visible()
+            )
         except Exception as exc:  # the batch failed as a whole: every caller learns it
             log.exception("write batch of %d messages, %d acks failed", len(messages), len(acks))
             for f in futures:

@@ -199,12 +199,23 @@ CREATE TABLE account_flags (
 """
 
 
-# v6 (issue #11 review): which queue and case set an account's moderator flags, so only a
-# moderator who may see that queue can lift them (a general moderator can't undo a
-# child-safety decision through a later general case).
+# v6 (issue #11 review, issue #12): which queue and case set an account's moderator flags,
+# so only a moderator who may see that queue can lift them (a general moderator can't undo a
+# child-safety decision through a later general case); each message's size (delivery
+# metadata kept for the retention period, server/safety/retention.py); preservation
+# requests, which hold an account's data past normal retention.
 _SCHEMA_V6 = """
 ALTER TABLE account_flags ADD COLUMN queue TEXT;
 ALTER TABLE account_flags ADD COLUMN case_id INTEGER;
+ALTER TABLE messages ADD COLUMN size INTEGER;
+CREATE TABLE preservations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    handle TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    until REAL NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX preservations_by_handle ON preservations (handle, until);
 """
 
 
@@ -223,7 +234,11 @@ class Store(Protocol):
     async def get_account(self, handle: str) -> AccountRecord | None: ...
     async def all_handles(self) -> list[str]: ...
     async def write_batch(
-        self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
+        self,
+        messages: Sequence[NewMessage],
+        acks: Sequence[AckRecord],
+        now: datetime,
+        keep_visible: bool = False,
     ) -> list[StoredMessage]: ...
     async def find_message(self, sender: str, msg_id: str) -> StoredMessage | None: ...
     async def pending_for(
@@ -427,9 +442,18 @@ class SqliteStore:
             await db.execute("COMMIT")
 
     async def write_batch(
-        self, messages: Sequence[NewMessage], acks: Sequence[AckRecord], now: datetime
+        self,
+        messages: Sequence[NewMessage],
+        acks: Sequence[AckRecord],
+        now: datetime,
+        keep_visible: bool = False,
     ) -> list[StoredMessage]:
         """Store messages and apply acks in one transaction; return the newly stored messages.
+
+        An ack deletes the body (and an e2ee message's commitment) — unless the message is a
+        visible one and either ``keep_visible`` (the policy's `retention.visible_days` > 0)
+        or a preservation covers its sender or recipient: then the retention sweep deletes
+        it later. Encrypted bodies are never kept: the relay can't read them.
 
         Only one writer calls this (the group committer), so the rows with a sequence number
         above the previous maximum are exactly the ones this batch inserted; a message whose
@@ -439,8 +463,8 @@ class SqliteStore:
             if messages:
                 await db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
-                    "mode, body, sent_at, kind, code, request, commitment) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "mode, body, sent_at, kind, code, request, commitment, size) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             m.sender,
@@ -454,16 +478,22 @@ class SqliteStore:
                             m.code,
                             int(m.request),
                             m.commitment,
+                            len(m.body.encode()),
                         )
                         for m in messages
                     ],
                 )
             if acks:
                 await db.executemany(
-                    "UPDATE messages SET body = NULL, commitment = NULL, acked_at = ? "
-                    "WHERE recipient = ? "
-                    "AND sender = ? AND msg_id = ? AND acked_at IS NULL",
-                    [(_ts(now), a.recipient, a.sender, a.msg_id) for a in acks],
+                    "UPDATE messages SET body = CASE WHEN mode = 'visible' AND kind = 'message' "
+                    "AND (? OR EXISTS (SELECT 1 FROM preservations p WHERE p.until > ? "
+                    "AND p.handle IN (messages.sender, messages.recipient))) "
+                    "THEN body ELSE NULL END, commitment = NULL, acked_at = ? "
+                    "WHERE recipient = ? AND sender = ? AND msg_id = ? AND acked_at IS NULL",
+                    [
+                        (int(keep_visible), _ts(now), _ts(now), a.recipient, a.sender, a.msg_id)
+                        for a in acks
+                    ],
                 )
             new: list[StoredMessage] = []
             if messages:
