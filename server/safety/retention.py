@@ -25,6 +25,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiosqlite
+import msgspec
 
 from protocol.limits import DEDUPE_WINDOW_SECONDS
 from protocol.policy import Retention
@@ -135,7 +136,7 @@ async def sweep(
         )
         result = SweepResult(visible, records, evidence, len(drafts), logins)
         if result.total:
-            detail = {**asdict(result), "policy": asdict(retention)}
+            detail = {**asdict(result), "policy": msgspec.to_builtins(retention)}
             await append_in(db, RELAY_ACTOR, "retention_sweep", "relay", detail, now)
     # Files after the commit, so a failed transaction leaves them. A crash here leaves
     # drafts the audit entry counts as deleted; the next sweep lists the same expired case
