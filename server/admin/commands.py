@@ -17,6 +17,7 @@ import click
 from protocol.moderation import ROLES
 from server.admin.age_corrections import set_birthdate
 from server.admin.data_dir import DATA_DIR, open_store
+from server.admin.legal_export import legal_export_command
 from server.admin.retention_commands import preservations_command, preserve_command, sweep_command
 from server.admin.roles import change_role
 from server.safety.audit import AuditLog
@@ -27,7 +28,7 @@ def admin_group() -> None:
     """Operator actions on a relay's data (audited)."""
 
 
-for _command in (preserve_command, preservations_command, sweep_command):
+for _command in (preserve_command, preservations_command, sweep_command, legal_export_command):
     admin_group.add_command(_command)
 
 
