@@ -248,7 +248,7 @@ class SafetyService:
             Evidence(
                 sender=m.sender,
                 recipient=m.to,
-                mode="e2ee" if m.commitment is not None else "visible",
+                mode=await self._reported_mode(m, reporter, reported),
                 sent_at=m.sent_at or now,
                 franking="verified" if ok else "unverified",
                 text=m.text,
@@ -267,6 +267,18 @@ class SafetyService:
                 evidence=evidence,
             ),
         )
+
+    async def _reported_mode(self, m: ReportedMessage, reporter: str, reported: str) -> str:
+        """The mode a reported message travelled in. Franking evidence means e2ee; else the
+        relay's own record of it while it has one; else the conversation's mode now. (The
+        reporter's own sent e2ee messages carry no franking evidence: without this they
+        would be filed as visible.)"""
+        if m.commitment is not None:
+            return "e2ee"
+        stored = await self._store.find_message(m.sender, m.id)
+        if stored is not None and {stored.sender, stored.recipient} == {reporter, reported}:
+            return stored.mode
+        return self.social.mode(reporter, reported)
 
     async def on_restricted(self, handle: str) -> None:
         await self.open_or_join_case(

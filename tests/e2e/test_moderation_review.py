@@ -323,3 +323,23 @@ async def test_a_suspended_account_cannot_sign_in(world):
         await gm.moderation.decide(case_id, "suspend", "spam")
     async with open_client(zoe, reconnect=False) as z:
         assert await refused(z.wait_connected(3)) == "account_suspended"
+
+
+async def test_the_reporters_own_encrypted_messages_are_filed_as_encrypted(world):
+    """They carry no franking evidence (only received messages do), yet they travelled
+    end-to-end encrypted: the case must not show them as visible text the relay held."""
+    relay, _, mods = world
+    amy, bob = await people(world, ("re_amy", ADULT), ("re_bob", ADULT))
+    async with open_clients(amy, bob, mods["gmod"]) as (a, b, gm):
+        await connect(a, b)
+        await send_and_wait(b, "re_amy", "rude words")
+        await drain(a)
+        await send_and_wait(a, "re_bob", "please stop")
+        await drain(b)
+        await a.report("re_bob", "rude", last=2)
+        case_id, _, _ = case_of(relay, "re_bob")
+        view = await gm.moderation.case(case_id)
+        assert sorted((e.sender, e.mode, e.franking) for e in view.evidence) == [
+            ("re_amy", "e2ee", "unverified"),
+            ("re_bob", "e2ee", "verified"),
+        ]
