@@ -208,6 +208,17 @@ def serialise(report: ET.Element) -> bytes:
     return data.replace(b"\r", b"&#13;")
 
 
+def render(draft: Draft, reporter: Reporter, now: datetime) -> bytes:
+    """The checked, indented document for ``draft`` (what `write` writes, and what a
+    moderator previews before escalating); `ReportInvalid` if it breaks the schema's rules."""
+    report = build(draft, reporter)
+    problems = check(report, now)
+    if problems:
+        raise ReportInvalid("; ".join(problems))
+    ET.indent(report)
+    return serialise(report)
+
+
 def _private_folder(folder: Path) -> None:
     """Make ``folder`` and any missing parents owner-only (0700); a folder that existed is
     narrowed to 0700 too. (``mkdir(parents=True)`` would give the parents default modes.)"""
@@ -225,12 +236,7 @@ def _private_folder(folder: Path) -> None:
 def write(draft: Draft, reporter: Reporter, outbox: Path, now: datetime) -> Path:
     """Check and write ``<outbox>/cybertip/<case>.xml`` (owner-only; never sent). An earlier
     draft is never overwritten: this one is then ``<case>-2.xml``, ``<case>-3.xml``, …"""
-    report = build(draft, reporter)
-    problems = check(report, now)
-    if problems:
-        raise ReportInvalid("; ".join(problems))
-    ET.indent(report)
-    data = serialise(report)
+    data = render(draft, reporter, now)
     _private_folder(outbox)
     folder = outbox / "cybertip"
     _private_folder(folder)

@@ -10,7 +10,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from server.safety.cybertip import MINOR_BANDS, Draft, Login, Message, Party, Reporter, write
+from server.safety.cybertip import (
+    MINOR_BANDS,
+    Draft,
+    Login,
+    Message,
+    Party,
+    Reporter,
+    render,
+    write,
+)
 from server.safety.service import ModerationError, SafetyService
 from server.safety.store import CaseRow, EvidenceRow, FindingRow
 
@@ -66,12 +75,24 @@ async def draft_for(safety: SafetyService, case: CaseRow, note: str) -> Draft:
     )
 
 
+async def _reportable(safety: SafetyService, case: CaseRow, note: str) -> Draft:
+    draft = await draft_for(safety, case, note)
+    if not (draft.hash_match or draft.victims):
+        raise ModerationError("not_reportable")
+    return draft
+
+
+async def preview(safety: SafetyService, case: CaseRow, note: str, reporter: Reporter) -> str:
+    """The document `escalate` would write now, written nowhere (the console shows it before
+    the moderator confirms). Refuses like `escalate`."""
+    draft = await _reportable(safety, case, note)
+    return render(draft, reporter, safety.clock()).decode("utf-8")
+
+
 async def escalate(
     safety: SafetyService, case: CaseRow, note: str, outbox: Path, reporter: Reporter
 ) -> Path:
     """Write the case's CyberTipline draft; returns its path. Refuses (`not_reportable`,
     nothing written) a case with neither a hash match nor a minor victim."""
-    draft = await draft_for(safety, case, note)
-    if not (draft.hash_match or draft.victims):
-        raise ModerationError("not_reportable")
+    draft = await _reportable(safety, case, note)
     return write(draft, reporter, outbox, safety.clock())
