@@ -34,7 +34,12 @@ Kind = Literal["message", "system", "notice"]
 Commitment = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 FrankingKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 Query = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+#: Why a report is made: 1–200 characters, one line, no control characters (C0, DEL, C1), so
+#: it can't fake lines or send escape sequences to a moderator's terminal. ``\A``/``\Z``, not
+#: ``^``/``$``: Python's ``$`` also matches before a final newline.
+Reason = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=200, pattern=r"\A[^\x00-\x1f\x7f-\x9f]*\Z")
+]
 
 
 # --- client → relay -------------------------------------------------------------------

@@ -27,7 +27,10 @@ Action = Literal["dismiss", "warn", "restrict", "suspend", "reinstate", "escalat
 ACTIONS: tuple[Action, ...] = ("dismiss", "warn", "restrict", "suspend", "reinstate", "escalate")
 QueueName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
 CaseId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
-Note = Annotated[str, msgspec.Meta(max_length=1000)]
+#: A moderator's note on a decision: up to 1,000 characters; newlines allowed, no other control
+#: characters (C0, DEL, C1). ``\A``/``\Z``, not ``^``/``$`` (Python's ``$`` matches before a
+#: final newline).
+Note = Annotated[str, msgspec.Meta(max_length=1000, pattern=r"\A[^\x00-\x09\x0b-\x1f\x7f-\x9f]*\Z")]
 #: Whether the relay could check that a piece of evidence is what its sender sent: a franked
 #: e2ee message it verified, or the reporter's copy, which it can't check.
 Franking = Literal["verified", "unverified"]
