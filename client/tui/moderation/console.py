@@ -15,6 +15,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import ModalScreen, Screen
 
+from client.cli import printable
 from client.tui.moderation.backend import ModerationBackend
 from client.tui.moderation.screens.queues import QueuesScreen
 
@@ -33,7 +34,7 @@ class ModerationConsole(App[None]):
         self.moderator = moderator
 
     def on_mount(self) -> None:
-        self.title = f"agechat moderation — @{self.moderator}"
+        self.title = f"agechat moderation — @{printable(self.moderator)}"
         self.push_screen(QueuesScreen(self.backend))
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

@@ -3,8 +3,10 @@ rich ``Text``, so the widgets stay thin and the wording is in one place.
 
 Times are shown as absolute UTC minutes ("2026-05-04 16:00 UTC"), never "3 minutes ago":
 a moderator compares them with each other and with the audit log, and the screen doesn't
-change while it's being read. Handles and display names are other people's text, so they
-go into ``Text`` as plain strings, never as markup.
+change while it's being read. Everything the relay sends is someone else's text (display
+names, report reasons inside explanations, notes, revealed messages, and even handles and
+queue names): it goes through ``client.cli.printable`` (control characters shown as ``\x1b``
+escapes, never sent to the terminal) and into ``Text`` as a plain string, never as markup.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime
 
 from rich.text import Text
 
+from client.cli import printable
 from client.explain import BAND_WORDS
 from protocol.moderation import (
     Action,
@@ -56,6 +59,11 @@ FRANKING_WORDS = {
 }
 
 
+def plain(text: str, style: str = "") -> Text:
+    """Someone else's text as literal ``Text``: control characters escaped, no markup."""
+    return Text(printable(text), style=style)
+
+
 def when(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -77,11 +85,11 @@ def duration(seconds: float | None) -> str:
 
 def band(name: str) -> str:
     words = BAND_WORDS.get(name)
-    return f"{name} ({words})" if words else name
+    return f"{name} ({words})" if words else printable(name)
 
 
 def source(name: str) -> str:
-    return SOURCE_WORDS.get(name, name.replace("_", " "))
+    return SOURCE_WORDS.get(name) or printable(name.replace("_", " "))
 
 
 def yes_no(flag: bool) -> str:
@@ -95,10 +103,10 @@ def case_heading(summary: CaseSummary) -> Text:
     status_style = "bold green" if summary.status == "open" else "bold"
     return Text.assemble(
         (f"Case #{summary.id}", "bold"),
-        f"  ·  queue {summary.queue}  ·  ",
-        (summary.status, status_style),
+        f"  ·  queue {printable(summary.queue)}  ·  ",
+        (printable(summary.status), status_style),
         "  ·  ",
-        f"assigned to @{summary.assignee}" if summary.assignee else "unassigned",
+        f"assigned to @{printable(summary.assignee)}" if summary.assignee else "unassigned",
         f"  ·  opened {when(summary.opened_at)}  ·  score {summary.score:.2f}",
     )
 
@@ -106,8 +114,8 @@ def case_heading(summary: CaseSummary) -> Text:
 def subject_text(subject: SubjectView) -> Text:
     minors = subject.minor_contacts
     text = Text.assemble(
-        (subject.display_name, "bold"),
-        f" (@{subject.handle})\n",
+        (printable(subject.display_name), "bold"),
+        f" (@{printable(subject.handle)})\n",
         f"Age group: {band(subject.band)}   ·   account {subject.account_age_days} days old\n",
         f"Contacts: {subject.contacts}, of whom {minors} under 18",
     )
@@ -128,7 +136,8 @@ def prior_text(view: CaseView) -> Text:
         if i:
             text.append("\n")
         text.append(
-            f"#{prior.id}  {prior.queue}  {prior.status}  opened {when(prior.opened_at)}  "
+            f"#{prior.id}  {printable(prior.queue)}  {printable(prior.status)}  "
+            f"opened {when(prior.opened_at)}  "
             f"score {prior.score:.2f}  {', '.join(source(s) for s in prior.sources)}"
         )
     return text
@@ -141,10 +150,10 @@ def decisions_text(decisions: list[DecisionView]) -> Text:
     for i, d in enumerate(decisions):
         if i:
             text.append("\n")
-        text.append(f"{when(d.decided_at)}  @{d.moderator}  ")
-        text.append(d.action, "bold")
+        text.append(f"{when(d.decided_at)}  @{printable(d.moderator)}  ")
+        text.append(printable(d.action), "bold")
         if d.note:
-            text.append(f"  “{d.note}”")
+            text.append(f"  “{printable(d.note)}”")
     return text
 
 
@@ -154,7 +163,7 @@ def finding_text(finding: FindingView) -> Text:
         f"  ·  score {finding.score:.2f}  ·  {when(finding.created_at)}",
     )
     if finding.reporter:
-        text.append(f"  ·  reported by @{finding.reporter}")
+        text.append(f"  ·  reported by @{printable(finding.reporter)}")
     if finding.involves_minor:
         text.append("  ·  ")
         text.append("involves a minor", "bold yellow")
@@ -162,7 +171,7 @@ def finding_text(finding: FindingView) -> Text:
         ids = ", ".join(f"#{e}" for e in finding.evidence)
         text.append(f"  ·  evidence {ids}")
     text.append("\n")
-    text.append(finding.explanation)
+    text.append(printable(finding.explanation))
     return text
 
 
@@ -170,7 +179,8 @@ def evidence_heading(ref: EvidenceRef | EvidenceItem, chars: int) -> Text:
     franking_style = "green" if ref.franking == "verified" else "yellow"
     return Text.assemble(
         (f"#{ref.id}", "bold"),
-        f"  @{ref.sender} → @{ref.recipient}  ·  {when(ref.sent_at)}  ·  {ref.mode}  ·  ",
+        f"  @{printable(ref.sender)} → @{printable(ref.recipient)}  ·  {when(ref.sent_at)}  ·  "
+        f"{printable(ref.mode)}  ·  ",
         (FRANKING_WORDS[ref.franking], franking_style),
         f"  ·  {chars} characters",
     )
@@ -182,7 +192,7 @@ def evidence_text(ref: EvidenceRef, revealed: EvidenceItem | None) -> Text:
     if revealed is None:
         text.append(HIDDEN, "dim italic")
     else:
-        text.append(revealed.text)
+        text.append(printable(revealed.text))
     return text
 
 
@@ -192,7 +202,7 @@ def evidence_text(ref: EvidenceRef, revealed: EvidenceItem | None) -> Text:
 def queues_text(queues: list[QueueSummary]) -> Text:
     if not queues:
         return Text("No queues.", style="dim")
-    return Text("   ".join(f"{q.name}: {q.pending}" for q in queues))
+    return Text("   ".join(f"{printable(q.name)}: {q.pending}" for q in queues))
 
 
 def decision_counts_text(decisions: list[DecisionCount]) -> Text:
@@ -200,12 +210,12 @@ def decision_counts_text(decisions: list[DecisionCount]) -> Text:
         return Text("No decisions yet.", style="dim")
     by_moderator: dict[str, list[str]] = {}
     for d in decisions:
-        by_moderator.setdefault(d.moderator, []).append(f"{d.action} {d.count}")
+        by_moderator.setdefault(d.moderator, []).append(f"{printable(d.action)} {d.count}")
     text = Text()
     for i, (moderator, counts) in enumerate(by_moderator.items()):
         if i:
             text.append("\n")
-        text.append(f"@{moderator}: ", "bold")
+        text.append(f"@{printable(moderator)}: ", "bold")
         text.append(", ".join(counts))
     return text
 

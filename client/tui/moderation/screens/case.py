@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label, Static
 
+from client.cli import printable
 from client.errors import ClientError
 from client.tui.moderation.backend import ModerationBackend
 from client.tui.moderation.render import (
@@ -189,7 +190,7 @@ class CaseScreen(Screen[None]):
             f"Decision recorded: @{subject} {outcome}; case #{self.case_id} is "
             f"{view.summary.status}."
         )
-        self.notify(f"@{subject} {outcome}", title=f"Case #{self.case_id}")
+        self.notify(printable(f"@{subject} {outcome}"), title=f"Case #{self.case_id}", markup=False)
 
     # --- moving on --------------------------------------------------------------------------
 

@@ -8,8 +8,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Label
 
+from client.cli import printable
 from client.errors import ClientError
 from client.tui.moderation.backend import ModerationBackend
+from client.tui.moderation.render import plain
 from client.tui.moderation.screens.case import CaseScreen
 from client.tui.moderation.widgets.status import StatusLine
 from client.tui.moderation.widgets.tables import CaseTable
@@ -37,13 +39,13 @@ class CasesScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Label(f"Queue {self.queue}", id="cases-title", classes="section-title")
+        yield Label(plain(f"Queue {self.queue}"), id="cases-title", classes="section-title")
         yield CaseTable(id="cases")
         yield StatusLine(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        self.sub_title = f"queue {self.queue}"
+        self.sub_title = f"queue {printable(self.queue)}"
 
     def on_screen_resume(self) -> None:
         self.action_refresh()
@@ -65,7 +67,7 @@ class CasesScreen(Screen[None]):
         self.query_one(CaseTable).show(cases)
         waiting = sum(1 for c in cases if c.assignee is None)
         self.query_one("#cases-title", Label).update(
-            f"Queue {self.queue}: {len(cases)} open, {waiting} unassigned"
+            plain(f"Queue {self.queue}: {len(cases)} open, {waiting} unassigned")
         )
         if not cases:
             status.info("No open cases in this queue.")

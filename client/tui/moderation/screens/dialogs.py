@@ -12,7 +12,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
-from client.tui.moderation.render import ACTION_EFFECTS
+from client.tui.moderation.render import ACTION_EFFECTS, plain
 from protocol.moderation import ACTIONS, Action, CaseView
 
 
@@ -73,7 +73,8 @@ class DecisionDialog(ModalScreen[Decision | None]):
         subject = self.view.subject
         with Vertical(classes="dialog", id="decision"):
             yield Label(
-                f"Decide case #{self.view.summary.id}: @{subject.handle}", classes="dialog-title"
+                plain(f"Decide case #{self.view.summary.id}: @{subject.handle}"),
+                classes="dialog-title",
             )
             with RadioSet(id="actions"):
                 for action in ACTIONS:
@@ -100,7 +101,7 @@ class DecisionDialog(ModalScreen[Decision | None]):
             return
         self.query_one("#action-effect", Static).update(Text(ACTION_EFFECTS[action]))
         button = self.query_one("#decide-confirm", Button)
-        button.label = f"{action.capitalize()} @{self.view.subject.handle}"
+        button.label = plain(f"{action.capitalize()} @{self.view.subject.handle}")
         button.disabled = False
 
     @on(Input.Submitted, "#note")

@@ -1,4 +1,8 @@
-"""Tables of queues and of a queue's cases; Enter on a row announces the choice."""
+"""Tables of queues and of a queue's cases; Enter on a row announces the choice.
+
+A DataTable reads a ``str`` cell as markup, so every cell is given as literal ``Text``
+(``render.plain``: control characters escaped, no markup).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ from textual.binding import Binding
 from textual.message import Message
 from textual.widgets import DataTable
 
-from client.tui.moderation.render import source, when
+from client.tui.moderation.render import plain, source, when
 from protocol.moderation import CaseSummary, QueueSummary
 
 
@@ -29,7 +33,13 @@ class QueueTable(DataTable[str]):
         keep = self.highlighted_queue
         self.clear()
         for q in queues:
-            self.add_row(q.name, str(q.priority), str(q.pending), str(q.unassigned), key=q.name)
+            self.add_row(
+                plain(q.name),
+                plain(str(q.priority)),
+                plain(str(q.pending)),
+                plain(str(q.unassigned)),
+                key=q.name,
+            )
         if keep is not None and keep in [q.name for q in queues]:
             self.move_cursor(row=self.get_row_index(keep))
 
@@ -62,13 +72,13 @@ class CaseTable(DataTable[str]):
         self.clear()
         for c in cases:
             self.add_row(
-                f"#{c.id}",
-                f"@{c.subject}",
-                f"{c.score:.2f}",
-                str(c.findings),
-                ", ".join(source(s) for s in c.sources),
-                f"@{c.assignee}" if c.assignee else "—",
-                when(c.opened_at),
+                plain(f"#{c.id}"),
+                plain(f"@{c.subject}"),
+                plain(f"{c.score:.2f}"),
+                plain(str(c.findings)),
+                plain(", ".join(source(s) for s in c.sources)),
+                plain(f"@{c.assignee}" if c.assignee else "—"),
+                plain(when(c.opened_at)),
                 key=str(c.id),
             )
 
