@@ -25,7 +25,7 @@ Role = Literal["moderator", "child_safety_moderator", "admin"]
 ROLES: tuple[Role, ...] = ("moderator", "child_safety_moderator", "admin")
 Action = Literal["dismiss", "warn", "restrict", "suspend", "reinstate", "escalate"]
 ACTIONS: tuple[Action, ...] = ("dismiss", "warn", "restrict", "suspend", "reinstate", "escalate")
-QueueName = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+QueueName = Annotated[str, msgspec.Meta(pattern=r"\A[a-z_]{1,32}\Z")]
 CaseId = Annotated[int, msgspec.Meta(ge=1, le=2**53)]
 #: A moderator's note on a decision: up to 1,000 characters; newlines allowed, no other control
 #: characters (C0, DEL, C1). ``\A``/``\Z``, not ``^``/``$`` (Python's ``$`` matches before a

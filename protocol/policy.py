@@ -126,7 +126,7 @@ class Notices(_Section):
 
 
 ModeratorRole = Literal["moderator", "child_safety_moderator", "admin"]
-QueueKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z_]{1,32}$")]
+QueueKey = Annotated[str, msgspec.Meta(pattern=r"\A[a-z_]{1,32}\Z")]
 
 
 class Queue(_Section):

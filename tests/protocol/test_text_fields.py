@@ -4,11 +4,13 @@ through them; ordinary text in any script decodes unchanged."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from protocol.codec import FrameError, decode_client_frame, encode_frame
 from protocol.frames import Report, ReportedMessage
-from protocol.moderation import PLACEHOLDER_SIGNATURE, ModDecide
+from protocol.moderation import PLACEHOLDER_SIGNATURE, ModDecide, QueueName
+from protocol.types import DisplayName, Handle, MessageId
 
 RID = "report-req-1"
 
@@ -120,3 +122,20 @@ def test_a_note_with_another_control_character_is_refused(note):
 def test_the_note_keeps_its_length_limit():
     assert decode_client_frame(decide("n" * 1000)).note == "n" * 1000
     assert refusal(decide("n" * 1001)).code == "invalid_frame"
+
+
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        (Handle, "alice\n"),
+        (MessageId, "abcdefgh1234\n"),
+        (DisplayName, "Vic\n"),
+        (QueueName, "general\n"),
+    ],
+)
+def test_a_trailing_newline_is_not_part_of_any_name(kind, value):
+    """`$` in a Python regex also matches before a final newline: `alice\\n` must not pass
+    for the handle `alice` (a look-alike account)."""
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(msgspec.json.encode(value), type=kind)
+    assert msgspec.json.decode(msgspec.json.encode(value.rstrip()), type=kind) == value.rstrip()
