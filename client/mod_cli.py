@@ -157,6 +157,19 @@ async def mod_decide(options: Options, case_id: int, action: str, note: str) -> 
     )
 
 
+@mod.command("preview")
+@click.argument("case_id", metavar="ID", type=int)
+@click.option("--note", default="", help="The note escalate would carry (internal).")
+@command
+async def mod_preview(options: Options, case_id: int, note: str) -> None:
+    """Show the CyberTipline draft `decide --action escalate` would write for case ID now,
+    without writing it. It holds the evidence's content: audited like a reveal."""
+    async with connected_client(options) as client:
+        document = await client.moderation.preview_escalation(case_id, note)
+    lines = (printable(line) for line in document.splitlines())  # the layout stays as is
+    emit(options, {"case_id": case_id, "document": document}, "\n".join(lines))
+
+
 @mod.command("overview")
 @command
 async def mod_overview(options: Options) -> None:

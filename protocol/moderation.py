@@ -94,7 +94,19 @@ class ModOverview(Frame, tag="mod_overview"):
     signature: Signature
 
 
-ModRequest = ModQueues | ModQueue | ModNext | ModCase | ModReveal | ModDecide | ModOverview
+class ModPreview(Frame, tag="mod_preview"):
+    """The CyberTipline draft `escalate` would write for the case now, with this note,
+    written nowhere. It shows the case's evidence content, so it is audited like a reveal."""
+
+    rid: MessageId
+    case_id: CaseId
+    signature: Signature
+    note: Note = ""
+
+
+ModRequest = (
+    ModQueues | ModQueue | ModNext | ModCase | ModReveal | ModDecide | ModOverview | ModPreview
+)
 
 # --- relay → client -------------------------------------------------------------------------
 
@@ -213,7 +225,16 @@ class ModOverviewResult(Frame, tag="mod_overview_result"):
     median_seconds_to_decision: float | None
 
 
-ModAnswer = ModQueuesResult | ModCases | ModCaseResult | ModEvidence | ModOverviewResult
+class ModPreviewResult(Frame, tag="mod_preview_result"):
+    rid: MessageId
+    case_id: int
+    #: The report document (XML), exactly as `escalate` would write it now.
+    document: str
+
+
+ModAnswer = (
+    ModQueuesResult | ModCases | ModCaseResult | ModEvidence | ModOverviewResult | ModPreviewResult
+)
 
 # --- the signature ----------------------------------------------------------------------------
 
@@ -226,6 +247,8 @@ def _fields(frame: ModRequest) -> tuple[str, ...]:
         return (str(frame.case_id),)
     if isinstance(frame, ModDecide):
         return (str(frame.case_id), frame.action, frame.note)
+    if isinstance(frame, ModPreview):
+        return (str(frame.case_id), frame.note)
     return ()
 
 

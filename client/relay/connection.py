@@ -42,6 +42,7 @@ from protocol.moderation import (
     ModCases,
     ModEvidence,
     ModOverviewResult,
+    ModPreviewResult,
     ModQueuesResult,
     ModRequest,
     sign_request,
@@ -65,6 +66,7 @@ ANSWERS = (
     ModCaseResult,
     ModEvidence,
     ModOverviewResult,
+    ModPreviewResult,
 )
 
 Dispatch = Callable[[RelayFrame], Awaitable[None]]

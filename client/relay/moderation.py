@@ -26,6 +26,8 @@ from protocol.moderation import (
     ModNext,
     ModOverview,
     ModOverviewResult,
+    ModPreview,
+    ModPreviewResult,
     ModQueue,
     ModQueues,
     ModQueuesResult,
@@ -76,6 +78,14 @@ class Moderation:
             signature=PLACEHOLDER_SIGNATURE,
         )
         return (await self._ask(frame, Done)).outcome
+
+    async def preview_escalation(self, case_id: int, note: str = "") -> str:
+        """The CyberTipline draft `escalate` would write now (XML), written nowhere; the
+        relay audits it like a reveal. Refused like `escalate` (`not_reportable`, …)."""
+        frame = ModPreview(
+            rid=new_message_id(), case_id=case_id, note=note, signature=PLACEHOLDER_SIGNATURE
+        )
+        return (await self._ask(frame, ModPreviewResult)).document
 
     async def overview(self) -> ModOverviewResult:
         frame = ModOverview(rid=new_message_id(), signature=PLACEHOLDER_SIGNATURE)

@@ -21,6 +21,8 @@ from protocol.moderation import (
     ModNext,
     ModOverview,
     ModOverviewResult,
+    ModPreview,
+    ModPreviewResult,
     ModQueue,
     ModQueues,
     ModQueuesResult,
@@ -29,7 +31,7 @@ from protocol.moderation import (
     request_message,
 )
 from server.app_keys import CONFIG, HUB, RELAY_ID, SAFETY, STORE
-from server.safety.actions import decide
+from server.safety.actions import decide, preview_escalation
 from server.safety.case_view import case_view
 from server.safety.cybertip import Reporter
 from server.safety.service import ModerationError, SignedRequest
@@ -64,7 +66,16 @@ class ModerationHandlers:
     def table(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
         return {
             t: self._handle
-            for t in (ModQueues, ModQueue, ModNext, ModCase, ModReveal, ModDecide, ModOverview)
+            for t in (
+                ModQueues,
+                ModQueue,
+                ModNext,
+                ModCase,
+                ModReveal,
+                ModDecide,
+                ModOverview,
+                ModPreview,
+            )
         }
 
     async def _handle(self, frame: ModRequest) -> None:
@@ -131,6 +142,17 @@ class ModerationHandlers:
                 reporter=Reporter(config.reporter_name, config.reporter_email),
             )
             return Done(rid=frame.rid, outcome=outcome)
+        if isinstance(frame, ModPreview):
+            config = app[CONFIG]
+            document = await preview_escalation(
+                safety,
+                me,
+                frame.case_id,
+                frame.note,
+                signed,
+                Reporter(config.reporter_name, config.reporter_email),
+            )
+            return ModPreviewResult(rid=frame.rid, case_id=frame.case_id, document=document)
         queues, decisions, median = await safety.overview(me)
         return ModOverviewResult(
             rid=frame.rid, queues=queues, decisions=decisions, median_seconds_to_decision=median

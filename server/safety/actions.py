@@ -19,7 +19,7 @@ from protocol.frames import RELAY_HANDLE, Error
 from protocol.moderation import Action
 from server.delivery.hub import Hub
 from server.safety.cybertip import Reporter
-from server.safety.escalation import escalate
+from server.safety.escalation import escalate, preview
 from server.safety.service import CLOSING, ModerationError, SafetyService, SignedRequest
 from server.safety.store import UNKNOWN_PRIORITY, AccountFlags, CaseClosed, CaseRow, Hold
 
@@ -94,6 +94,32 @@ def _hold(safety: SafetyService, action: Action) -> Hold | None:
     if action == "suspend":
         return Hold(to=lambda _: True, is_minor=is_minor, seal=safety.seal, explain=explain)
     return None
+
+
+async def preview_escalation(
+    safety: SafetyService,
+    moderator: str,
+    case_id: int,
+    note: str,
+    signed: SignedRequest,
+    reporter: Reporter,
+) -> str:
+    """The draft `escalate` would write, for a moderator who could escalate the case now;
+    audited like a reveal (it holds the evidence's content)."""
+    case = await safety.require_case(moderator, case_id)
+    if case.status != "open":
+        raise ModerationError("case_closed")
+    if (why := await safety.may_decide(moderator, case_id)) is not None:
+        raise ModerationError(why)
+    document = await preview(safety, case, note, reporter)
+    await safety.audit.append(
+        moderator,
+        "preview_escalation",
+        f"case:{case_id}",
+        {"case": case_id, "note": note, **signed.detail()},
+        safety.clock(),
+    )
+    return document
 
 
 async def decide(

@@ -104,6 +104,10 @@ async def test_every_mod_command_with_json(world):
         ("vic", "tia", SECRET_WORDS)
     ]
 
+    rc, out, _ = await mod(base, "cs_mod", "preview", CASE, "--note", "grooming signs")
+    assert rc == 0 and set(out) == {"case_id", "document"} and out["case_id"] == case_id
+    assert out["document"].startswith("<?xml") and SECRET_WORDS in out["document"]
+
     rc, out, _ = await mod(
         base, "cs_mod", "decide", CASE, "--action", "restrict", "--note", "grooming signs"
     )

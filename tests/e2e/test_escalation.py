@@ -206,3 +206,41 @@ async def test_a_hash_match_is_reportable_without_a_known_minor(relay, tmp_path)
         "Child Pornography (possession, manufacture, and distribution)"
     )
     assert root.find("victim") is None
+
+
+async def test_a_preview_is_the_draft_escalate_writes_written_nowhere_and_audited(relay, tmp_path):
+    import sqlite3
+
+    teen = await make_profile(tmp_path, relay.url, "tia", years_ago(15))
+    adult = await make_profile(tmp_path, relay.url, "vic", years_ago(40))
+    other = await make_profile(tmp_path, relay.url, "ada", years_ago(30))
+    mod = await moderator(relay, tmp_path)
+    async with open_clients(teen, adult, other, mod) as (t, v, a, m):
+        await t.contact_request("vic")
+        await v.respond("tia", accept=True)
+        await send_and_wait(v, "tia", "our little secret")
+        await drain(t)
+        await t.report("vic", "secret", last=1)
+        (case,) = await m.moderation.queue("child_safety")
+        document = await m.moderation.preview_escalation(case.id, "enticement")
+        assert drafts(relay) == []  # nothing written
+        root = ET.fromstring(document.encode())
+        assert check(root, datetime.now(UTC)) == []
+        assert "our little secret" in text(root, "internetDetails/chatImIncident/content")
+        assert "enticement" in text(root, "additionalInfo")
+        with sqlite3.connect(relay.config.database_path) as db:
+            audited = db.execute(
+                "SELECT actor, action, subject FROM audit WHERE action = 'preview_escalation'"
+            ).fetchall()
+        assert audited == [("cs_mod", "preview_escalation", f"case:{case.id}")]
+        # Escalating then writes the same document (the preview was what it would write).
+        assert await m.moderation.decide(case.id, "escalate", "enticement") == "escalated"
+        (name,) = drafts(relay)
+        written_doc = (relay.config.data_dir / "outbox" / "cybertip" / name).read_text()
+        assert written_doc == document
+        # A closed case or an adults-only case has nothing to preview.
+        assert await refused(m.moderation.preview_escalation(case.id)) == "case_closed"
+        await a.report("vic", "spam", last=0)  # adults only: a general case
+        (adult_case,) = await m.moderation.queue("general")
+        assert adult_case.subject == "vic"
+        assert await refused(m.moderation.preview_escalation(adult_case.id)) == "not_reportable"
