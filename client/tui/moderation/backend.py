@@ -46,6 +46,10 @@ class ModerationBackend(Protocol):
         """Act on the case's subject; returns the outcome word (``restricted``, …)."""
         ...
 
+    async def preview_escalation(self, case_id: int, note: str) -> str:
+        """The CyberTipline draft escalating would write (XML), written nowhere; audited."""
+        ...
+
     async def overview(self) -> ModOverviewResult:
         """Pending by queue, decisions by moderator and action, median time to decision."""
         ...

@@ -36,7 +36,7 @@ HIDDEN = "hidden — press R to reveal; each reveal is recorded"
 #: What each action does, shown in the decision dialog (docs/MODERATION.md "Actions").
 ACTION_EFFECTS: dict[Action, str] = {
     "dismiss": "Close the case with no action against the account.",
-    "warn": "Close the case and send the account a warning notice with your note.",
+    "warn": "Close the case and send the account a warning notice (your note stays internal).",
     "restrict": "Close the case; the account can no longer message, request or find any "
     "minor, including minors already in its contacts, who are told.",
     "suspend": "Close the case; the account can't log in (an open connection is closed). "
@@ -44,7 +44,7 @@ ACTION_EFFECTS: dict[Action, str] = {
     "reinstate": "Lift a suspension and a moderator's restriction; the account is told. "
     "The case stays as it is.",
     "escalate": "Close the case and draft a CyberTipline report from it into the relay's "
-    "outbox (never sent by the prototype).",
+    "outbox (never sent by the prototype). You see the report before it is written.",
 }
 
 SOURCE_WORDS = {

@@ -24,7 +24,11 @@ from client.tui.moderation import ModerationConsole
 from client.tui.moderation.render import HIDDEN, duration
 from client.tui.moderation.screens.case import CaseScreen
 from client.tui.moderation.screens.cases import CasesScreen
-from client.tui.moderation.screens.dialogs import DecisionDialog, RevealDialog
+from client.tui.moderation.screens.dialogs import (
+    DecisionDialog,
+    EscalationPreview,
+    RevealDialog,
+)
 from client.tui.moderation.screens.queues import QueuesScreen
 from client.tui.moderation.widgets.tables import CaseTable, QueueTable
 from protocol.moderation import (
@@ -228,6 +232,55 @@ async def test_queue_case_reveal_and_restrict(relay, tmp_path):
             assert isinstance(app.screen, QueuesScreen)
             assert queue_rows(app)["child_safety"] == ["child_safety", "1", "0", "0"]
             assert "Median time to a first decision" in screen_text(app)
+
+
+async def test_escalating_shows_the_report_first_and_writes_it_only_on_a_second_yes(
+    relay, tmp_path
+):
+    cybertip = relay.config.data_dir / "outbox" / "cybertip"
+    async with reported_world(relay, tmp_path) as world:
+        app = ModerationConsole(world.cs_mod.moderation, moderator="cs_mod")
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot, lambda: queue_rows(app))
+            await pilot.press("enter")
+            await settle(pilot, lambda: app.screen.query_one(CaseTable).row_count == 1)
+            await pilot.press("enter")
+            await settle(pilot, lambda: "Vic (@vic)" in screen_text(app))
+            case_screen = app.screen
+
+            async def choose_escalate() -> EscalationPreview:
+                await pilot.press("d")
+                await settle(pilot, lambda: isinstance(app.screen, DecisionDialog))
+                await pilot.click("#action-escalate")
+                await settle(
+                    pilot,
+                    lambda: "Escalate @vic" in str(app.screen.query_one("#decide-confirm").label),
+                )
+                app.screen.query_one("#note").focus()
+                await pilot.press(*"enticement")
+                await pilot.click("#decide-confirm")
+                await settle(pilot, lambda: isinstance(app.screen, EscalationPreview))
+                return app.screen
+
+            # The report, as it would be written, with the evidence's text; recorded.
+            preview = await choose_escalate()
+            document = str(preview.query_one("#escalation-text", Static).render())
+            assert "<chatImIncident>" in document and FIRST in document
+            assert ("cs_mod", "preview_escalation", "case:1") in audit_rows(relay)
+            # "Back" is focused: Enter writes nothing and decides nothing.
+            await pilot.press("enter")
+            await settle(pilot, lambda: app.screen is case_screen)
+            assert "Not escalated: nothing was written." in status(app)
+            assert not cybertip.exists() or not any(cybertip.iterdir())
+            assert not any(a == "decide:escalate" for _, a, _ in audit_rows(relay))
+
+            # The second yes writes it and closes the case.
+            await choose_escalate()
+            await pilot.click("#escalate-confirm")
+            await settle(pilot, lambda: "Decision recorded" in status(app))
+            assert "@vic escalated; case #1 is closed." in status(app)
+            assert [p.name for p in cybertip.iterdir()] == ["1.xml"]
+            assert FIRST in (cybertip / "1.xml").read_text()
 
 
 async def test_next_case_takes_it_then_says_the_queue_is_empty(relay, tmp_path):

@@ -24,7 +24,12 @@ from client.tui.moderation.render import (
     prior_text,
     subject_text,
 )
-from client.tui.moderation.screens.dialogs import Decision, DecisionDialog, RevealDialog
+from client.tui.moderation.screens.dialogs import (
+    Decision,
+    DecisionDialog,
+    EscalationPreview,
+    RevealDialog,
+)
 from client.tui.moderation.widgets.evidence import EvidenceList
 from client.tui.moderation.widgets.status import StatusLine
 from protocol.moderation import CaseView
@@ -168,8 +173,28 @@ class CaseScreen(Screen[None]):
             self.app.push_screen(DecisionDialog(self.view), self._decided)
 
     def _decided(self, decision: Decision | None) -> None:
-        if decision is not None:
+        if decision is None:
+            return
+        if decision.action == "escalate":
+            self._preview(decision)  # the report is shown before it is written
+        else:
             self._decide(decision)
+
+    @work(exclusive=True, group="decide")
+    async def _preview(self, decision: Decision) -> None:
+        try:
+            document = await self.backend.preview_escalation(self.case_id, decision.note)
+        except ClientError as exc:
+            self.query_one(StatusLine).error(exc)
+            return
+
+        def confirmed(write: bool | None) -> None:
+            if write:
+                self._decide(decision)
+            else:
+                self.query_one(StatusLine).info("Not escalated: nothing was written.")
+
+        self.app.push_screen(EscalationPreview(self.case_id, document), confirmed)
 
     @work(exclusive=True, group="decide")
     async def _decide(self, decision: Decision) -> None:

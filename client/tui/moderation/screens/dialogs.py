@@ -1,4 +1,5 @@
-"""The console's dialogs: confirm a reveal (reviewer wellness), and decide a case."""
+"""The console's dialogs: confirm a reveal (reviewer wellness), decide a case, and check
+the CyberTipline report before an escalation writes it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, RadioButton, RadioSet, Static
 
@@ -80,7 +81,7 @@ class DecisionDialog(ModalScreen[Decision | None]):
                 for action in ACTIONS:
                     yield RadioButton(action, id=f"action-{action}")
             yield Static("Choose an action (↑ ↓ then Enter).", id="action-effect")
-            yield Label("Note (kept with the decision and in the audit log)")
+            yield Label("Note (internal: kept with the decision and in the audit log)")
             yield Input(placeholder="why, in a few words", id="note", max_length=1000)
             with Horizontal(classes="buttons"):
                 yield Button("Decide", id="decide-confirm", variant="error", disabled=True)
@@ -113,3 +114,41 @@ class DecisionDialog(ModalScreen[Decision | None]):
     @on(Button.Pressed, "#decide-cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class EscalationPreview(ModalScreen[bool]):
+    """The report exactly as escalating would write it; writing it needs a second yes."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", tooltip="Back without escalating")]
+
+    def __init__(self, case_id: int, document: str) -> None:
+        super().__init__()
+        self.case_id = case_id
+        self.document = document
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog", id="escalation"):
+            yield Label(f"CyberTipline report for case #{self.case_id}", classes="dialog-title")
+            yield Static(
+                Text(
+                    "This is the document escalating writes to the relay's outbox (never "
+                    "sent by the prototype). It contains the evidence's text; this preview "
+                    "was recorded in the audit log."
+                )
+            )
+            with VerticalScroll(id="escalation-document"):
+                yield Static(plain(self.document), id="escalation-text")
+            with Horizontal(classes="buttons"):
+                yield Button("Write the report", id="escalate-confirm", variant="error")
+                yield Button("Back", id="escalate-cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#escalate-cancel", Button).focus()  # nothing is written by default
+
+    @on(Button.Pressed, "#escalate-confirm")
+    def _yes(self) -> None:
+        self.dismiss(True)
+
+    @on(Button.Pressed, "#escalate-cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(False)
