@@ -193,9 +193,7 @@ class Outbox:
 
     async def on_accepted(self, frame: Accepted) -> None:
         self._mode_retried.discard(frame.id)
-        await self._history.mark_sent(
-            frame.id, self._handle, frame.sent_at, request=frame.request
-        )
+        await self._history.mark_sent(frame.id, self._handle, frame.sent_at, request=frame.request)
         message = await self._history.get(self._handle, frame.id)
         if message is None:
             return

@@ -57,10 +57,7 @@ async def case_view(
             )
             for f in findings
         ],
-        evidence=[
-            EvidenceRef(**evidence_fields(e), chars=e.chars)
-            for e in evidence
-        ],
+        evidence=[EvidenceRef(**evidence_fields(e), chars=e.chars) for e in evidence],
         decisions=[
             DecisionView(
                 moderator=d.moderator,
