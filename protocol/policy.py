@@ -102,6 +102,12 @@ class Limits(_Section):
     #: handle that doesn't exist) per day: each answer says whether the account exists and
     #: whether it may be written to, so unlimited lookups would be an age oracle.
     lookups_per_day: Count
+    #: The largest attachment one message may carry (bytes; an e2ee blob counts its
+    #: ciphertext). Optional in a policy file.
+    attachment_max_bytes: Annotated[int, msgspec.Meta(ge=1, le=2**31)] = 16 * 1024 * 1024
+    #: Bytes of attachments one account may have on the relay at once (uploaded and not yet
+    #: delivered, or kept by retention).
+    attachment_quota_bytes: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 256 * 1024 * 1024
 
 
 class Restriction(_Section):

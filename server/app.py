@@ -15,6 +15,7 @@ from protocol.codec import encode
 from protocol.limits import MAX_HTTP_BODY_BYTES
 from protocol.registration import Health
 from server.app_keys import (
+    BLOBS,
     COMMITTER,
     CONFIG,
     FRANKING_SECRET,
@@ -26,9 +27,12 @@ from server.app_keys import (
     SOCIAL,
     STORE,
 )
+from server.attachments import http as blob_http
+from server.attachments.store import BlobStore
 from server.config import RelayConfig
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
+from server.delivery.records import AckRecord
 from server.delivery.store import SqliteStore
 from server.edge.http_errors import error_response
 from server.edge.registration import register
@@ -92,11 +96,22 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     retention = app[POLICY].retention
     # The admin sweep (`agechat admin sweep`) applies the dials of the policy that runs.
     await store.set_meta(RETENTION_META, msgspec.json.encode(retention).decode())
+    blobs = BlobStore(config.data_dir, store)
+    app[BLOBS] = blobs
+    releases: set[asyncio.Task[None]] = set()
+
+    def acked(acks: list[AckRecord]) -> None:
+        hub.delivered(acks)
+        # An attachment goes with its message on acknowledgement (server/attachments/).
+        task = asyncio.create_task(blobs.release_acked(acks))
+        releases.add(task)
+        task.add_done_callback(releases.discard)
+
     committer = GroupCommitter(
         store,
         config.clock,
         hub.deliver,
-        hub.delivered,
+        acked,
         keep_visible=lambda: retention.visible_days > 0,
     )
     committer.start()
@@ -114,7 +129,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await social.load()
     social.on_restricted = safety.on_restricted
     social.on_refusals_to_minors = safety.on_refusals_to_minors
-    pruner = asyncio.create_task(_prune_forever(store, config, social))
+    pruner = asyncio.create_task(_prune_forever(store, config, social, blobs))
     watcher = asyncio.create_task(_watch_forever(store, social, safety))
     scrubber = asyncio.create_task(_scrub_forever(store, committer))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
@@ -128,12 +143,15 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         await store.close()
 
 
-async def _prune_forever(store: SqliteStore, config: RelayConfig, social: SocialService) -> None:
+async def _prune_forever(
+    store: SqliteStore, config: RelayConfig, social: SocialService, blobs: BlobStore
+) -> None:
     while True:
         try:
             now = config.clock()
             # Retention (and the resend window's end) for messages, evidence and logins.
             await sweep(store, social.policy.retention, now, config.data_dir / "outbox")
+            await blobs.sweep(now)  # attachments nothing needs, unfinished uploads
             # Rate limits look back a day, restriction its window: older events count no more.
             keep = max(1, social.policy.restriction.window_days)
             await social.social.prune_events(now - timedelta(days=keep))
@@ -209,4 +227,6 @@ def create_app(config: RelayConfig) -> web.Application:
     app.router.add_post("/v1/accounts", register)
     app.router.add_get("/v1/policy", policy_route)
     app.router.add_get("/v1/ws", websocket_handler)
+    app.router.add_put("/v1/blobs/{id}", blob_http.upload)
+    app.router.add_get("/v1/blobs/{owner}/{id}", blob_http.download)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from protocol.policy import Policy
+from server.attachments.store import BlobStore
 from server.config import RelayConfig
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
@@ -26,3 +27,5 @@ RELAY_ID = web.AppKey("relay_id", str)
 FRANKING_SECRET = web.AppKey("franking_secret", bytes)
 #: Cases, queues, roles, evidence and the audit log (server/safety/).
 SAFETY = web.AppKey("safety", SafetyService)
+#: Attachment bytes and their records (server/attachments/).
+BLOBS = web.AppKey("blobs", BlobStore)

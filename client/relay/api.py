@@ -25,6 +25,7 @@ from client.errors import ClientError
 from client.events import ClientEvent, Disconnected, RelayError
 from client.history import FrankingEvidence, History, HistoryMessage
 from client.profile import Identity, Profile
+from client.relay.blobs import BlobTransfer
 from client.relay.connection import HANDSHAKE_TIMEOUT, Connection
 from client.relay.e2ee_path import EndToEndPath
 from client.relay.moderation import Moderation
@@ -103,6 +104,10 @@ class RelayClient:
         self.e2ee = self._path.e2ee
         #: A moderator's requests (PROTOCOL.md §6.5); refused `forbidden` without a role.
         self.moderation = Moderation(self._connection)
+        #: Attachment bytes over the relay's signed HTTP routes (PROTOCOL.md §6.6).
+        self.blobs = BlobTransfer(
+            profile.server, profile.handle, identity.sign, self._connection.relay_id, clock
+        )
         self._outbox = Outbox(
             profile.handle,
             history,

@@ -193,6 +193,13 @@ class Connection:
         finally:
             self._requests.pop(rid, None)
 
+    def relay_id(self) -> str:
+        """The relay's id from the current connection's challenge (signed HTTP requests
+        name it)."""
+        if self._challenge is None:
+            raise ClientError("relay_unreachable", "Not connected to the relay yet.")
+        return self._challenge.relay_id
+
     async def signed_request(
         self, frame: ModRequest, timeout: float = HANDSHAKE_TIMEOUT
     ) -> RelayFrame:

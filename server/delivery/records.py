@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+from protocol.attachments import AttachmentRef
 from protocol.crypto.franking import relay_tag, timestamp_micros
 from protocol.frames import Deliver, Kind, Mode
 
@@ -36,6 +37,8 @@ class NewMessage:
     request: bool = False
     #: e2ee only: the sender's franking commitment (PROTOCOL.md §6.4).
     commitment: bytes | None = None
+    #: The blob the message names (protocol.attachments.AttachmentRef), or None.
+    attachment: AttachmentRef | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,7 @@ class StoredMessage:
     code: str | None = None
     request: bool = False
     commitment: bytes | None = None  # e2ee only; None once acknowledged
+    attachment: AttachmentRef | None = None
 
     def franking_tag(self, franking_secret: bytes) -> bytes | None:
         """The relay's tag binding the commitment to sender, recipient and time (§6.4)."""
@@ -82,6 +86,7 @@ class StoredMessage:
             request=self.request,
             commitment=self.commitment,
             franking_tag=self.franking_tag(franking_secret),
+            attachment=self.attachment,
         )
 
 

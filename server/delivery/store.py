@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 import aiosqlite
+import msgspec
 
+from protocol.attachments import AttachmentRef
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
 SCHEMA_VERSION = 6
@@ -203,7 +205,9 @@ CREATE TABLE account_flags (
 # so only a moderator who may see that queue can lift them (a general moderator can't undo a
 # child-safety decision through a later general case); each message's size (delivery
 # metadata kept for the retention period, server/safety/retention.py); preservation
-# requests, which hold an account's data past normal retention.
+# requests, which hold an account's data past normal retention; attachments (issue #13):
+# the blob a message names (its AttachmentRef as JSON) and the uploaded blobs, whose bytes
+# live in files under <data-dir>/blobs/ (server/attachments/store.py).
 _SCHEMA_V6 = """
 ALTER TABLE account_flags ADD COLUMN queue TEXT;
 ALTER TABLE account_flags ADD COLUMN case_id INTEGER;
@@ -216,6 +220,17 @@ CREATE TABLE preservations (
     created_at REAL NOT NULL
 );
 CREATE INDEX preservations_by_handle ON preservations (handle, until);
+ALTER TABLE messages ADD COLUMN attachment TEXT;
+CREATE TABLE blobs (
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    sha256 BLOB NOT NULL,
+    state TEXT NOT NULL DEFAULT 'uploaded',
+    created_at REAL NOT NULL,
+    PRIMARY KEY (owner, id)
+);
 """
 
 
@@ -256,9 +271,12 @@ def _dt(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
+_ATTACHMENT = msgspec.json.Decoder(AttachmentRef)
+
+
 def _message(row: sqlite3.Row | tuple) -> StoredMessage:
     seq, sender, msg_id, recipient, conversation, mode, body, sent_at, *rest = row
-    kind, code, request, commitment = rest
+    kind, code, request, commitment, attachment = rest
     return StoredMessage(
         seq,
         sender,
@@ -272,12 +290,13 @@ def _message(row: sqlite3.Row | tuple) -> StoredMessage:
         code,
         bool(request),
         None if commitment is None else bytes(commitment),
+        None if attachment is None else _ATTACHMENT.decode(attachment),
     )
 
 
 _MESSAGE_COLUMNS = (
     "seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request, "
-    "commitment"
+    "commitment, attachment"
 )
 
 
@@ -463,8 +482,8 @@ class SqliteStore:
             if messages:
                 await db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
-                    "mode, body, sent_at, kind, code, request, commitment, size) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "mode, body, sent_at, kind, code, request, commitment, size, attachment) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     [
                         (
                             m.sender,
@@ -478,7 +497,11 @@ class SqliteStore:
                             m.code,
                             int(m.request),
                             m.commitment,
-                            len(m.body.encode()),
+                            len(m.body.encode())
+                            + (m.attachment.size if m.attachment is not None else 0),
+                            None
+                            if m.attachment is None
+                            else msgspec.json.encode(m.attachment).decode(),
                         )
                         for m in messages
                     ],
