@@ -71,6 +71,7 @@ from server.app_keys import (
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
 from server.edge.moderation import ModerationHandlers
+from server.edge.report_items import FOREIGN, first_foreign, normalise
 from server.keys.declarations import declaration_error
 from server.keys.directory import signed_prekey_valid
 from server.keys.franking import check_report
@@ -366,22 +367,33 @@ class _Session:
         if verified is None:
             await self.refuse("franking_invalid", ref=frame.rid)
             return
+        # Only the reporter's own conversation: an unfranked message naming anyone else
+        # would put people in a case on the reporter's word alone; refused whole, never
+        # rewritten. (A franked one naming anyone else has just failed the franking check.)
+        if first_foreign(frame.messages, reporter, frame.handle) is not None:
+            log.info("report refused: foreign item reporter=%s reported=%s", reporter, frame.handle)
+            await self.refuse(FOREIGN, ref=frame.rid)
+            return
+        # Each message once, its time within the relay's past (server/edge/report_items.py).
+        items = normalise(frame.messages, verified, self.app[CONFIG].clock())
         evidence = encode_json(
             [
                 {**msgspec.to_builtins(m), "verified": ok}
-                for m, ok in zip(frame.messages, verified, strict=True)
+                for m, ok in zip(items.messages, items.verified, strict=True)
             ]
         )
         await self.app[SOCIAL].report(reporter, frame.handle, frame.reason, evidence)
         await self.app[SAFETY].on_report(
-            reporter, frame.handle, frame.reason, frame.messages, verified
+            reporter, frame.handle, frame.reason, items.messages, items.verified
         )
         log.info(
-            "report filed reporter=%s reported=%s verified=%d/%d",
+            "report filed reporter=%s reported=%s verified=%d/%d duplicates=%d clamped=%d",
             reporter,
             frame.handle,
-            sum(verified),
-            len(verified),
+            sum(items.verified),
+            len(items.verified),
+            items.duplicates,
+            items.clamped,
         )
         await self.send(Done(rid=frame.rid, outcome="reported"))
 
