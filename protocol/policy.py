@@ -183,6 +183,23 @@ class Retention(_Section):
     metadata_days: Days = 90
 
 
+class HashMatching(_Section):
+    """Matching attachments the relay can read (`visible` conversations) against hash banks
+    of known material (docs/POLICY.md "Hash matching", docs/MODERATION.md)."""
+
+    #: PDQ: the largest Hamming distance, of 256 bits, that counts as a match. 31: Meta's
+    #: recommendation (HMA, threatexchange). Higher catches more altered copies and more
+    #: unrelated images.
+    pdq_max_distance: Annotated[int, msgspec.Meta(ge=0, le=256)] = 31
+    #: PDQ quality (0–100) below which an image is not PDQ-matched (flat or featureless
+    #: images hash alike); its exact hashes are still checked. 50: Meta's recommendation.
+    pdq_min_quality: Annotated[int, msgspec.Meta(ge=0, le=100)] = 50
+    #: Exact hashes checked for every file, image or not.
+    exact: list[Literal["sha256", "md5"]] = msgspec.field(default_factory=lambda: ["sha256", "md5"])
+    #: A match restricts the sender pending a moderator's review.
+    restrict_on_match: bool = True
+
+
 class Policy(_Section):
     name: str
     description: str
@@ -197,6 +214,8 @@ class Policy(_Section):
     #: Optional in a policy file: a policy written before retention existed keeps the
     #: defaults.
     retention: Retention = msgspec.field(default_factory=Retention)
+    #: Optional too: a policy written before hash matching existed keeps the defaults.
+    hash_matching: HashMatching = msgspec.field(default_factory=HashMatching)
 
     def pair(self, actor: Band, target: Band) -> PairRule:
         a, t = is_minor(actor), is_minor(target)

@@ -16,6 +16,7 @@ import click
 
 from protocol.moderation import ROLES
 from server.admin.age_corrections import set_birthdate
+from server.admin.bank_commands import bank_group
 from server.admin.data_dir import DATA_DIR, open_store
 from server.admin.legal_export import legal_export_command
 from server.admin.retention_commands import preservations_command, preserve_command, sweep_command
@@ -28,7 +29,13 @@ def admin_group() -> None:
     """Operator actions on a relay's data (audited)."""
 
 
-for _command in (preserve_command, preservations_command, sweep_command, legal_export_command):
+for _command in (
+    preserve_command,
+    preservations_command,
+    sweep_command,
+    legal_export_command,
+    bank_group,
+):
     admin_group.add_command(_command)
 
 
