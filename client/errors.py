@@ -30,6 +30,10 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "safety_number_changed": "Their safety number changed since you verified it. Verify it "
     "again (or accept the new key) before sending.",
     "no_peer_key": "You haven't exchanged keys with them yet: send a message first.",
+    # Attachments (issue #13)
+    "upload_failed": "The file's upload broke off; sending it again retries.",
+    "download_failed": "The file's download broke off.",
+    "download_too_large": "The file is larger than its message said.",
 }
 
 

@@ -43,6 +43,17 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "message_too_large": "The message is larger than the relay accepts.",
     "mode_mismatch": "The message's encryption mode does not match the conversation's.",
     "duplicate_id_conflict": "That message id was already used for a different message.",
+    # Attachments (§6.6)
+    "message_not_delivered": "The message could not be delivered.",
+    "unknown_attachment": "There is no uploaded file with that id from this account.",
+    "attachment_mismatch": "The attachment reference doesn't match the uploaded file.",
+    "attachment_in_use": "That uploaded file is already attached to another message.",
+    "attachment_too_large": "The file is larger than this relay's policy allows.",
+    "attachment_quota_exceeded": "Your files waiting on the relay would pass your quota.",
+    "blob_exists": "A different file was already uploaded under that id.",
+    "upload_mismatch": "The uploaded bytes aren't the ones the request signed.",
+    "stale_request": "The signed request's time is too far from the relay's clock.",
+    "length_required": "The upload needs a Content-Length.",
     # HTTP requests
     "invalid_request": "The request body is missing a field or a field has the wrong type.",
     "request_too_large": "The request body is larger than the relay accepts.",

@@ -12,6 +12,7 @@ from typing import Annotated, Literal, get_args
 
 import msgspec
 
+from protocol.attachments import AttachmentRef
 from protocol.frame_base import Frame
 from protocol.limits import MAX_ACK_REFS, MAX_PREKEYS_PER_UPLOAD, MAX_REPORTED_MESSAGES
 from protocol.moderation import ModAnswer, ModRequest
@@ -61,6 +62,8 @@ class Send(Frame, tag="send"):
     body: Body
     #: e2ee only: the franking commitment (PROTOCOL.md §6.4); absent in visible mode.
     commitment: Commitment | None = None
+    #: A blob uploaded before this message (PROTOCOL.md §6.6); absent (never null) without.
+    attachment: AttachmentRef | msgspec.UnsetType = msgspec.UNSET
 
 
 class MessageRef(msgspec.Struct, frozen=True, kw_only=True):
@@ -241,6 +244,9 @@ class Deliver(Frame, tag="deliver"):
     #: e2ee only: the sender's franking commitment and the relay's tag over it (§6.4).
     commitment: Commitment | None = None
     franking_tag: Commitment | None = None
+    #: The message's attachment (PROTOCOL.md §6.6): download it before acknowledging.
+    #: Absent (never null) when there is none.
+    attachment: AttachmentRef | msgspec.UnsetType = msgspec.UNSET
 
 
 class Error(Frame, tag="error"):

@@ -21,6 +21,7 @@ from server.app_keys import (
     FRANKING_SECRET,
     HUB,
     KEY_DIRECTORY,
+    MATCHER,
     POLICY,
     RELAY_ID,
     SAFETY,
@@ -41,6 +42,7 @@ from server.keys.directory import KeyDirectory
 from server.keys.franking import load_or_create_secret
 from server.policy.loader import load_policy
 from server.safety.evidence import EvidenceSealer
+from server.safety.hashing import HashMatcher, banks_dir
 from server.safety.retention import RETENTION_META, sweep
 from server.safety.service import SafetyService
 from server.social.service import SocialService
@@ -98,6 +100,10 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     await store.set_meta(RETENTION_META, msgspec.json.encode(retention).decode())
     blobs = BlobStore(config.data_dir, store)
     app[BLOBS] = blobs
+    # Banks are read once here: `agechat admin bank add` takes effect at the next start.
+    app[MATCHER] = await asyncio.to_thread(
+        HashMatcher.load, banks_dir(config.data_dir), app[POLICY].hash_matching
+    )
     releases: set[asyncio.Task[None]] = set()
 
     def acked(acks: list[AckRecord]) -> None:

@@ -11,6 +11,7 @@ from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
 from server.delivery.store import Store
 from server.keys.directory import KeyDirectory
+from server.safety.hashing import HashMatcher
 from server.safety.service import SafetyService
 from server.social.service import SocialService
 
@@ -29,3 +30,5 @@ FRANKING_SECRET = web.AppKey("franking_secret", bytes)
 SAFETY = web.AppKey("safety", SafetyService)
 #: Attachment bytes and their records (server/attachments/).
 BLOBS = web.AppKey("blobs", BlobStore)
+#: The hash banks, loaded at start (server/safety/hashing/).
+MATCHER = web.AppKey("matcher", HashMatcher)

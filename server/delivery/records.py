@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 
+import msgspec
+
 from protocol.attachments import AttachmentRef
 from protocol.crypto.franking import relay_tag, timestamp_micros
 from protocol.frames import Deliver, Kind, Mode
@@ -86,7 +88,7 @@ class StoredMessage:
             request=self.request,
             commitment=self.commitment,
             franking_tag=self.franking_tag(franking_secret),
-            attachment=self.attachment,
+            attachment=msgspec.UNSET if self.attachment is None else self.attachment,
         )
 
 

@@ -68,6 +68,7 @@ from server.app_keys import (
     SOCIAL,
     STORE,
 )
+from server.attachments.sending import check_attachment
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
 from server.edge.moderation import ModerationHandlers
@@ -214,6 +215,12 @@ class _Session:
             else:
                 await self.refuse_decision(decision, ref=frame.id)
             return
+        # The attachment after the policy (a refused send uses no blob) and before the
+        # block's silent drop (known material is held whoever the recipient is).
+        attached = await check_attachment(self.app, sender, frame)
+        if attached.refusal is not None:
+            await self.refuse(attached.refusal, attached.detail, ref=frame.id)
+            return
         if decision.outcome == "drop":
             # Blocked by the recipient: answered like any stored message, in order, and
             # dropped; the sender is not told (POLICY.md "Block").
@@ -246,6 +253,7 @@ class _Session:
             sent_at=self.app[CONFIG].clock(),
             request=decision.outcome == "request",
             commitment=frame.commitment,
+            attachment=attached.ref,
         )
         try:
             future = self.app[COMMITTER].submit_message(message)

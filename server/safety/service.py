@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from protocol import policy as rules
+from protocol.attachments import AttachmentRef
 from protocol.frames import ReportedMessage
 from protocol.moderation import (
     ROLES,
@@ -30,6 +31,7 @@ from protocol.moderation import (
 from server.delivery.store import SqliteStore
 from server.safety.audit import AuditLog
 from server.safety.evidence import EvidenceSealer
+from server.safety.hashing import Match
 from server.safety.store import (
     AccountFlags,
     CaseRow,
@@ -48,6 +50,7 @@ SCORES = {
     "user_report_by_minor": 0.7,
     "restriction": 0.8,
     "refusals_to_minors": 0.4,
+    "hash_match": 1.0,
 }
 #: Actions after which the case is closed (reinstate acts on the account, not the case).
 CLOSING = frozenset({"dismiss", "warn", "restrict", "suspend", "escalate"})
@@ -279,6 +282,65 @@ class SafetyService:
         if stored is not None and {stored.sender, stored.recipient} == {reporter, reported}:
             return stored.mode
         return self.social.mode(reporter, reported)
+
+    async def on_hash_match(
+        self, sender: str, recipient: str, ref: AttachmentRef, matches: Sequence[Match]
+    ) -> int:
+        """A `visible` attachment matched a hash bank: the message was held (never
+        delivered) and its blob kept. Files a `hash_match` finding with the match details;
+        restricts the sender pending review when the policy says so — silently, so nothing
+        tells them why their message didn't arrive."""
+        best = matches[0]
+        details = "; ".join(
+            f"bank {m.bank}, {m.signal}"
+            + (f" distance {m.distance}" if m.signal == "pdq" else " exact")
+            + (f" (quality {m.quality})" if m.quality is not None else "")
+            + (f", label “{m.label}”" if m.label else "")
+            for m in matches
+        )
+        described = (
+            f"[attachment “{ref.name}”, {ref.type}, {ref.size} bytes, sha256 {ref.sha256}; "
+            "held, never delivered; the file is kept as evidence and never shown]"
+        )
+        case_id = await self.open_or_join_case(
+            sender,
+            Finding(
+                source="hash_match",
+                score=SCORES["hash_match"],
+                explanation=f"An attachment to @{recipient} matched known material: {details}. "
+                "The message was held.",
+                involves_minor=self._is_minor(sender) or self._is_minor(recipient),
+                hash_match=True,
+                evidence=[
+                    Evidence(
+                        sender=sender,
+                        recipient=recipient,
+                        mode="visible",
+                        sent_at=self.clock(),
+                        franking="verified",  # the relay received it from the sender itself
+                        text=described,
+                    )
+                ],
+            ),
+        )
+        log.info("hash match case=%d signal=%s", case_id, best.signal)
+        if self.policy.hash_matching.restrict_on_match:
+            case = await self.cases.case(case_id)
+            async with self.flags_lock:
+                current = self.flags.get(sender, AccountFlags())
+                if current.restricted_by is None:
+                    flags = AccountFlags(
+                        suspended=current.suspended,
+                        restricted_by="relay",
+                        restricted_reason="hash match, pending review",
+                        queue=case.queue if case is not None else None,
+                        case_id=case_id,
+                    )
+                    await self.cases.restrict_pending_review(
+                        sender, flags, {"case": case_id, "reason": "hash_match"}, self.clock()
+                    )
+                    self.apply_flags({**self.flags, sender: flags})
+        return case_id
 
     async def on_restricted(self, handle: str) -> None:
         await self.open_or_join_case(

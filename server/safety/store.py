@@ -424,6 +424,29 @@ class SafetyStore:
                 )
             return 0 if hold is None else await _hold(db, case_id, subject, hold, now)
 
+    async def restrict_pending_review(
+        self, handle: str, flags: AccountFlags, detail: dict[str, object], now: datetime
+    ) -> None:
+        """Set ``flags`` on ``handle`` without a moderator (the relay's own decision,
+        pending review), audited in the same transaction."""
+        async with self._store.transaction() as db:
+            await append_in(db, "relay", "restrict_pending_review", handle, detail, now)
+            await db.execute(
+                "INSERT INTO account_flags (handle, suspended, restricted_by, "
+                "restricted_reason, queue, case_id) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (handle) DO UPDATE SET restricted_by = excluded.restricted_by, "
+                "restricted_reason = excluded.restricted_reason, "
+                "queue = excluded.queue, case_id = excluded.case_id",
+                (
+                    handle,
+                    int(flags.suspended),
+                    flags.restricted_by,
+                    flags.restricted_reason,
+                    flags.queue,
+                    flags.case_id,
+                ),
+            )
+
     async def unassign_unseen(self, may_see: Callable[[str, str], bool]) -> int:
         """Release open cases whose assignee may no longer see their queue (a role was
         revoked, or the case moved up); returns how many."""

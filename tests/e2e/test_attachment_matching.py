@@ -1,0 +1,123 @@
+"""Known-material matching on `visible` attachments (issue 13, NCMEC principle 2), against a
+real relay with a real hash bank: an unrelated image is delivered; a resized, re-encoded
+copy of a banked image is held — never delivered, the sender told only
+`message_not_delivered` — with a `child_safety` case carrying the match details, the blob
+kept as evidence and the sender restricted pending review. Every image is generated here
+(gradients, shapes, noise): synthetic and benign."""
+
+from __future__ import annotations
+
+import io
+import random
+import sqlite3
+from pathlib import Path
+
+import pytest_asyncio
+from PIL import Image, ImageDraw
+
+from client.relay.blobs import BlobTransfer
+from protocol.attachments import AttachmentRef
+from protocol.frames import Accepted, ContactRequest, ContactRespond, Deliver, Done, Error, Send
+from server.app_keys import RELAY_ID, SAFETY
+from server.safety.hashing import banks_dir, hash_file
+from tests.server.raw import Person, connect, new_id, request, wait_for
+from tests.support import Relay, years_ago
+
+
+def picture(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    rng = random.Random(seed)
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    for y in range(size[1]):  # a gradient, different per seed
+        shade = int(255 * y / size[1])
+        draw.line([(0, y), (size[0], y)], fill=(shade, rng.randint(0, 255), 255 - shade))
+    for _ in range(12):
+        x, y = rng.randint(0, size[0]), rng.randint(0, size[1])
+        r = rng.randint(20, 120)
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+    return image
+
+
+def jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+@pytest_asyncio.fixture
+async def relay(tmp_path):
+    """A relay whose data directory has a bank holding one generated picture's hashes."""
+    data_dir = tmp_path / "relay"
+    banked = tmp_path / "banked.png"
+    picture(1).save(banked)
+    hashes = hash_file(banked)
+    bank = banks_dir(data_dir) / "test_bank"
+    bank.mkdir(parents=True)
+    (bank / "pdq.txt").write_text(f"{hashes['pdq']} synthetic-test-picture\n")
+    relay = await Relay(data_dir).start()
+    yield relay
+    await relay.stop()
+
+
+async def upload(relay: Relay, person: Person, data: bytes, folder: Path) -> str:
+    path = folder / f"{new_id()}.jpg"
+    path.write_bytes(data)
+    transfer = BlobTransfer(
+        relay.url, person.handle, person.sign, lambda: relay.app[RELAY_ID], relay.config.clock
+    )
+    blob_id = new_id()
+    await transfer.upload(blob_id, path, "visible")
+    return blob_id
+
+
+async def test_a_banked_image_is_held_and_an_unrelated_one_delivered(relay, tmp_path):
+    teen = await Person("tia", years_ago(15)).register(relay)
+    adult = await Person("vic", years_ago(40)).register(relay)
+    async with connect(relay, teen) as t, connect(relay, adult) as v:
+        assert isinstance(await request(t, ContactRequest(rid=new_id(), to="vic")), Done)
+        answer = await request(v, ContactRespond(rid=new_id(), handle="tia", accept=True))
+        assert isinstance(answer, Done)
+
+        # An unrelated picture goes through, with the relay's own digest in the reference.
+        unrelated = jpeg(picture(2))
+        blob = await upload(relay, adult, unrelated, tmp_path)
+        ref = AttachmentRef(id=blob, size=len(unrelated), name="park.jpg", type="image/jpeg")
+        sent = Send(id=new_id(), to="tia", mode="visible", body="look", attachment=ref)
+        assert isinstance(await request(v, sent), Accepted)
+        got = await wait_for(t, lambda f: isinstance(f, Deliver) and f.id == sent.id)
+        assert got.attachment.id == blob and got.attachment.name == "park.jpg"
+
+        # A resized, re-encoded copy of the banked picture: held, and nothing says why.
+        copy = jpeg(picture(1).resize((480, 360)), quality=70)
+        held_blob = await upload(relay, adult, copy, tmp_path)
+        held = Send(
+            id=new_id(),
+            to="tia",
+            mode="visible",
+            body="",
+            attachment=AttachmentRef(
+                id=held_blob, size=len(copy), name="pic.jpg", type="image/jpeg"
+            ),
+        )
+        refusal = await request(v, held)
+        assert isinstance(refusal, Error) and refusal.code == "message_not_delivered"
+        assert "match" not in refusal.message.lower() and "bank" not in refusal.message.lower()
+
+    with sqlite3.connect(relay.config.database_path) as db:
+        assert db.execute(
+            "SELECT COUNT(*) FROM messages WHERE msg_id = ?", (held.id,)
+        ).fetchone() == (0,)
+        assert db.execute("SELECT state FROM blobs WHERE id = ?", (held_blob,)).fetchone() == (
+            "held",
+        )
+        ((queue, case_id),) = db.execute(
+            "SELECT queue, id FROM cases WHERE subject = 'vic' AND status = 'open'"
+        ).fetchall()
+        ((source, explanation),) = db.execute(
+            "SELECT source, explanation FROM findings WHERE case_id = ?", (case_id,)
+        ).fetchall()
+    assert queue == "child_safety" and source == "hash_match"
+    assert "bank test_bank, pdq distance" in explanation
+    assert (relay.config.data_dir / "blobs" / "vic" / held_blob).exists()  # kept
+    assert relay.app[SAFETY].social.is_restricted("vic")  # pending review (default policy)
