@@ -241,3 +241,28 @@ def test_a_plain_report_is_unchanged():
     tag = relay_tag(RELAY_SECRET, franked.commitment, "alice", "bob", WHEN)
     assert _report(inner, franked.commitment, tag)
     assert not _report(inner, franked.commitment, tag, attachment_digest=DIGEST)
+
+
+def test_the_worked_example_of_the_protocol_draft():
+    """The §6.6 draft's franking example: text "a file", fk = 0x20..0x3f, the vector file's key."""
+    vector = b"agechat attachment vector: one short file, one final chunk.\n"
+    key = AttachmentKey(
+        key=bytes(range(32)),
+        sha256=hashlib.sha256(vector).digest(),
+        name="vector.txt",
+        type="text/plain",
+        size=len(vector),
+    )
+    fk = bytes(range(32, 64))
+    franked = frank("a file", "e2ee", attachment=key, random=lambda n: fk[:n])
+    assert franked.plaintext.hex() == (
+        "83a474657874a6612066696c65ac6672616e6b696e675f6b6579c420"
+        "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+        "aa6174746163686d656e7485a36b6579c420"
+        "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+        "a6736861323536c420ec8892c6d404b83ce0d58f78f084f06d4160931460489cf53ce3f4c960384ae0"
+        "a46e616d65aa766563746f722e747874a474797065aa746578742f706c61696ea473697a653c"
+    )
+    assert franked.commitment.hex() == (
+        "3ba00aa30396f34ab127c166baf5185a1cd13911e8605ae16b9354f7f3cc8b79"
+    )
