@@ -128,6 +128,8 @@ def message_json(message: HistoryMessage) -> dict[str, Any]:
         "mode": message.mode,
         "text": message.body,
         "sent_at": iso(message.sent_at),
+        # {name, size, type, sha256, path, state} of a file saved under the profile, or null.
+        "attachment": None if message.attachment is None else message.attachment.to_json(),
     }
 
 
@@ -147,7 +149,15 @@ def message_line(message: HistoryMessage) -> str:
         return f"[{when}] {message.kind} {message.code}: {printable(message.body)}"
     request = " [message request]" if message.request else ""
     who = f"{message.sender} → {message.recipient} ({message.mode}){request}"
-    return f"[{when}] {who}: {printable(message.body)}"
+    line = f"[{when}] {who}: {printable(message.body)}"
+    if (att := message.attachment) is not None:
+        where = {
+            "ready": printable(att.path),
+            "unavailable": "no longer on the relay",
+            "corrupt": "damaged in transit, not saved",
+        }[att.state]
+        line += f"\n    📎 {printable(att.name)} ({att.size} bytes, {printable(att.type)}): {where}"
+    return line
 
 
 @click.group(invoke_without_command=True)
@@ -238,12 +248,24 @@ async def whoami(options: Options) -> None:
 
 @cli.command()
 @click.argument("handle")
-@click.argument("text")
+@click.argument("text", required=False, default="")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(dir_okay=False, exists=True, readable=True, path_type=Path),
+    help="Attach this file (encrypted on this device in an end-to-end encrypted chat).",
+)
 @command
-async def send(options: Options, handle: str, text: str) -> None:
-    """Send TEXT to HANDLE; exits 0 once the relay has stored it."""
+async def send(options: Options, handle: str, text: str, file: Path | None) -> None:
+    """Send TEXT (and/or a --file) to HANDLE; exits 0 once the relay has stored it."""
+    if not text and file is None:
+        raise click.UsageError("Give TEXT, --file, or both.")
     async with connected_client(options) as client:
-        message = await client.send(handle, text)  # in the outbox before any network
+        # In the outbox (the file copied under the profile) before any network.
+        if file is None:
+            message = await client.send(handle, text)
+        else:
+            message = await client.send_file(handle, file, text)
         try:
             await client.wait_connected(CONNECT_TIMEOUT)
         except ClientError as exc:
@@ -263,6 +285,7 @@ async def send(options: Options, handle: str, text: str) -> None:
             "request": as_request,
             "status": "stored",
             "sent_at": iso(stored.sent_at),
+            "attachment": None if stored.attachment is None else stored.attachment.to_json(),
         },
         f"Sent to {handle}{request_words} (stored by the relay, {stored.mode} mode).",
     )

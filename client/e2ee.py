@@ -48,6 +48,7 @@ from protocol.crypto import (
     sign_prekey,
     unfrank,
 )
+from protocol.crypto.attachment import AttachmentKey
 from protocol.crypto.safety_number import fingerprint_digits
 from protocol.e2ee import Envelope, decode_body, encode_body, pack_initial, unpack_initial
 from protocol.frames import Bundle, OneTimePrekey, SignedPrekey
@@ -82,6 +83,8 @@ class Outgoing:
 class Decrypted:
     text: str
     franking_key: bytes
+    #: The attachment's key, digest, name, type and size, when the message carries a file.
+    attachment: AttachmentKey | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,8 +317,15 @@ class EndToEnd:
 
     # --- messages ------------------------------------------------------------------------
 
-    async def encrypt(self, peer: str, text: str, bundle: Bundle | None) -> Outgoing:
-        """Encrypt ``text`` for ``peer``; ``bundle`` is needed when no session exists."""
+    async def encrypt(
+        self,
+        peer: str,
+        text: str,
+        bundle: Bundle | None,
+        attachment: AttachmentKey | None = None,
+    ) -> Outgoing:
+        """Encrypt ``text`` (and an attachment's key) for ``peer``; ``bundle`` is needed
+        when no session exists."""
         async with self._lock:
             record = await self.store.peer(peer)
             if record is not None and record.send_blocked:
@@ -354,7 +364,7 @@ class EndToEnd:
                     random=self._random,
                 )
                 sid, initial = None, pack_initial(started.header)
-            franked = frank(text, E2EE, random=self._random)
+            franked = frank(text, E2EE, attachment=attachment, random=self._random)
             message = session.encrypt(franked.plaintext)
             header = None if initial is None else unpack_initial(initial)
             # Saved before the ciphertext can leave: a crash must not reuse this chain key.
@@ -404,7 +414,7 @@ class EndToEnd:
                     failure = exc
                     continue
                 inner = unfrank(plaintext, commitment, E2EE)
-                result = Decrypted(inner.text, inner.franking_key)
+                result = Decrypted(inner.text, inner.franking_key, inner.attachment)
                 await keep(result)
                 # A reply on a session we initiated also ends its initial phase (initial=None).
                 await self.store.save_session(
@@ -451,7 +461,7 @@ class EndToEnd:
         active = next((s for s in sessions if s.active), None)
         ours_pending = active is not None and active.initial is not None and not key_changed
         activate = not ours_pending or not keep_own_session(self.handle, sender)
-        result = Decrypted(inner.text, inner.franking_key)
+        result = Decrypted(inner.text, inner.franking_key, inner.attachment)
         await keep(result)
         await self.store.save_session(
             sender,

@@ -16,6 +16,8 @@ from typing import Literal
 
 import aiosqlite
 
+from client import attachments
+from client.attachments import LocalAttachment
 from client.local_db import open_profile_db
 
 Direction = Literal["in", "out"]
@@ -65,9 +67,14 @@ _SCHEMA_V4 = """
 ALTER TABLE messages ADD COLUMN error_text TEXT;
 """
 
+# v5 (issue #13): a message's attachment (client/attachments.py LocalAttachment, JSON).
+_SCHEMA_V5 = """
+ALTER TABLE messages ADD COLUMN attachment TEXT;
+"""
+
 _COLUMNS = (
     "rowid, sender, msg_id, recipient, conversation, kind, mode, body, direction, state, "
-    "error_code, created_at, sent_at, code, request, error_text"
+    "error_code, created_at, sent_at, code, request, error_text, attachment"
 )
 
 
@@ -90,6 +97,8 @@ class HistoryMessage:
     request: bool = False
     #: The refusal's sentence as the relay worded it (None before v4, or not refused).
     error_text: str | None = None
+    #: The file this message carries, on this device (None: no attachment).
+    attachment: LocalAttachment | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +155,7 @@ def _row(r: tuple) -> HistoryMessage:
         r[13],
         bool(r[14]),
         r[15],
+        None if r[16] is None else attachments.decode(r[16]),
     )
 
 
@@ -164,7 +174,7 @@ class History:
         return self._db
 
     async def open(self) -> None:
-        migrations = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4]
+        migrations = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
         self._db = await open_profile_db(self._path, migrations)
 
     async def close(self) -> None:
@@ -182,13 +192,24 @@ class History:
         mode: str,
         body: str,
         created_at: datetime,
+        attachment: LocalAttachment | None = None,
     ) -> HistoryMessage:
         async with self._lock:
             async with self.db.execute(
                 "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, "
-                "direction, state, created_at) VALUES (?, ?, ?, ?, ?, ?, 'out', 'pending', ?) "
+                "direction, state, created_at, attachment) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'out', 'pending', ?, ?) "
                 f"RETURNING {_COLUMNS}",
-                (sender, msg_id, recipient, conversation, mode, body, _ts(created_at)),
+                (
+                    sender,
+                    msg_id,
+                    recipient,
+                    conversation,
+                    mode,
+                    body,
+                    _ts(created_at),
+                    None if attachment is None else attachments.encode(attachment),
+                ),
             ) as cur:
                 row = await cur.fetchone()
             await self.db.commit()
@@ -275,14 +296,15 @@ class History:
         code: str | None = None,
         request: bool = False,
         franking: FrankingEvidence | None = None,
+        attachment: LocalAttachment | None = None,
     ) -> HistoryMessage | None:
         """Store a received message; None when it was already stored (a redelivery)."""
         async with self._lock:
             async with self.db.execute(
                 "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, kind, "
                 "mode, body, direction, state, created_at, sent_at, code, request, "
-                "franking_key, commitment, franking_tag, sent_at_exact) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?, ?, ?, ?, ?, ?, ?) "
+                "franking_key, commitment, franking_tag, sent_at_exact, attachment) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, 'in', 'received', ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"RETURNING {_COLUMNS}",
                 (
                     sender,
@@ -300,11 +322,21 @@ class History:
                     None if franking is None else franking.commitment,
                     None if franking is None else franking.franking_tag,
                     None if franking is None else franking.sent_at.isoformat(),
+                    None if attachment is None else attachments.encode(attachment),
                 ),
             ) as cur:
                 row = await cur.fetchone()
             await self.db.commit()
             return None if row is None else _row(row)
+
+    async def set_attachment(self, msg_id: str, sender: str, attachment: LocalAttachment) -> None:
+        """Record progress on an outgoing attachment (encrypted, uploaded)."""
+        async with self._lock:
+            await self.db.execute(
+                "UPDATE messages SET attachment = ? WHERE sender = ? AND msg_id = ?",
+                (attachments.encode(attachment), sender, msg_id),
+            )
+            await self.db.commit()
 
     async def unseen(self, limit: int = 10_000) -> list[HistoryMessage]:
         """Received messages and events nobody has been shown yet, oldest first."""

@@ -128,6 +128,9 @@ class ReportedMessage(msgspec.Struct, frozen=True, kw_only=True):
     franking_key: FrankingKey | None = None
     commitment: Commitment | None = None
     franking_tag: Commitment | None = None
+    #: For a franked message that carried a file: the file's SHA-256 (base64, 32 bytes),
+    #: which its commitment covers (§6.6.1). The file itself is never sent in a report.
+    attachment_sha256: Commitment | None = None
 
 
 class Report(Frame, tag="report"):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 from client.declaration import sign_declaration
@@ -91,6 +92,10 @@ class RelayClient:
             while_connected=self._while_connected,
             on_gone=self._gone,
         )
+        #: Attachment bytes over the relay's signed HTTP routes (PROTOCOL.md §6.6).
+        self.blobs = BlobTransfer(
+            profile.server, profile.handle, identity.sign, self._connection.relay_id, clock
+        )
         self._path = EndToEndPath(
             profile,
             identity,
@@ -100,14 +105,11 @@ class RelayClient:
             send=self._connection.send,
             clock=clock,
             new_id=new_message_id,
+            blobs=self.blobs,
         )
         self.e2ee = self._path.e2ee
         #: A moderator's requests (PROTOCOL.md §6.5); refused `forbidden` without a role.
         self.moderation = Moderation(self._connection)
-        #: Attachment bytes over the relay's signed HTTP routes (PROTOCOL.md §6.6).
-        self.blobs = BlobTransfer(
-            profile.server, profile.handle, identity.sign, self._connection.relay_id, clock
-        )
         self._outbox = Outbox(
             profile.handle,
             history,
@@ -115,6 +117,7 @@ class RelayClient:
             path=self._path,
             connection=self._connection,
             clock=clock,
+            profile_dir=profile.directory,
         )
         # The one routing table for the relay's frames (answers to requests, `synced` and
         # errors about the connection itself are the connection's own).
@@ -213,6 +216,12 @@ class RelayClient:
         Returns at once; ``wait_accepted`` waits for the relay to store it.
         """
         return await self._outbox.add(to, text)
+
+    async def send_file(self, to: str, path: Path, text: str = "") -> HistoryMessage:
+        """Put a message with the file at ``path`` in the outbox: the file is copied under
+        the profile first (so a crash loses nothing), uploaded when the message leaves —
+        encrypted on this device in an `e2ee` chat — and named by the message."""
+        return await self._outbox.add(to, text, file=path)
 
     async def wait_accepted(
         self, msg_id: str, timeout: float = HANDSHAKE_TIMEOUT
@@ -353,4 +362,10 @@ def _reported(message: HistoryMessage, franking: FrankingEvidence | None) -> Rep
         franking_key=franking.franking_key if franking else None,
         commitment=franking.commitment if franking else None,
         franking_tag=franking.franking_tag if franking else None,
+        # A file's digest is in the commitment (PROTOCOL.md §6.6.1); the file stays here.
+        attachment_sha256=(
+            bytes.fromhex(message.attachment.sha256)
+            if franking and message.attachment and message.attachment.sha256
+            else None
+        ),
     )

@@ -19,12 +19,17 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Protocol
 
+import msgspec
+
+from client.attachments import LocalAttachment
 from client.crypto_store import STORE_FILE, CryptoStore
 from client.e2ee import ONE_TIME_BATCH, Decrypted, EndToEnd
 from client.errors import ClientError
 from client.events import ClientEvent, MessageReceived
 from client.history import FrankingEvidence, History, HistoryMessage, peer_of
 from client.profile import Identity, Profile
+from client.relay.attachment_path import RetryLater, fetch_incoming, prepare_outgoing
+from client.relay.blobs import BlobTransfer
 from protocol.crypto import CryptoError, IdentityKeyPair
 from protocol.frames import (
     RELAY_HANDLE,
@@ -71,8 +76,10 @@ class EndToEndPath:
         send: Callable[[Frame], Awaitable[None]],
         clock: Callable[[], datetime],
         new_id: Callable[[], str],
+        blobs: BlobTransfer,
     ) -> None:
         self._profile = profile
+        self._blobs = blobs
         self._history = history
         self._events = events
         self._requests = requests
@@ -143,20 +150,33 @@ class EndToEndPath:
         if record.mode == "visible":
             self.e2ee.check_visible(record)  # fail closed: THREAT_MODEL.md "Downgrade"
             await self._history.set_mode(message.msg_id, self.handle, "visible")
-            return Send(id=message.msg_id, to=peer, mode="visible", body=message.body)
-        out = await self.e2ee.encrypt(peer, message.body, bundle)
+            send = Send(id=message.msg_id, to=peer, mode="visible", body=message.body)
+            if message.attachment is not None:
+                ref, _ = await prepare_outgoing(message, "visible", self._blobs, self._history)
+                send = msgspec.structs.replace(send, attachment=ref)
+            return send
+        ref, inner = None, None
+        if message.attachment is not None:
+            ref, inner = await prepare_outgoing(message, "e2ee", self._blobs, self._history)
+        out = await self.e2ee.encrypt(peer, message.body, bundle, attachment=inner)
         await self._history.set_mode(message.msg_id, self.handle, "e2ee")
-        return Send(
+        send = Send(
             id=message.msg_id, to=peer, mode="e2ee", body=out.body, commitment=out.commitment
         )
+        return send if ref is None else msgspec.structs.replace(send, attachment=ref)
 
     # --- arriving -------------------------------------------------------------------
 
     async def on_deliver(self, frame: Deliver) -> None:
-        if frame.kind == "message":
-            stored = await self._incoming_message(frame)
-        else:
-            stored = await self._incoming_event(frame)
+        try:
+            if frame.kind == "message":
+                stored = await self._incoming_message(frame)
+            else:
+                stored = await self._incoming_event(frame)
+        except RetryLater as exc:
+            # Not stored, not acknowledged: the relay delivers it again next connection.
+            log.warning("attachment from %s not fetched (%s); will retry", frame.sender, exc)
+            return
         # Announced as it is stored, before the ack: if the connection dies while acking,
         # the redelivery is recognised as stored and dropped, so it must not be the only
         # chance to announce it (issue 9, defect 4).
@@ -182,7 +202,8 @@ class EndToEndPath:
                     "arrived unencrypted in a chat between adults, so it was dropped",
                 )
                 return None
-            return await self._store_incoming(frame, conversation, frame.body, None)
+            attachment = await fetch_incoming(frame, self._profile.directory, self._blobs, None)
+            return await self._store_incoming(frame, conversation, frame.body, None, attachment)
         commitment, tag = frame.commitment, frame.franking_tag
         if commitment is None or tag is None:
             await self._drop(frame, "undecryptable", "came without its franking data")
@@ -191,7 +212,14 @@ class EndToEndPath:
 
         async def keep(result: Decrypted) -> None:
             evidence = FrankingEvidence(result.franking_key, commitment, tag, frame.sent_at)
-            stored.append(await self._store_incoming(frame, conversation, result.text, evidence))
+            # Fetched before anything is stored: a download that breaks off raises, and the
+            # session state stays as it was for the redelivery.
+            attachment = await fetch_incoming(
+                frame, self._profile.directory, self._blobs, result.attachment
+            )
+            stored.append(
+                await self._store_incoming(frame, conversation, result.text, evidence, attachment)
+            )
 
         try:
             await self.e2ee.decrypt(frame.sender, frame.body, commitment, keep)
@@ -218,6 +246,7 @@ class EndToEndPath:
         conversation: str,
         body: str,
         franking: FrankingEvidence | None,
+        attachment: LocalAttachment | None = None,
     ) -> HistoryMessage | None:
         return await self._history.add_incoming(
             sender=frame.sender,
@@ -232,6 +261,7 @@ class EndToEndPath:
             code=frame.code,
             request=frame.request,
             franking=franking,
+            attachment=attachment,
         )
 
     async def _drop(self, frame: Deliver, code: str, why: str) -> None:

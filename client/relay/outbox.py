@@ -15,7 +15,9 @@ import re
 import secrets
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
+from client.attachments import take_copy
 from client.errors import ClientError
 from client.events import ClientEvent, MessageAccepted, MessageDelivered, MessageRefused
 from client.history import History, HistoryMessage
@@ -32,7 +34,9 @@ RETRYABLE_REFUSALS = frozenset({"internal_error"})
 RETRY_DELAY_SECONDS = 1.0
 HANDLE_PATTERN = re.compile(r"[a-z0-9_]{3,32}")
 #: Refusals of a message that leave it in the outbox (the relay or network may recover).
-TRANSIENT_CODES = frozenset({"timeout", "relay_unreachable", "internal_error", "no_prekeys"})
+TRANSIENT_CODES = frozenset(
+    {"timeout", "relay_unreachable", "internal_error", "no_prekeys", "upload_failed"}
+)
 #: Base64 of an envelope is about 4/3 of the text plus headers, so an e2ee message's text
 #: must leave room: the longest text that still fits the body limit once encrypted.
 MAX_E2EE_TEXT_BYTES = (MAX_BODY_CHARS // 4) * 3 - 256
@@ -53,8 +57,10 @@ class Outbox:
         path: EndToEndPath,
         connection: Connection,
         clock: Callable[[], datetime],
+        profile_dir: Path,
     ) -> None:
         self._handle = handle
+        self._profile_dir = profile_dir
         self._history = history
         self._events = events
         self._path = path
@@ -87,17 +93,21 @@ class Outbox:
                 f"The message is too long ({size} bytes encoded, limit {MAX_FRAME_BYTES}).",
             )
 
-    async def add(self, to: str, text: str) -> HistoryMessage:
-        """Put a message in the outbox (durably) and wake the sender; returns at once."""
+    async def add(self, to: str, text: str, file: Path | None = None) -> HistoryMessage:
+        """Put a message in the outbox (durably) and wake the sender; returns at once. A
+        ``file`` is copied under the profile first."""
         self._check_sendable(to, text)
+        msg_id = new_message_id()
+        attachment = None if file is None else take_copy(file, self._profile_dir, msg_id)
         message = await self._history.add_outgoing(
             sender=self._handle,
-            msg_id=new_message_id(),
+            msg_id=msg_id,
             recipient=to,
             conversation=conversation_id(self._handle, to),
             mode=await self._path.mode_before_sending(to),
             body=text,
             created_at=self._clock(),
+            attachment=attachment,
         )
         self._future_for(message.msg_id)
         self._wake.set()

@@ -23,6 +23,10 @@ CRYPTO_ERRORS: Final[dict[str, str]] = {
     "invalid_plaintext": "The decrypted plaintext is not a valid franked message.",
     "franking_mismatch": "The franking commitment does not match the decrypted message.",
     "invalid_state": "The saved session state is malformed.",
+    # Attachments (PROTOCOL.md §6.6.1)
+    "attachment_corrupt": "The encrypted file does not authenticate, or is not in this format.",
+    "attachment_truncated": "The encrypted file ends before its final chunk.",
+    "attachment_digest_mismatch": "The decrypted file is not the one the message named.",
 }
 
 

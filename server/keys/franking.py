@@ -77,6 +77,7 @@ def verify_franked(secret: bytes, reporter: str, message: ReportedMessage) -> bo
             recipient=message.to,
             timestamp=timestamp,
             mode="e2ee",
+            attachment_digest=message.attachment_sha256,
         )
     except (CryptoError, ValueError):
         return False

@@ -95,8 +95,9 @@ async def test_two_accounts_send_and_inbox(relay, tmp_path):
         "mode",
         "text",
         "sent_at",
+        "attachment",
     }
-    assert message["id"] == sent["id"]
+    assert message["id"] == sent["id"] and message["attachment"] is None
     assert (message["from"], message["to"], message["text"]) == (
         "alice",
         "bob",

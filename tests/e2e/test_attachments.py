@@ -1,0 +1,158 @@
+"""Files between people (issue 13) through the real client library and CLI against real
+relays: between adults the relay holds only ciphertext and the file arrives byte-identical;
+in a chat with a minor it arrives as sent and the relay could read it; a file the relay
+no longer has is said to be unavailable; limits give their codes. Files are generated."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+
+import pytest
+
+from client.events import MessageReceived
+from tests.e2e.test_cli import agechat, create
+from tests.support import (
+    Relay,
+    RelayProcess,
+    drain,
+    make_profile,
+    open_client,
+    open_clients,
+    refused,
+    years_ago,
+)
+
+ADULT, ADULT2, TEEN = years_ago(40), years_ago(35), years_ago(15)
+
+
+def bytes_under(path: Path) -> bytes:
+    if path.is_file():
+        return path.read_bytes()
+    return b"".join(p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
+
+
+def canary_file(folder: Path, size: int, name: str = "notes.bin") -> tuple[Path, bytes]:
+    marker = b"canary-" + secrets.token_hex(12).encode()
+    data = (marker + secrets.token_bytes(size))[:size] if size > len(marker) else marker
+    path = folder / name
+    path.write_bytes(data)
+    return path, marker
+
+
+async def connect(a, b) -> None:
+    await a.contact_request(b.handle)
+    await b.respond(a.handle, accept=True)
+    await drain(a), await drain(b)
+
+
+def received(events) -> list:
+    return [
+        e.message for e in events if isinstance(e, MessageReceived) and e.message.kind == "message"
+    ]
+
+
+async def test_adults_exchange_a_file_the_relay_never_holds_in_the_clear(tmp_path):
+    data = tmp_path / "relay-data"
+    relay = await RelayProcess(data).start()
+    try:
+        alice = await make_profile(tmp_path, relay.url, "alice", ADULT)
+        bob = await make_profile(tmp_path, relay.url, "bob", ADULT2)
+        # Larger than one cipher chunk, with the canary at its start.
+        source, marker = canary_file(tmp_path, 200_000)
+        async with open_clients(alice, bob) as (a, b):
+            await connect(a, b)
+        async with open_client(alice) as a:  # bob offline: the blob waits on the relay
+            message = await a.send_file("bob", source, "the notes")
+            sent = await a.wait_accepted(message.msg_id, 30)
+            assert sent.mode == "e2ee" and sent.attachment.uploaded
+        assert marker not in bytes_under(data)
+        async with open_client(bob) as b:
+            (got,) = received(await drain(b, 2.0))
+        assert (got.body, got.mode, got.attachment.state) == ("the notes", "e2ee", "ready")
+        assert Path(got.attachment.path).read_bytes() == source.read_bytes()
+        assert got.attachment.sha256 == sent.attachment.sha256
+        assert (got.attachment.name, got.attachment.size) == ("notes.bin", 200_000)
+    finally:
+        relay.terminate()
+    everything = bytes_under(data) + bytes_under(tmp_path / f"relay-{relay.port}.log")
+    assert marker not in everything
+
+
+@pytest.fixture
+async def relay(tmp_path):
+    relay = await Relay(tmp_path / "relay").start()
+    yield relay
+    await relay.stop()
+
+
+async def test_a_minors_chat_carries_a_file_the_relay_can_read(relay, tmp_path):
+    teen = await make_profile(tmp_path, relay.url, "tia", TEEN)
+    friend = await make_profile(tmp_path, relay.url, "finn", years_ago(14))
+    source, marker = canary_file(tmp_path, 5_000, "drawing.png")
+    async with open_clients(teen, friend) as (t, f):
+        await connect(t, f)
+        message = await t.send_file("finn", source)
+        sent = await t.wait_accepted(message.msg_id)
+        assert sent.mode == "visible"
+        assert marker in bytes_under(relay.config.data_dir)  # safety checks could see it
+        (got,) = received(await drain(f, 1.0))
+    assert got.attachment.type == "image/png" and got.attachment.state == "ready"
+    assert Path(got.attachment.path).read_bytes() == source.read_bytes()
+    # Delivered and acknowledged: the blob is gone from the relay with the message.
+    assert marker not in bytes_under(relay.config.data_dir / "blobs")
+
+
+async def test_the_cli_sends_a_file_and_inbox_lists_it(relay, tmp_path):
+    tia = await create(tmp_path, relay, "tia", years_ago(15).isoformat())
+    finn = await create(tmp_path, relay, "finn", years_ago(14).isoformat())
+    code, _, err = await agechat("--profile", str(tia), "contacts", "request", "finn")
+    assert code == 0, err
+    code, _, err = await agechat("--profile", str(finn), "contacts", "accept", "tia")
+    assert code == 0, err
+    source, _ = canary_file(tmp_path, 3_000, "map.txt")
+    code, out, err = await agechat(
+        "--json", "--profile", str(tia), "send", "finn", "--file", str(source)
+    )
+    assert code == 0, err
+    sent = json.loads(out)
+    assert (sent["attachment"]["name"], sent["attachment"]["size"]) == ("map.txt", 3_000)
+    code, out, err = await agechat("--json", "--profile", str(finn), "inbox")
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    (with_file,) = [m for m in lines if m["attachment"] is not None]
+    assert set(with_file["attachment"]) == {"name", "size", "type", "sha256", "path", "state"}
+    assert Path(with_file["attachment"]["path"]).read_bytes() == source.read_bytes()
+    code, _, err = await agechat("--profile", str(tia), "send", "finn")
+    assert code != 0 and "TEXT, --file, or both" in err
+
+
+async def test_an_oversized_file_is_refused_with_its_code(relay, tmp_path):
+    amy = await make_profile(tmp_path, relay.url, "amy", ADULT)
+    bob = await make_profile(tmp_path, relay.url, "bob", ADULT2)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(16 * 1024 * 1024 + 1)  # one byte over the default limit
+    async with open_clients(amy, bob) as (a, b):
+        await connect(a, b)
+        message = await a.send_file("bob", big)
+        assert await refused(a.wait_accepted(message.msg_id, 30)) == "attachment_too_large"
+
+
+async def test_a_reported_encrypted_file_message_verifies_by_its_digest(relay, tmp_path):
+    import sqlite3
+
+    amy = await make_profile(tmp_path, relay.url, "amy", ADULT)
+    bob = await make_profile(tmp_path, relay.url, "bob", ADULT2)
+    source, _ = canary_file(tmp_path, 1_000, "offer.pdf")
+    async with open_clients(amy, bob) as (a, b):
+        await connect(a, b)
+        message = await a.send_file("bob", source, "see attached")
+        await a.wait_accepted(message.msg_id)
+        (got,) = received(await drain(b, 1.0))
+        assert got.attachment.state == "ready"
+        await b.report("amy", "scam file", last=1)  # franking covers the file's digest
+    with sqlite3.connect(relay.config.database_path) as db:
+        rows = db.execute("SELECT sender, mode, franking FROM evidence").fetchall()
+    assert rows == [("amy", "e2ee", "verified")]
