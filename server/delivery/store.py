@@ -221,6 +221,7 @@ CREATE TABLE preservations (
 );
 CREATE INDEX preservations_by_handle ON preservations (handle, until);
 ALTER TABLE messages ADD COLUMN attachment TEXT;
+ALTER TABLE evidence ADD COLUMN blob TEXT;
 CREATE TABLE blobs (
     owner TEXT NOT NULL,
     id TEXT NOT NULL,

@@ -8,7 +8,8 @@ The sweep, in one transaction, with an audit entry when it deleted anything:
   deleted on acknowledgement);
 - the rows of delivered messages — their metadata: sender, recipient, time, size — older
   than `metadata_days` (never sooner than the resend window, PROTOCOL.md §5);
-- the evidence of cases closed more than `evidence_days` ago, and their CyberTipline drafts
+- the evidence of cases closed more than `evidence_days` ago, the attachments held as that
+  evidence (a hash match), and their CyberTipline drafts
   (the case, its findings and decisions stay: they are the record of what was decided);
 - login addresses older than `metadata_days`.
 
@@ -122,13 +123,23 @@ async def sweep(
             expired = [int(r[0]) for r in await cur.fetchall()]
         evidence = 0
         drafts: list[Path] = []
+        held: list[tuple[str, str]] = []  # attachments kept as evidence: (owner, blob id)
         for case_id in expired:
+            async with db.execute(
+                "SELECT sender, blob FROM evidence WHERE case_id = ? AND blob IS NOT NULL "
+                f"AND {unpreserved}",
+                (case_id, t_now, t_now),
+            ) as cur:
+                held += [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
             evidence += await _count(
                 db,
                 f"DELETE FROM evidence WHERE case_id = ? AND {unpreserved}",
                 (case_id, t_now, t_now),
             )
             drafts += _drafts(outbox, case_id)
+        await db.executemany(
+            "DELETE FROM blobs WHERE owner = ? AND id = ? AND state = 'held'", held
+        )
         logins = await _count(
             db,
             f"DELETE FROM logins WHERE logged_in_at < ? AND handle NOT IN ({_PRESERVED})",
@@ -143,6 +154,8 @@ async def sweep(
     # and deletes them then.
     for path in drafts:
         path.unlink(missing_ok=True)
+    for owner, blob_id in held:  # the data directory is the outbox's parent
+        (outbox.parent / "blobs" / owner / blob_id).unlink(missing_ok=True)
     if result.total:
         log.info("retention sweep: %s", asdict(result))
         await store.scrub_wal()  # deleted text leaves the WAL too, not only the database

@@ -115,6 +115,8 @@ class Evidence:
     sent_at: datetime
     franking: str  # verified | unverified
     text: str
+    #: A held attachment this evidence describes: its blob id (the owner is the sender).
+    blob: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +203,7 @@ class SafetyService:
                 e.franking,
                 len(e.text),
                 self._sealer.seal(e.text),
+                e.blob,
             )
             for e in finding.evidence
         ]
@@ -319,6 +322,7 @@ class SafetyService:
                         sent_at=self.clock(),
                         franking="verified",  # the relay received it from the sender itself
                         text=described,
+                        blob=ref.id,
                     )
                 ],
             ),

@@ -57,6 +57,7 @@ class EvidenceRow:
     franking: str
     chars: int
     sealed: bytes
+    blob: str | None = None  # a held attachment's blob id (owner: the sender)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +112,7 @@ class NewEvidence:
     franking: str
     chars: int
     sealed: bytes
+    blob: str | None = None
 
 
 #: A queue the policy no longer declares ranks below every declared one.
@@ -118,7 +120,9 @@ UNKNOWN_PRIORITY = 1_000
 
 _CASE = "id, subject, queue, status, assignee, opened_at, closed_at"
 _FINDING = "id, case_id, source, score, explanation, reporter, involves_minor, created_at"
-_EVIDENCE = "id, case_id, finding_id, sender, recipient, mode, sent_at, franking, chars, sealed"
+_EVIDENCE = (
+    "id, case_id, finding_id, sender, recipient, mode, sent_at, franking, chars, sealed, blob"
+)
 _DECISION = "id, case_id, moderator, action, note, decided_at"
 
 
@@ -132,7 +136,17 @@ def _finding(r: tuple) -> FindingRow:
 
 def _evidence(r: tuple) -> EvidenceRow:
     return EvidenceRow(
-        r[0], r[1], r[2], r[3], r[4], r[5], _dt(r[6]) or datetime.min, r[7], r[8], bytes(r[9])
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        r[5],
+        _dt(r[6]) or datetime.min,
+        r[7],
+        r[8],
+        bytes(r[9]),
+        r[10],
     )
 
 
@@ -159,7 +173,7 @@ async def _insert_finding(
     finding_id = int(cur.lastrowid or 0)
     await db.executemany(
         "INSERT INTO evidence (case_id, finding_id, sender, recipient, mode, sent_at, "
-        "franking, chars, sealed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "franking, chars, sealed, blob) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             (
                 case_id,
@@ -171,6 +185,7 @@ async def _insert_finding(
                 e.franking,
                 e.chars,
                 e.sealed,
+                e.blob,
             )
             for e in evidence
         ],

@@ -117,7 +117,40 @@ async def test_a_banked_image_is_held_and_an_unrelated_one_delivered(relay, tmp_
         ((source, explanation),) = db.execute(
             "SELECT source, explanation FROM findings WHERE case_id = ?", (case_id,)
         ).fetchall()
+        assert db.execute("SELECT blob FROM evidence WHERE case_id = ?", (case_id,)).fetchall() == [
+            (held_blob,)
+        ]
     assert queue == "child_safety" and source == "hash_match"
     assert "bank test_bank, pdq distance" in explanation
     assert (relay.config.data_dir / "blobs" / "vic" / held_blob).exists()  # kept
     assert relay.app[SAFETY].social.is_restricted("vic")  # pending review (default policy)
+
+
+async def test_a_held_attachment_goes_with_its_case_evidence_after_retention(relay, tmp_path):
+    from datetime import timedelta
+
+    from server.app_keys import POLICY, STORE
+    from server.safety.retention import sweep
+
+    adult = await Person("vic", years_ago(40)).register(relay)
+    teen = await Person("tia", years_ago(15)).register(relay)
+    async with connect(relay, teen) as t, connect(relay, adult) as v:
+        await request(t, ContactRequest(rid=new_id(), to="vic"))
+        await request(v, ContactRespond(rid=new_id(), handle="tia", accept=True))
+        copy = jpeg(picture(1), quality=60)
+        blob = await upload(relay, adult, copy, tmp_path)
+        ref = AttachmentRef(id=blob, size=len(copy), name="a.jpg", type="image/jpeg")
+        held = Send(id=new_id(), to="tia", mode="visible", body="", attachment=ref)
+        assert (await request(v, held)).code == "message_not_delivered"
+    path = relay.config.data_dir / "blobs" / "vic" / blob
+    now = relay.config.clock()
+    with sqlite3.connect(relay.config.database_path) as db:  # a moderator closed it
+        db.execute("UPDATE cases SET status = 'closed', closed_at = ?", (now.timestamp(),))
+    retention = relay.app[POLICY].retention
+    outbox = relay.config.data_dir / "outbox"
+    await sweep(relay.app[STORE], retention, now + timedelta(days=364), outbox)
+    assert path.exists()
+    await sweep(relay.app[STORE], retention, now + timedelta(days=366), outbox)
+    assert not path.exists()
+    with sqlite3.connect(relay.config.database_path) as db:
+        assert db.execute("SELECT * FROM blobs WHERE id = ?", (blob,)).fetchall() == []
