@@ -240,9 +240,9 @@ async def test_a_kept_head_catches_a_rewritten_chain(data_dir):
 
 @pytest.mark.parametrize("kept", ["0:", "0:" + "00" * 32, "3:abcd", "five:00"])
 async def test_a_kept_head_that_checks_nothing_is_refused(data_dir, kept):
+    command = ["admin", "audit", "verify", "--data-dir", str(data_dir), "--expect", kept]
     done = subprocess.run(
-        [sys.executable, "-m", "launcher", "admin", "audit", "verify"]
-        + ["--data-dir", str(data_dir), "--expect", kept],
+        [sys.executable, "-m", "launcher", *command],
         capture_output=True,
         text=True,
         timeout=60,
