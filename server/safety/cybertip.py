@@ -12,8 +12,18 @@ email in `reportingPerson` (the one thing the schema requires there) and their n
 in `companyTemplate` — it is usually an organisation's, so it is never split into a
 person's first and last name.
 
-A draft is never overwritten: a second escalation of the same case writes `<case>-2.xml`,
-and so on. The outbox folders and the files in them are owner-only.
+Each held attachment in the case's evidence (a file a hash match kept) also gets a
+`fileDetails` document — the API's details of one file uploaded to a report — written beside
+the report as `<report name>-file-<n>.xml`: the file's relay id, its SHA-256 and MD5 (and
+PDQ, for an image) computed from the held file when the draft is written, that no one at
+the platform viewed it and it was never delivered, and the match details as the finding
+states them. Its `reportId` can't be NCMEC's (there is none until a report is submitted):
+it holds the case number, and the document says so. The file itself is not copied: a real
+submission uploads it; the prototype leaves it in the relay's data directory as evidence.
+
+A draft is never overwritten: a second escalation of the same case writes `<case>-2.xml`
+(and its files `<case>-2-file-<n>.xml`), and so on. The outbox folders and the files in
+them are owner-only.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import contextlib
 import os
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -76,6 +86,29 @@ class Message:
 
 
 @dataclass(frozen=True, slots=True)
+class HeldFile:
+    """An attachment a hash match held, as its evidence row and finding record it."""
+
+    blob: str  # the relay's id for it (its blob id)
+    owner: str  # who uploaded it: the evidence's sender
+    description: str  # the evidence's text: name, type, size and SHA-256 at upload
+    match: str  # the finding's explanation: bank, signal, distance, label
+    #: The name the sender gave the file, where the relay recorded it as a field of its own.
+    #: (Today only the description holds it, and it is not parsed out of that text.)
+    original_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FileHashes:
+    """A held file's hashes, computed from its bytes when the draft is written."""
+
+    sha256: str
+    md5: str
+    pdq: str | None = None  # images only
+    pdq_quality: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Draft:
     case_id: int
     subject: Party
@@ -86,6 +119,7 @@ class Draft:
     opened_at: datetime
     note: str
     hash_match: bool = False
+    files: Sequence[HeldFile] = ()
 
 
 class ReportInvalid(Exception):
@@ -192,10 +226,99 @@ def build(draft: Draft, reporter: Reporter) -> ET.Element:
     _add(
         report,
         "additionalInfo",
-        f"agechat case #{draft.case_id}. Findings:\n{findings}\nModerator's note: "
-        f"{draft.note or '(none)'}\nDrafted by the agechat prototype; not submitted.",
+        f"agechat case #{draft.case_id}. Findings:\n{findings}\n{_files_note(draft.files)}"
+        f"Moderator's note: {draft.note or '(none)'}\n"
+        "Drafted by the agechat prototype; not submitted.",
     )
     return report
+
+
+def _files_note(files: Sequence[HeldFile]) -> str:
+    """The report's word on its files. The `report` element has nowhere to list them (a
+    submission uploads each file to the report, then its details), so it says so here."""
+    if not files:
+        return ""
+    listed = "\n".join(
+        f"- file {n}: the relay's file {f.blob}, uploaded by @{f.owner}"
+        for n, f in enumerate(files, 1)
+    )
+    return (
+        f"Files: {len(files)} held attachment(s), kept as evidence and never delivered; each "
+        "is described in a file-details draft written beside this report (its name, then "
+        f"-file-1, -file-2, …):\n{listed}\n"
+    )
+
+
+def _placeholders(case_id: int) -> str:
+    return (
+        f"reportId is agechat case #{case_id}, not an NCMEC report ID: NCMEC assigns one "
+        "when a report is submitted, and this draft never was. Likewise fileId is the "
+        "relay's id for the file, not the file ID NCMEC assigns when the file is uploaded. "
+        "Replace both before submitting."
+    )
+
+
+def build_file(
+    case_id: int, file: HeldFile, hashes: FileHashes | None, now: datetime
+) -> ET.Element:
+    """The `fileDetails` element for one held file of case ``case_id``, children in the
+    schema's order; ``hashes`` None when the held file wasn't found."""
+    details = ET.Element("fileDetails")
+    # reportId is required and an xs:long. With no NCMEC report ID to give, it holds the
+    # case number, and a comment (and additionalInfo, for a reader that drops comments)
+    # says so.
+    details.append(ET.Comment(f" {_placeholders(case_id)} "))
+    _add(details, "reportId", str(case_id))
+    _add(details, "fileId", file.blob)
+    if file.original_name is not None:
+        _add(details, "originalFileName", file.original_name[:2056])
+    # What the platform knows of its own handling: the relay shows a held file to no one,
+    # moderators included (it was identified by hashes alone), and never delivered it.
+    _add(details, "fileViewedByEsp", "false")
+    _add(details, "publiclyAvailable", "false")
+    _add(details, "fileRelevance", "Reported")  # the file the report is about
+    # No fileAnnotations: its tags describe what a file depicts (anime, meme, viral, …),
+    # which a hash match doesn't tell. No industryClassification: the schema keeps it for
+    # companies in NCMEC's Industry Hash Sharing Platform, using its A1–B2 scale.
+    if hashes is not None:
+        # Binary hashes of the bytes as uploaded (a held file is kept unmodified).
+        _add(details, "originalFileHash", hashes.sha256).set("hashType", "SHA256")
+        _add(details, "originalFileHash", hashes.md5).set("hashType", "MD5")
+        if hashes.pdq is not None:
+            # PDQ is a perceptual hash of the decoded picture, not of the bytes: metadata
+            # of the HASH type, not an originalFileHash.
+            metadata = _add(details, "details")
+            metadata.set("type", "HASH")
+            pair = _add(metadata, "nameValuePair")
+            _add(pair, "name", "PDQ")
+            _add(pair, "value", hashes.pdq)
+            if hashes.pdq_quality is not None:
+                pair = _add(metadata, "nameValuePair")
+                _add(pair, "name", "PDQ quality")
+                _add(pair, "value", str(hashes.pdq_quality))
+        hashed = (
+            f"Hashes: computed from the held file at {_when(now)} (SHA-256, MD5"
+            + (", and PDQ of the picture" if hashes.pdq is not None else "")
+            + ")."
+        )
+    else:
+        hashed = (
+            "Hashes: none given here: the held file was not in the relay's data directory "
+            "when this draft was written; its SHA-256 at upload is in the description above."
+        )
+    _add(
+        details,
+        "additionalInfo",
+        f"{_placeholders(case_id)}\n"
+        f"The file as the relay recorded it: {file.description}\n"
+        f"Why it was held: {file.match}\n"
+        f"{hashed}\n"
+        "The file itself is not in this outbox: a submission uploads it to the report "
+        "before these details. The agechat prototype leaves it in the relay's data "
+        f"directory (blobs/{file.owner}/{file.blob}), kept as case evidence and shown to "
+        "no one.\nDrafted by the agechat prototype; not submitted.",
+    )
+    return details
 
 
 def serialise(report: ET.Element) -> bytes:
@@ -208,15 +331,23 @@ def serialise(report: ET.Element) -> bytes:
     return data.replace(b"\r", b"&#13;")
 
 
+def _checked(document: ET.Element, now: datetime) -> bytes:
+    problems = check(document, now)
+    if problems:
+        raise ReportInvalid("; ".join(problems))
+    ET.indent(document)
+    return serialise(document)
+
+
 def render(draft: Draft, reporter: Reporter, now: datetime) -> bytes:
     """The checked, indented document for ``draft`` (what `write` writes, and what a
     moderator previews before escalating); `ReportInvalid` if it breaks the schema's rules."""
-    report = build(draft, reporter)
-    problems = check(report, now)
-    if problems:
-        raise ReportInvalid("; ".join(problems))
-    ET.indent(report)
-    return serialise(report)
+    return _checked(build(draft, reporter), now)
+
+
+def render_file(case_id: int, file: HeldFile, hashes: FileHashes | None, now: datetime) -> bytes:
+    """The checked, indented `fileDetails` document for one held file."""
+    return _checked(build_file(case_id, file, hashes, now), now)
 
 
 def _private_folder(folder: Path) -> None:
@@ -233,24 +364,45 @@ def _private_folder(folder: Path) -> None:
     folder.chmod(0o700)  # exact, whatever the umask or an earlier mode
 
 
-def write(draft: Draft, reporter: Reporter, outbox: Path, now: datetime) -> Path:
-    """Check and write ``<outbox>/cybertip/<case>.xml`` (owner-only; never sent). An earlier
-    draft is never overwritten: this one is then ``<case>-2.xml``, ``<case>-3.xml``, …"""
-    data = render(draft, reporter, now)
+def _create(path: Path, data: bytes) -> None:
+    """Write a new owner-only file; `FileExistsError` if anything is at ``path`` (O_EXCL:
+    never an existing file, nor through a symlink planted in its place)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)  # exact, whatever the umask
+        f.write(data)
+
+
+def write(
+    draft: Draft,
+    reporter: Reporter,
+    outbox: Path,
+    now: datetime,
+    hashes: Mapping[HeldFile, FileHashes] | None = None,
+) -> Path:
+    """Check and write ``<outbox>/cybertip/<case>.xml`` and, for each of the draft's held
+    files, ``<case>-file-<n>.xml`` (owner-only; never sent); returns the report's path.
+    ``hashes`` are the held files' (a file missing from it wasn't found). Every
+    document is checked before any is written. An earlier draft is never overwritten: this
+    one is then ``<case>-2.xml`` with ``<case>-2-file-<n>.xml``, ``<case>-3.xml``, …"""
+    hashes = hashes or {}
+    report = render(draft, reporter, now)
+    files = [render_file(draft.case_id, f, hashes.get(f), now) for f in draft.files]
     _private_folder(outbox)
     folder = outbox / "cybertip"
     _private_folder(folder)
     n = 1
     while True:
-        path = folder / (f"{draft.case_id}.xml" if n == 1 else f"{draft.case_id}-{n}.xml")
-        try:
-            # O_EXCL: never an existing file (nor through a symlink planted in its place).
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            n += 1
-            continue
-        break
-    with os.fdopen(fd, "wb") as f:
-        os.fchmod(f.fileno(), 0o600)  # exact, whatever the umask
-        f.write(data)
-    return path
+        stem = f"{draft.case_id}" if n == 1 else f"{draft.case_id}-{n}"
+        taken = [folder / f"{stem}-file-{i}.xml" for i in range(1, len(files) + 1)]
+        if not any(p.exists() or p.is_symlink() for p in taken):
+            try:
+                _create(folder / f"{stem}.xml", report)  # claims the stem
+            except FileExistsError:
+                pass
+            else:
+                break
+        n += 1
+    for path, data in zip(taken, files, strict=True):
+        _create(path, data)
+    return folder / f"{stem}.xml"

@@ -1,5 +1,6 @@
-"""The rules of NCMEC's CyberTipline Reporting API `report` document that agechat's reports
-must follow, as data, and a check of a document against them (docs/MODERATION.md).
+"""The rules of NCMEC's CyberTipline Reporting API documents that agechat drafts — the
+`report`, and the `fileDetails` that describes one file of a report — as data, and a check
+of a document against them (docs/MODERATION.md).
 
 Written from NCMEC's published schema and documentation: for every element agechat writes,
 its children in the schema's sequence order with their minimum and maximum counts, and the
@@ -7,7 +8,8 @@ value rules (enumerations, date-times with a time zone and in the past, lengths,
 Elements agechat never writes are listed where they fall in a sequence, so the order check
 knows where they would go, but their insides are not modelled. The check is ours, not
 NCMEC's validator: it catches what a hand-built document gets wrong (order, missing or
-repeated elements, bad values), which is what the tests hold every written report to.
+repeated elements, bad values), which is what the tests hold every written document to.
+Comments (a draft explains its placeholders in one) are not elements and are skipped.
 """
 
 from __future__ import annotations
@@ -40,6 +42,28 @@ REPORT_ANNOTATIONS: Final = (
     "spam",
     "sadisticOnlineExploitation",
 )
+#: `fileDetails/fileRelevance`: "Reported" (the default) is content that is the motivation
+#: for the report; "Supplemental Reported" is context.
+FILE_RELEVANCES: Final = ("Reported", "Supplemental Reported")
+#: `fileDetails/industryClassification`: the Industry Hash Sharing Platform's scale (only
+#: for a company that signed its MOU).
+INDUSTRY_CLASSIFICATIONS: Final = ("A1", "A2", "B1", "B2")
+#: The tags of `fileAnnotations` (an xs:all of booleans fixed to true): any order, each at
+#: most once, empty or "true".
+FILE_ANNOTATIONS: Final = (
+    "animeDrawingVirtualHentai",
+    "potentialMeme",
+    "viral",
+    "possibleSelfProduction",
+    "physicalHarm",
+    "violenceGore",
+    "bestiality",
+    "liveStreaming",
+    "infant",
+    "generativeAi",
+)
+#: `details/@type`, the kind of a file's metadata.
+METADATA_TYPES: Final = ("EXIF", "HASH")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +183,34 @@ SEQUENCES: Final[dict[str, tuple[Child, ...]]] = {
         _c("possibleProxy"),
         _c("port"),
     ),
+    # The details of one file uploaded to a report (the API's /fileinfo request). In the
+    # schema `potentialMeme` and `fileAnnotations` are a choice: at most one of the two
+    # (checked apart, in `_check_file_details`).
+    "fileDetails": (
+        _c("reportId", 1, 1),
+        _c("fileId", 1, 1),
+        _c("fileName"),
+        _c("originalFileName"),
+        _c("uploadedToEspTimestamp"),
+        _c("locationOfFile"),
+        _c("fileViewedByEsp"),
+        _c("exifViewedByEsp"),
+        _c("publiclyAvailable"),
+        _c("fileRelevance"),
+        _c("potentialMeme"),
+        _c("fileAnnotations"),
+        _c("industryClassification"),
+        _c("originalFileHash", 0, N),
+        _c("ipCaptureEvent"),
+        _c("deviceId", 0, N),
+        _c("details", 0, N),
+        _c("additionalInfo", 0, N),
+    ),
+    "details": (_c("nameValuePair", 1, N),),
+    "nameValuePair": (_c("name", 1, 1), _c("value", 1, 1)),
 }
+#: The documents this module checks, by root element.
+ROOTS: Final = ("report", "fileDetails")
 #: Elements whose content has the `person` type (`reportingPerson` has its own rule above).
 PERSON_ELEMENTS: Final = frozenset({"personOrUserReportedPerson", "victimPerson"})
 #: The incidents `internetDetails` chooses among (exactly one).
@@ -187,27 +238,52 @@ MAX_LENGTH: Final = {
     "screenName": 256,
     "displayName": 255,
     "legalURL": 2083,
+    "originalFileName": 2056,
+    "locationOfFile": 2083,
+    "name": 64,  # a file metadata entry's name (`details/nameValuePair/name`)
 }
-DATE_TIMES: Final = frozenset({"incidentDateTime", "dateTime"})
+DATE_TIMES: Final = frozenset({"incidentDateTime", "dateTime", "uploadedToEspTimestamp"})
 BOOLEANS: Final = frozenset(
-    {"compromisedAccount", "thirdPartyUserReported", "allEmailsReported", "possibleProxy"}
+    {
+        "compromisedAccount",
+        "thirdPartyUserReported",
+        "allEmailsReported",
+        "possibleProxy",
+        "fileViewedByEsp",
+        "exifViewedByEsp",
+        "publiclyAvailable",
+        "potentialMeme",
+    }
 )
+#: xs:long, the type of `reportId`.
+LONG_MAX: Final = 2**63 - 1
+#: `originalFileHash/@hashType`: at most this many characters (NCMEC's documentation, C.2).
+HASH_TYPE_MAX_LENGTH: Final = 64
 _DATE_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
+_LONG = re.compile(r"^\s*\+?\d{1,19}\s*$")
 
 
 def check(document: ET.Element, now: datetime) -> list[str]:
-    """Every way ``document`` breaks the rules above, as sentences naming the element's path;
-    empty when it follows them. ``now`` is when the report is checked (times must be past)."""
+    """Every way ``document`` (a `report` or a `fileDetails`) breaks the rules above, as
+    sentences naming the element's path; empty when it follows them. ``now`` is when the
+    document is checked (times must be past)."""
     problems: list[str] = []
-    if document.tag != "report":
-        return [f"the root element is <{document.tag}>, not <report>"]
-    _check(document, "report", "/report", now, problems)
+    if document.tag not in ROOTS:
+        return [f"the root element is <{document.tag}>, not <report> or <fileDetails>"]
+    _check(document, document.tag, f"/{document.tag}", now, problems)
+    if document.tag == "fileDetails":
+        _check_file_details(document, problems)
     return problems
+
+
+def _elements(element: ET.Element) -> list[ET.Element]:
+    """The child elements of ``element``: not its comments or processing instructions."""
+    return [c for c in element if isinstance(c.tag, str)]
 
 
 def _check(element: ET.Element, kind: str, path: str, now: datetime, out: list[str]) -> None:
     if kind == "internetDetails":
-        children = list(element)
+        children = _elements(element)
         if len(children) != 1 or children[0].tag not in INTERNET_INCIDENTS:
             out.append(f"{path} must hold exactly one incident element")
             return
@@ -215,10 +291,11 @@ def _check(element: ET.Element, kind: str, path: str, now: datetime, out: list[s
         if incident.tag == "chatImIncident":
             _check(incident, "chatImIncident", f"{path}/chatImIncident", now, out)
         return
-    if kind == "reportAnnotations":
+    if kind in ("reportAnnotations", "fileAnnotations"):
+        flags = REPORT_ANNOTATIONS if kind == "reportAnnotations" else FILE_ANNOTATIONS
         seen: set[str] = set()
-        for flag in element:
-            if flag.tag not in REPORT_ANNOTATIONS or flag.tag in seen:
+        for flag in _elements(element):
+            if flag.tag not in flags or flag.tag in seen:
                 out.append(f"{path}/{flag.tag} is not an annotation, or is repeated")
             elif (flag.text or "true").strip() != "true":
                 out.append(f"{path}/{flag.tag} must be empty (present means true)")
@@ -228,9 +305,36 @@ def _check(element: ET.Element, kind: str, path: str, now: datetime, out: list[s
     if sequence is None:
         _check_leaf(element, kind, path, now, out)
         return
+    if kind == "details":
+        metadata = element.get("type")
+        if metadata is not None and metadata not in METADATA_TYPES:
+            out.append(f"{path}/@type {metadata!r} is not a metadata type")
     _check_sequence(element, sequence, path, out)
-    for child in element:
+    for child in _elements(element):
         _check(child, child.tag, f"{path}/{child.tag}", now, out)
+
+
+def _check_file_details(document: ET.Element, out: list[str]) -> None:
+    """The rules of `fileDetails` that tie one element to another (the schema's choice, and
+    NCMEC's documentation, Appendix C)."""
+    if document.find("potentialMeme") is not None and document.find("fileAnnotations") is not None:
+        out.append("/fileDetails holds both potentialMeme and fileAnnotations (one or the other)")
+    if _true(document.find("exifViewedByEsp")) and not _true(document.find("fileViewedByEsp")):
+        out.append("/fileDetails/fileViewedByEsp must be true when exifViewedByEsp is true")
+    relevance = document.find("fileRelevance")
+    if relevance is not None and relevance.text == "Supplemental Reported":
+        meme = _true(document.find("potentialMeme")) or (
+            document.find("fileAnnotations/potentialMeme") is not None
+        )
+        if meme or document.find("industryClassification") is not None:
+            out.append(
+                "/fileDetails/fileRelevance may not be 'Supplemental Reported' for a potential "
+                "meme or a file with an industryClassification"
+            )
+
+
+def _true(element: ET.Element | None) -> bool:
+    return element is not None and (element.text or "").strip() in ("true", "1")
 
 
 def _check_sequence(
@@ -239,7 +343,7 @@ def _check_sequence(
     position = {c.name: i for i, c in enumerate(sequence)}
     counts: dict[str, int] = {}
     last = -1
-    for child in element:
+    for child in _elements(element):
         if child.tag not in position:
             out.append(f"{path}/{child.tag} is not allowed here")
             continue
@@ -257,7 +361,7 @@ def _check_sequence(
 
 def _check_leaf(element: ET.Element, kind: str, path: str, now: datetime, out: list[str]) -> None:
     text = element.text or ""
-    if len(element):
+    if _elements(element):
         out.append(f"{path} must not have child elements")
     if kind == "incidentType" and text not in INCIDENT_TYPES:
         out.append(f"{path} {text!r} is not one of the incident types")
@@ -280,3 +384,19 @@ def _check_leaf(element: ET.Element, kind: str, path: str, now: datetime, out: l
         out.append(f"{path} {text!r} is not an age from 0 to 150")
     if kind in MAX_LENGTH and len(text) > MAX_LENGTH[kind]:
         out.append(f"{path} is longer than {MAX_LENGTH[kind]} characters")
+    if kind == "reportId" and not (_LONG.match(text) and 0 < int(text) <= LONG_MAX):
+        out.append(f"{path} {text!r} is not a report ID (a positive xs:long)")
+    if kind == "fileId" and not text.strip():
+        out.append(f"{path} is blank")
+    if kind == "fileRelevance" and text not in FILE_RELEVANCES:
+        out.append(f"{path} {text!r} is not one of the file relevances")
+    if kind == "industryClassification" and text not in INDUSTRY_CLASSIFICATIONS:
+        out.append(f"{path} {text!r} is not one of the industry classifications")
+    if kind == "originalFileHash":
+        hash_type = element.get("hashType")
+        if not hash_type:
+            out.append(f"{path}/@hashType is required")
+        elif len(hash_type) > HASH_TYPE_MAX_LENGTH:
+            out.append(f"{path}/@hashType is longer than {HASH_TYPE_MAX_LENGTH} characters")
+        if not text.strip():
+            out.append(f"{path} is empty")

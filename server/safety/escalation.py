@@ -3,16 +3,23 @@ write it to the outbox (server/safety/cybertip.py). Nothing is sent anywhere.
 
 Only something reportable is escalated: a hash match (child sexual abuse material), or at
 least one minor the relay knows was involved (online enticement). Anything else is refused
-with `not_reportable` before a file is written."""
+with `not_reportable` before a file is written.
+
+Each attachment held as the case's evidence gets a file-details draft beside the report,
+with the hashes of the held file read from the relay's data directory (the outbox's parent:
+``<data-dir>/blobs/<owner>/<blob id>``) when the draft is written. The file is not copied."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 from server.safety.cybertip import (
     MINOR_BANDS,
     Draft,
+    FileHashes,
+    HeldFile,
     Login,
     Message,
     Party,
@@ -47,6 +54,49 @@ def _vouched_for(findings: Sequence[FindingRow], evidence: Sequence[EvidenceRow]
     return people
 
 
+def _held_files(
+    findings: Sequence[FindingRow], evidence: Sequence[EvidenceRow], safety: SafetyService
+) -> list[HeldFile]:
+    """The attachments held as evidence, in the order they were filed, each once. The name
+    the sender gave a file is only inside the evidence's text (with its type, size and
+    SHA-256), which goes into the file's details whole: nothing is parsed out of it."""
+    explained = {f.id: f.explanation for f in findings}
+    files: dict[tuple[str, str], HeldFile] = {}
+    for e in evidence:
+        if e.blob is not None and (e.sender, e.blob) not in files:
+            files[(e.sender, e.blob)] = HeldFile(
+                blob=e.blob,
+                owner=e.sender,
+                description=safety.open_evidence(e),
+                match=explained.get(e.finding_id, ""),
+            )
+    return list(files.values())
+
+
+def _hashes(files: Sequence[HeldFile], blobs: Path) -> dict[HeldFile, FileHashes]:
+    """Hash each held file now (SHA-256, MD5 and, for a picture, PDQ); a file that isn't
+    there is left out. Blocking: reads whole files and decodes pictures."""
+    if not files:
+        return {}
+    from server.safety.hashing import hash_file  # numpy, Pillow, pdqhash: loaded on use
+
+    found: dict[HeldFile, FileHashes] = {}
+    for f in files:
+        path = blobs / f.owner / f.blob  # handles and blob ids are safe file names
+        try:
+            h = hash_file(path)
+        except FileNotFoundError:
+            continue
+        pdq, quality = h["pdq"], h["pdq_quality"]
+        found[f] = FileHashes(
+            sha256=str(h["sha256"]),
+            md5=str(h["md5"]),
+            pdq=str(pdq) if pdq is not None else None,
+            pdq_quality=int(quality) if quality is not None else None,
+        )
+    return found
+
+
 async def draft_for(safety: SafetyService, case: CaseRow, note: str) -> Draft:
     findings = await safety.cases.findings([case.id])
     evidence = await safety.cases.evidence(case.id)
@@ -72,6 +122,7 @@ async def draft_for(safety: SafetyService, case: CaseRow, note: str) -> Draft:
         opened_at=case.opened_at,
         note=note,
         hash_match=any(f.source == "hash_match" for f in findings),
+        files=_held_files(findings, evidence, safety),
     )
 
 
@@ -92,7 +143,9 @@ async def preview(safety: SafetyService, case: CaseRow, note: str, reporter: Rep
 async def escalate(
     safety: SafetyService, case: CaseRow, note: str, outbox: Path, reporter: Reporter
 ) -> Path:
-    """Write the case's CyberTipline draft; returns its path. Refuses (`not_reportable`,
-    nothing written) a case with neither a hash match nor a minor victim."""
+    """Write the case's CyberTipline draft, and the details of each file it holds; returns
+    the report's path. Refuses (`not_reportable`, nothing written) a case with neither a
+    hash match nor a minor victim."""
     draft = await _reportable(safety, case, note)
-    return write(draft, reporter, outbox, safety.clock())
+    hashes = await asyncio.to_thread(_hashes, draft.files, outbox.parent / "blobs")
+    return write(draft, reporter, outbox, safety.clock(), hashes)

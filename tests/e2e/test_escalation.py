@@ -1,18 +1,28 @@
 """Escalating a case drafts a CyberTipline report in the outbox, never sent, that follows the
 schema's rules (issue 12, first piece), and only for something reportable: a hash match, or
-a minor the relay itself knows was involved. Personas and messages are invented."""
+a minor the relay itself knows was involved; a held attachment gets a file-details draft
+beside it, without its bytes. Personas and messages are invented; pictures are generated."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import random
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest_asyncio
+from PIL import Image, ImageDraw
 
+from client.relay.blobs import BlobTransfer
+from protocol.attachments import AttachmentRef
+from protocol.frames import ContactRequest, ContactRespond, Error, Send
 from server.admin.roles import change_role
-from server.app_keys import SAFETY
+from server.app_keys import RELAY_ID, SAFETY
 from server.safety.cybertip_schema import check
+from server.safety.hashing import banks_dir, hash_file
 from server.safety.service import Evidence, Finding
+from tests.server.raw import Person, connect, new_id, request
 from tests.support import (
     Relay,
     drain,
@@ -244,3 +254,98 @@ async def test_a_preview_is_the_draft_escalate_writes_written_nowhere_and_audite
         (adult_case,) = await m.moderation.queue("general")
         assert adult_case.subject == "vic"
         assert await refused(m.moderation.preview_escalation(adult_case.id)) == "not_reportable"
+
+
+# --- a held attachment (the bank and pictures as in test_attachment_matching.py) ----------
+
+
+def picture(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
+    """A generated picture: a gradient and coloured discs, different per seed."""
+    rng = random.Random(seed)
+    image = Image.new("RGB", size)
+    draw = ImageDraw.Draw(image)
+    for y in range(size[1]):
+        shade = int(255 * y / size[1])
+        draw.line([(0, y), (size[0], y)], fill=(shade, rng.randint(0, 255), 255 - shade))
+    for _ in range(12):
+        x, y = rng.randint(0, size[0]), rng.randint(0, size[1])
+        r = rng.randint(20, 120)
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
+    return image
+
+
+@pytest_asyncio.fixture
+async def banked_relay(tmp_path):
+    """A relay whose data directory has a bank holding one generated picture's PDQ."""
+    data_dir = tmp_path / "relay"
+    banked = tmp_path / "banked.png"
+    picture(1).save(banked)
+    bank = banks_dir(data_dir) / "test_bank"
+    bank.mkdir(parents=True)
+    (bank / "pdq.txt").write_text(f"{hash_file(banked)['pdq']} synthetic-test-picture\n")
+    relay = await Relay(data_dir).start()
+    yield relay
+    await relay.stop()
+
+
+async def test_escalating_a_held_attachment_writes_its_file_details(banked_relay, tmp_path):
+    relay = banked_relay
+    teen = await Person("tia", years_ago(15)).register(relay)
+    adult = await Person("vic", years_ago(40)).register(relay)
+    out = io.BytesIO()
+    picture(1).resize((480, 360)).save(out, "JPEG", quality=70)  # a copy of the banked one
+    data = out.getvalue()
+    async with connect(relay, teen) as t, connect(relay, adult) as v:
+        await request(t, ContactRequest(rid=new_id(), to="vic"))
+        await request(v, ContactRespond(rid=new_id(), handle="tia", accept=True))
+        upload = tmp_path / "upload.jpg"
+        upload.write_bytes(data)
+        blob = new_id()
+        transfer = BlobTransfer(
+            relay.url, "vic", adult.sign, lambda: relay.app[RELAY_ID], relay.config.clock
+        )
+        await transfer.upload(blob, upload, "visible")
+        ref = AttachmentRef(id=blob, size=len(data), name="beach.jpg", type="image/jpeg")
+        held = Send(id=new_id(), to="tia", mode="visible", body="", attachment=ref)
+        refusal = await request(v, held)
+        assert isinstance(refusal, Error) and refusal.code == "message_not_delivered"
+    kept = relay.config.data_dir / "blobs" / "vic" / blob
+
+    mod = await moderator(relay, tmp_path)
+    async with open_clients(mod) as (m,):
+        (case,) = await m.moderation.queue("child_safety")
+        assert await m.moderation.decide(case.id, "escalate", "known material") == "escalated"
+
+    assert drafts(relay) == [f"{case.id}-file-1.xml", f"{case.id}.xml"]
+    now = datetime.now(UTC)
+    report = written(relay, case.id)
+    assert check(report, now) == []
+    assert text(report, "incidentSummary/incidentType") == (
+        "Child Pornography (possession, manufacture, and distribution)"
+    )
+    assert f"the relay's file {blob}, uploaded by @vic" in text(report, "additionalInfo")
+
+    path = relay.config.data_dir / "outbox" / "cybertip" / f"{case.id}-file-1.xml"
+    assert path.stat().st_mode & 0o777 == 0o600
+    details = ET.fromstring(path.read_bytes())
+    assert check(details, now) == []
+    assert text(details, "reportId") == str(case.id)  # the case number, said so in the file
+    assert text(details, "fileId") == blob
+    hashes = {h.get("hashType"): h.text for h in details.findall("originalFileHash")}
+    assert hashes == {
+        "SHA256": hashlib.sha256(data).hexdigest(),
+        "MD5": hashlib.md5(data, usedforsecurity=False).hexdigest(),
+    }
+    (pdq,) = details.findall("details/nameValuePair[name='PDQ']/value")
+    assert pdq.text == hash_file(kept)["pdq"]
+    info = text(details, "additionalInfo")
+    assert "“beach.jpg”, image/jpeg" in info  # the original name, as the evidence records it
+    assert "bank test_bank, pdq distance" in info  # the match details
+    assert text(details, "fileViewedByEsp") == "false"
+    # The file stays in the data directory; no byte of it was copied into the outbox.
+    assert kept.read_bytes() == data
+    outbox = relay.config.data_dir / "outbox"
+    copied = [p for p in outbox.rglob("*") if p.is_file()]
+    assert sorted(p.name for p in copied) == drafts(relay)
+    assert not any(data[:4096] in p.read_bytes() for p in copied)
