@@ -82,7 +82,7 @@ def _drafts(outbox: Path, case_id: int) -> list[Path]:
     folder = outbox / "cybertip"
     if not folder.is_dir():
         return []
-    name = re.compile(rf"^{case_id}(-\d+)?\.xml$")
+    name = re.compile(rf"^{case_id}(-\d+)?(-file-\d+)?\.xml$")  # reports and file details
     return [p for p in folder.iterdir() if name.match(p.name)]
 
 
