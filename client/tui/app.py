@@ -98,6 +98,12 @@ class AgechatApp(App[None]):
                 ("Account", "Your age group and what it means (Ctrl+O)", screen.action_account),
                 ("Report", "Report the open conversation (Ctrl+R)", screen.action_report),
                 ("Block or unblock", "The open conversation (Ctrl+B)", screen.action_block),
+                ("Attach a file", "Send a file in the open chat (Ctrl+T)", screen.action_attach),
+                (
+                    "Files",
+                    "The open chat's files: save a copy, show where one is kept (Ctrl+G)",
+                    screen.action_files,
+                ),
                 (
                     "Safety number",
                     "Compare keys with the person in the open chat (Ctrl+S)",

@@ -1,4 +1,5 @@
-"""Modal dialogs: find people, block, report, safety number, account, help."""
+"""Modal dialogs: find people, block, report, safety number, account, help (files are in
+files.py)."""
 
 from __future__ import annotations
 
@@ -112,7 +113,8 @@ class ConfirmDialog(Dialog):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.title_text, classes="dialog-title")
+            # Text, not markup: a title may name a file someone else chose the name of.
+            yield Label(Text(self.title_text), classes="dialog-title")
             yield Static(Text(self.body))
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm, id="confirm", variant="error")
@@ -238,6 +240,7 @@ KEY_TIPS = (
     ("Ctrl+Y", "accept a request", "Ctrl+N", "decline one (asks first)"),
     ("Ctrl+B", "block or unblock (both ask first)", "Ctrl+R", "report"),
     ("Ctrl+S", "safety number (encrypted chats)", "Ctrl+O", "your account and what protects you"),
+    ("Ctrl+T", "send a file", "Ctrl+G", "the chat's files: save a copy, show where (or click one)"),
     ("Ctrl+P", "every command by name", "F1", "this help · Esc closes it · Ctrl+Q quits"),
 )
 

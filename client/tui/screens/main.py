@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 from rich.text import Text
 from textual import on, work
@@ -35,8 +36,10 @@ from client.tui.screens.dialogs import (
     SafetyNumberDialog,
     account_text,
 )
+from client.tui.screens.files import AttachDialog, FilesDialog, SendFile
 from client.tui.widgets.connection_indicator import ConnectionIndicator
 from client.tui.widgets.conversation_list import ConversationItem, ConversationList
+from client.tui.widgets.message_item import MessageItem
 from client.tui.widgets.message_log import PAGE, MessageLog
 from client.tui.widgets.notice_banner import NoticeBanner
 from protocol.policy import is_minor
@@ -54,6 +57,10 @@ class MainScreen(Screen[None]):
         Binding("ctrl+b", "block", "Block", tooltip="Block the open conversation"),
         Binding("ctrl+b", "unblock", "Unblock", tooltip="Unblock the open conversation"),
         Binding("ctrl+r", "report", "Report", tooltip="Report the open conversation"),
+        # Shown only where the message box is (not on a request, nor a blocked chat).
+        Binding("ctrl+t", "attach", "Attach", tooltip="Send a file in the open conversation"),
+        # Also a click on a file's line in the chat; in the palette and the help (F1).
+        Binding("ctrl+g", "files", "Files", show=False),
         Binding("ctrl+s", "safety_number", "Safety number", show=False),
         Binding("ctrl+o", "account", "Account", tooltip="Your age group and what protects you"),
         Binding("f1", "help", "Help", key_display="F1", tooltip="The intro and the keys"),
@@ -238,6 +245,33 @@ class MainScreen(Screen[None]):
         # on the relay, which knows their name and the chat's mode: ask it.
         await self.refresh_conversations(from_relay=first_contact)
 
+    def action_attach(self) -> None:
+        if self.current is None or not self._can_write():
+            return
+        handle, mode = self.current.handle, self.current.mode
+        self.app.push_screen(AttachDialog(self.session, handle, mode, self._file_sender(handle)))
+
+    def _file_sender(self, handle: str) -> SendFile:
+        async def send(path: Path, text: str) -> HistoryMessage:
+            first_contact = self.current is not None and self.current.state == "stranger"
+            # Copied under the profile, then uploaded (encrypted here in an e2ee chat).
+            message = await self.session.client.send_file(handle, path, text)
+            if self.current is not None and self.current.handle == handle:
+                await self.query_one(MessageLog).add(message)
+            await self.refresh_conversations(from_relay=first_contact)
+            return message
+
+        return send
+
+    def action_files(self, selected: HistoryMessage | None = None) -> None:
+        if self.current is None:
+            return
+        self.app.push_screen(FilesDialog(self.session, self.current.handle, selected))
+
+    @on(MessageItem.AttachmentClicked)
+    def _file_clicked(self, event: MessageItem.AttachmentClicked) -> None:
+        self.action_files(event.message)
+
     # --- events from the relay --------------------------------------------------------
 
     @work(exclusive=True, group="events")
@@ -286,9 +320,16 @@ class MainScreen(Screen[None]):
             return self.current is not None and self.current.state != "blocked"
         if action == "unblock":
             return self.current is not None and self.current.state == "blocked"
-        if action in ("report", "safety_number"):
+        if action in ("report", "safety_number", "files"):
             return self.current is not None
+        if action == "attach":
+            return self._can_write()
         return True
+
+    def _can_write(self) -> bool:
+        """Where the message box is enabled (see _show_header)."""
+        c = self.current
+        return c is not None and not c.is_request and c.state != "blocked"
 
     def action_chats(self) -> None:
         self.query_one(ConversationList).focus()
