@@ -200,6 +200,26 @@ class HashMatching(_Section):
     restrict_on_match: bool = True
 
 
+class Signals(_Section):
+    """Grooming-risk signals (docs/SIGNALS.md): rules read from ``policies/signals/`` score
+    each adult–minor conversation; above ``notice_at`` the minor gets a notice, above
+    ``finding_at`` a finding goes to the moderators. Content rules read only `visible`
+    messages from the adult; `e2ee` conversations get only behaviour features."""
+
+    #: Off: nothing is scored, no notice, no finding.
+    enabled: bool = True
+    #: The rules file: ``policies/signals/<rules>.toml``, or a path ending in ``.toml``.
+    rules: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] = "default"
+    #: The score at which the minor gets a notice in the chat.
+    notice_at: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 5.5
+    #: The score at which a finding goes to the moderation queue, with every firing listed.
+    finding_at: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 8.5
+    #: At most one notice per conversation in this many hours.
+    notice_min_hours_between: Annotated[float, msgspec.Meta(ge=0, le=8760)] = 24.0
+    #: A firing's weight halves every this many hours, unless its rule sets its own.
+    decay_hours: Annotated[float, msgspec.Meta(gt=0, le=87600)] = 336.0
+
+
 class Policy(_Section):
     name: str
     description: str
@@ -216,6 +236,8 @@ class Policy(_Section):
     retention: Retention = msgspec.field(default_factory=Retention)
     #: Optional too: a policy written before hash matching existed keeps the defaults.
     hash_matching: HashMatching = msgspec.field(default_factory=HashMatching)
+    #: Optional too: a policy written before signals existed gets the defaults.
+    signals: Signals = msgspec.field(default_factory=Signals)
 
     def pair(self, actor: Band, target: Band) -> PairRule:
         a, t = is_minor(actor), is_minor(target)

@@ -1,0 +1,111 @@
+"""The labelled signals corpus (tests/data/signals_corpus/) and the evaluation over it: the
+corpus is well formed, non-explicit, large enough, and the default rules meet issue 14's
+targets on it (bench/signals_eval.py prints the full table)."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from server.policy.loader import load_policy
+from server.safety.signals.evaluation import (
+    NO_NOTICE,
+    CorpusError,
+    EngineRunner,
+    confusion,
+    events,
+    load_corpus,
+    median,
+    split_of,
+)
+from server.safety.signals.loader import load_rules
+from server.safety.signals.model import MessageEvent
+
+CORPUS = Path(__file__).resolve().parents[1] / "data" / "signals_corpus"
+# Words that have no place in this corpus: it shows grooming without sexual content.
+EXPLICIT = re.compile(
+    r"\b(sex\w*|nude\w*|naked|porn\w*|explicit|underwear|lingerie|bra|kiss\w*|undress\w*)\b", re.I
+)
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return load_corpus(CORPUS)
+
+
+@pytest.fixture(scope="module")
+def traces(corpus):
+    settings = load_policy("default").signals
+    runner = EngineRunner(load_rules(settings.rules), settings)
+    return {c.id: runner.run(c) for c in corpus}
+
+
+def test_the_corpus_is_big_labelled_varied_and_split(corpus):
+    assert len(corpus) >= 60
+    labels = Counter(c.spec.label for c in corpus)
+    assert labels["harmful"] >= 30 and labels["benign"] >= 30
+    categories = Counter(c.spec.category for c in corpus)
+    for cat in ("family", "coach", "teacher", "peer", "rude_stranger", "adult_e2ee"):
+        assert categories[cat] >= 3, cat
+    held = sum(c.split == "heldout" for c in corpus)
+    assert 0.15 <= held / len(corpus) <= 0.3
+    assert split_of("x") == split_of("x")
+    for c in corpus:
+        if c.spec.label == "harmful":
+            assert {c.spec.a.band, c.spec.b.band} & {"adult"}, c.id
+
+
+def test_the_corpus_is_not_explicit(corpus):
+    for c in corpus:
+        for _, _, text in c.spec.messages:
+            assert not EXPLICIT.search(text), (c.id, text)
+
+
+def test_events_follow_the_corpus_and_e2ee_carries_no_text(corpus):
+    e2ee = [c for c in corpus if c.spec.mode == "e2ee"]
+    assert e2ee
+    for c in e2ee:
+        assert all(getattr(e, "text", None) is None for e in events(c))
+    visible = next(c for c in corpus if c.spec.mode == "visible")
+    evs = list(events(visible))
+    assert [e.at for e in evs] == sorted(e.at for e in evs)
+    assert isinstance(evs[0], MessageEvent) and evs[0].text == visible.spec.messages[0][2]
+    assert all(getattr(e, "text", None) is None for e in events(visible, content=False))
+
+
+def test_a_broken_corpus_file_is_named(tmp_path):
+    (tmp_path / "bad.toml").write_text(
+        '[[conversation]]\nid = "x"\nlabel = "harmful"\ncategory = "grooming"\n'
+        'start = 2025-01-01\ninitiator = "a"\na = { handle = "a", band = "adult" }\n'
+        'b = { handle = "b", band = "teen_13_15" }\n'
+        'messages = [["a", "d1 10:00", "hi"], ["b", "d0 10:00", "hi"]]\n'
+    )
+    with pytest.raises(CorpusError, match=r"bad\.toml: conversation 'x': b d0 10:00 goes back"):
+        load_corpus(tmp_path)
+
+
+def test_the_default_rules_meet_the_targets_on_the_corpus(corpus, traces):
+    finding = confusion(
+        (c.spec.label == "harmful", traces[c.id].first_finding is not None) for c in corpus
+    )
+    assert finding.precision >= 0.8 and finding.recall >= 0.8, finding
+    for c in corpus:
+        if c.spec.label == "benign" and c.spec.category in NO_NOTICE:
+            assert traces[c.id].first_notice is None, c.id
+    notice = confusion(
+        (c.spec.label == "harmful", traces[c.id].first_notice is not None) for c in corpus
+    )
+    assert notice.recall >= 0.8
+    assert median(traces[c.id].first_notice for c in corpus if c.spec.label == "harmful")
+
+
+def test_metrics():
+    s = confusion([(True, True), (True, False), (False, True), (False, False), (True, True)])
+    assert (s.tp, s.fn, s.fp, s.tn) == (2, 1, 1, 1)
+    assert s.precision == pytest.approx(2 / 3) and s.recall == pytest.approx(2 / 3)
+    assert s.f1 == pytest.approx(2 / 3)
+    assert confusion([]).f1 == 0
+    assert median([None, 3, 1, None]) == 2 and median([None]) is None
