@@ -21,7 +21,9 @@ FOLDER = "attachments"
 CHUNK = 64 * 1024
 #: What a file name may not contain here (the protocol's FileName rule, plus what a file
 #: system would read as a path).
-_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f-\x9f]")
+_UNSAFE = re.compile(r'[/\\:*?"<>|\x00-\x1f\x7f-\x9f]')
+#: File systems allow 255 bytes per name; leave room for a ".part" while downloading.
+MAX_NAME_BYTES = 200
 
 
 class LocalAttachment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -40,6 +42,8 @@ class LocalAttachment(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=T
     key: str | None = None
     encrypted_path: str | None = None
     uploaded: bool = False
+    #: The mode the upload was for (the blob of the other mode is a different one).
+    uploaded_as: str | None = None
 
     def to_json(self) -> dict[str, object]:
         """What `inbox --json` shows: never the key."""
@@ -62,9 +66,17 @@ def decode(text: str) -> LocalAttachment:
 
 
 def safe_name(name: str) -> str:
-    """A file name that is only a name: no folders, no control characters, not hidden."""
-    cleaned = _UNSAFE.sub("_", name).strip().lstrip(".") or "file"
-    return cleaned[:255]
+    """A file name that is only a name on any system: no folders, drive letters, control
+    or reserved characters, not hidden, and at most `MAX_NAME_BYTES` in UTF-8 (a peer's
+    long name must not make saving fail), keeping a short extension."""
+    cleaned = _UNSAFE.sub("_", name).strip().lstrip(".").rstrip(". ") or "file"
+    if len(cleaned.encode()) > MAX_NAME_BYTES:
+        stem, dot, ext = cleaned.rpartition(".")
+        suffix = f".{ext}" if dot and stem and len(ext.encode()) <= 16 else ""
+        base = stem if suffix else cleaned
+        budget = MAX_NAME_BYTES - len(suffix.encode())
+        cleaned = base.encode()[:budget].decode(errors="ignore") + suffix
+    return cleaned
 
 
 def _private_dir(path: Path) -> Path:

@@ -44,7 +44,6 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "mode_mismatch": "The message's encryption mode does not match the conversation's.",
     "duplicate_id_conflict": "That message id was already used for a different message.",
     # Attachments (§6.6)
-    "message_not_delivered": "The message could not be delivered.",
     "unknown_attachment": "There is no uploaded file with that id from this account.",
     "attachment_mismatch": "The attachment reference doesn't match the uploaded file.",
     "attachment_in_use": "That uploaded file is already attached to another message.",

@@ -70,13 +70,17 @@ async def prepare_outgoing(
     att = message.attachment
     assert att is not None
     source = Path(att.path)
+    # One blob per mode: if the chat's mode changed since an upload, the file goes up again
+    # as this mode needs it (the relay refuses a blob of the other mode).
+    blob_id = blob_id_for(message.msg_id, mode)
+    done = att.uploaded and att.uploaded_as == mode
     if mode == "visible":
-        if not att.uploaded:
-            await blobs.upload(message.msg_id, source, "visible")
+        if not done:
+            await blobs.upload(blob_id, source, "visible")
             await history.set_attachment(
-                message.msg_id, message.sender, _replace(att, uploaded=True)
+                message.msg_id, message.sender, _replace(att, uploaded=True, uploaded_as=mode)
             )
-        return AttachmentRef(id=message.msg_id, size=att.size, name=att.name, type=att.type), None
+        return AttachmentRef(id=blob_id, size=att.size, name=att.name, type=att.type), None
     if att.key is None or att.encrypted_path is None:
         key = new_file_key()
         encrypted = source.with_name(source.name + ".enc")
@@ -84,9 +88,9 @@ async def prepare_outgoing(
         att = _replace(att, key=key.hex(), encrypted_path=str(encrypted))
         await history.set_attachment(message.msg_id, message.sender, att)  # before the upload
     assert att.key is not None and att.encrypted_path is not None
-    if not att.uploaded:
-        await blobs.upload(message.msg_id, Path(att.encrypted_path), "e2ee")
-        att = _replace(att, uploaded=True)
+    if not done:
+        await blobs.upload(blob_id, Path(att.encrypted_path), "e2ee")
+        att = _replace(att, uploaded=True, uploaded_as=mode)
         await history.set_attachment(message.msg_id, message.sender, att)
         Path(att.encrypted_path).unlink(missing_ok=True)  # the relay has it now
     inner = AttachmentKey(
@@ -96,7 +100,13 @@ async def prepare_outgoing(
         type=att.type,
         size=att.size,
     )
-    return AttachmentRef(id=message.msg_id, size=ciphertext_size(att.size)), inner
+    return AttachmentRef(id=blob_id, size=ciphertext_size(att.size)), inner
+
+
+def blob_id_for(msg_id: str, mode: str) -> str:
+    """The blob id for a message's file in ``mode``: stable, so a retry after a crash
+    uploads under the same id (answered as the first time)."""
+    return f"{msg_id[:62]}-{'v' if mode == 'visible' else 'e'}"
 
 
 def _replace(att: LocalAttachment, **changes: object) -> LocalAttachment:
@@ -110,6 +120,12 @@ async def fetch_incoming(
     Raises `RetryLater` when the download broke off (the message stays unacknowledged)."""
     ref = frame.attachment
     if ref is msgspec.UNSET:
+        if key is not None:
+            # A file inside the encryption with no blob beside it: recorded (its digest is
+            # in the commitment, so a report needs it), but there is nothing to fetch.
+            return _lost(
+                None, safe_name(key.name), key.type, key.size, "unavailable", key.sha256.hex()
+            )
         return None
     folder = incoming_dir(profile_dir, frame.sender, frame.id)
     expected = ""  # the digest a report of this message needs (§6.6.1), known for e2ee
@@ -128,6 +144,8 @@ async def fetch_incoming(
     except ClientError as exc:
         if exc.code == "not_found":  # deleted (held, or gone with retention): say so
             return _lost(folder, name, media, size, "unavailable", expected)
+        if exc.code == "download_too_large":  # more than the message said: never retried
+            return _lost(folder, name, media, size, "corrupt", expected)
         raise RetryLater(exc.code) from None
     try:
         if frame.mode == "visible":
@@ -136,39 +154,67 @@ async def fetch_incoming(
         else:
             assert key is not None
             digest = _decrypt_file(download, target, key)
-    except CryptoError as exc:
-        log.warning("attachment from %s failed its check: %s", frame.sender, exc.code)
-        target.unlink(missing_ok=True)
+    except (CryptoError, OSError) as exc:
+        # A file that fails its check, or can't be written here, is recorded as such: a
+        # peer's file must never keep the message from being stored.
+        log.warning("attachment from %s not kept: %s", frame.sender, exc)
+        with contextlib.suppress(OSError):
+            target.unlink(missing_ok=True)
         return _lost(folder, name, media, size, "corrupt", expected)
     finally:
         if download != target:
-            download.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                download.unlink(missing_ok=True)
     return LocalAttachment(name=name, type=media, size=size, sha256=digest, path=str(target))
 
 
 def _decrypt_file(source: Path, target: Path, key: AttachmentKey) -> str:
+    """Decrypt into a temporary name, check, make durable, then give it its name: the
+    message is acknowledged (and the relay deletes the blob) only after this returns."""
     decryptor = FileDecryptor(key.key)
     digest = hashlib.sha256()
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        for chunk in _read_chunks(source):
-            plain = decryptor.feed(chunk)
-            digest.update(plain)
-            out.write(plain)
-        rest = decryptor.finish()
-        digest.update(rest)
-        out.write(rest)
-    verify_digest(key.sha256, digest.digest())
-    if target.stat().st_size != key.size:
-        raise CryptoError("attachment_corrupt", "the file's length is not the one in the message")
+    partial = target.with_name(target.name + ".part")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            for chunk in _read_chunks(source):
+                plain = decryptor.feed(chunk)
+                digest.update(plain)
+                out.write(plain)
+            rest = decryptor.finish()
+            digest.update(rest)
+            out.write(rest)
+            out.flush()
+            os.fsync(out.fileno())
+        verify_digest(key.sha256, digest.digest())
+        if partial.stat().st_size != key.size:
+            raise CryptoError(
+                "attachment_corrupt", "the file's length is not the one in the message"
+            )
+        os.replace(partial, target)
+    finally:
+        with contextlib.suppress(OSError):
+            partial.unlink(missing_ok=True)
+    _fsync_dir(target.parent)
     return digest.hexdigest()
 
 
-def _lost(
-    folder: Path, name: str, media: str, size: int, state: str, sha256: str
-) -> LocalAttachment:
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (POSIX: the directory entry is data of the directory)."""
     with contextlib.suppress(OSError):
-        folder.rmdir()
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _lost(
+    folder: Path | None, name: str, media: str, size: int, state: str, sha256: str
+) -> LocalAttachment:
+    if folder is not None:
+        with contextlib.suppress(OSError):
+            folder.rmdir()  # only if empty
     return LocalAttachment(
         name=name,
         type=media,

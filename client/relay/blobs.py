@@ -8,6 +8,7 @@ ciphertext (protocol/crypto/attachment.py) in `e2ee` mode.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import os
 from collections.abc import AsyncIterator, Callable
@@ -145,6 +146,12 @@ class BlobTransfer:
                     out.flush()
                     os.fsync(out.fileno())
             os.replace(partial, dest)
+            with contextlib.suppress(OSError):  # the rename, durable before the ack
+                folder_fd = os.open(dest.parent, os.O_RDONLY)
+                try:
+                    os.fsync(folder_fd)
+                finally:
+                    os.close(folder_fd)
         except aiohttp.ClientConnectorCertificateError as exc:
             raise ClientError(
                 "tls_untrusted", f"{error_message('tls_untrusted')} ({exc})"
@@ -152,5 +159,6 @@ class BlobTransfer:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise ClientError("download_failed", f"The download broke off ({exc}).") from None
         finally:
-            partial.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
         return digest.hexdigest()

@@ -30,7 +30,7 @@ from protocol.attachments import (
 )
 from protocol.codec import encode
 from server.app_keys import BLOBS, CONFIG, POLICY, RELAY_ID, SAFETY, STORE
-from server.attachments.store import QuotaExceeded
+from server.attachments.store import Blob, BlobConflict, QuotaExceeded, charge
 from server.edge.http_errors import error_response
 
 log = logging.getLogger("agechat.relay.blobs")
@@ -39,6 +39,8 @@ _HANDLE = re.compile(r"\A[a-z0-9_]{3,32}\Z")
 _ID = re.compile(r"\A[A-Za-z0-9_-]{8,64}\Z")
 _SHA256 = re.compile(r"\A[0-9a-f]{64}\Z")
 CHUNK = 64 * 1024
+#: Uploads one account may have in progress at once.
+MAX_UPLOADS_IN_FLIGHT = 4
 
 
 class _Refused(Exception):
@@ -63,9 +65,14 @@ async def _signer(request: web.Request) -> tuple[str, datetime, bytes, bytes]:
     account = await request.app[STORE].get_account(handle)
     if account is None:
         raise _Refused(401, "auth_failed")
+    return handle, at, signature, account.identity_key
+
+
+def _not_suspended(request: web.Request, handle: str) -> None:
+    """Only after the signature verified: before it, the answer would tell anyone which
+    accounts are suspended."""
     if handle in request.app[SAFETY].suspended:
         raise _Refused(403, "account_suspended")
-    return handle, at, signature, account.identity_key
 
 
 async def upload(request: web.Request) -> web.StreamResponse:
@@ -91,18 +98,43 @@ async def _upload(request: web.Request) -> web.StreamResponse:
     message = upload_message(app[RELAY_ID], handle, blob_id, mode, size, digest, at)  # type: ignore[arg-type]
     if not identity.verify(key, message, signature):
         raise _Refused(401, "bad_signature", "the upload")
+    _not_suspended(request, handle)
     limits = app[POLICY].limits
     if size > limits.attachment_max_bytes:
         raise _Refused(413, "attachment_too_large")
     blobs = app[BLOBS]
     existing = await blobs.get(handle, blob_id)
     if existing is not None:
-        if existing.size == size and hmac.compare_digest(existing.sha256.hex(), digest):
-            return _receipt(200, blob_id, size, digest)  # a retried upload: idempotent
-        raise _Refused(409, "blob_exists")
-    if await blobs.usage(handle) + size > limits.attachment_quota_bytes:
+        return _retried(existing, size, digest, mode)
+    flying = blobs.in_flight.setdefault(handle, [])
+    if len(flying) >= MAX_UPLOADS_IN_FLIGHT:
+        raise _Refused(429, "rate_limited", "too many uploads at once")
+    if await blobs.usage(handle) + sum(flying) + charge(size) > limits.attachment_quota_bytes:
         raise _Refused(413, "attachment_quota_exceeded")
+    flying.append(charge(size))
+    try:
+        return await _receive(request, handle, blob_id, mode, size, digest)
+    finally:
+        flying.remove(charge(size))
+        if not flying:
+            blobs.in_flight.pop(handle, None)
 
+
+def _retried(existing: Blob, size: int, digest: str, mode: str) -> web.Response:
+    """The same upload again is answered like the first; anything else under the id is a
+    conflict."""
+    same = existing.size == size and existing.mode == mode
+    if same and hmac.compare_digest(existing.sha256.hex(), digest):
+        return _receipt(200, existing.id, size, digest)
+    raise _Refused(409, "blob_exists")
+
+
+async def _receive(
+    request: web.Request, handle: str, blob_id: str, mode: str, size: int, digest: str
+) -> web.Response:
+    app = request.app
+    blobs = app[BLOBS]
+    limits = app[POLICY].limits
     temp = blobs.temp_path()
     hasher = hashlib.sha256()
     received = 0
@@ -131,6 +163,11 @@ async def _upload(request: web.Request) -> web.StreamResponse:
             )
         except QuotaExceeded:
             raise _Refused(413, "attachment_quota_exceeded") from None
+        except BlobConflict:  # a parallel upload of the same id got there first
+            existing = await blobs.get(handle, blob_id)
+            if existing is None:
+                raise _Refused(409, "blob_exists") from None
+            return _retried(existing, size, digest, mode)
     finally:
         temp.unlink(missing_ok=True)  # a refused or interrupted upload leaves nothing
     log.info("blob stored owner=%s id=%s size=%d mode=%s", handle, blob_id, size, mode)
@@ -155,6 +192,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         # The same answer for "no such blob" and "not yours": nothing to learn by probing.
         if not await app[BLOBS].may_download(handle, owner, blob_id):
             raise _Refused(404, "not_found")
+        _not_suspended(request, handle)
     except _Refused as refused:
         return refused.response
     return web.FileResponse(

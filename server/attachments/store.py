@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -36,21 +37,40 @@ class Blob:
     created_at: datetime
 
 
+TEMP_FOLDER = ".tmp"
+#: What the smallest blob counts against the quota: empty files are not free.
+MIN_CHARGE = 4096
+#: An attached blob whose message the single writer may not have stored yet.
+ATTACH_GRACE_SECONDS = 600
+
+
+def charge(size: int) -> int:
+    return max(size, MIN_CHARGE)
+
+
 class QuotaExceeded(Exception):
     """The owner's live blobs and this one would pass the quota."""
+
+
+class BlobConflict(Exception):
+    """Another upload recorded a blob under the same owner and id first."""
 
 
 class BlobStore:
     def __init__(self, data_dir: Path, store: SqliteStore) -> None:
         self.root = data_dir / "blobs"
         self._store = store
+        #: Bytes being uploaded right now, per account (counted against the quota before
+        #: they are written, so parallel or slow uploads can't fill the disk).
+        self.in_flight: dict[str, list[int]] = {}
 
     def path(self, owner: str, blob_id: str) -> Path:
         # Handles and ids are [a-z0-9_] and [A-Za-z0-9_-] (protocol/types.py): safe names.
         return self.root / owner / blob_id
 
     def temp_path(self) -> Path:
-        folder = self.root / "tmp"
+        # ".tmp": no handle can be named that, so no account's blobs share the folder.
+        folder = self.root / TEMP_FOLDER
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         return folder / secrets.token_hex(16)
 
@@ -91,35 +111,39 @@ class BlobStore:
         try:
             async with self._store.transaction() as db:
                 async with db.execute(
-                    "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner = ?", (owner,)
+                    "SELECT COALESCE(SUM(MAX(size, ?)), 0) FROM blobs WHERE owner = ?",
+                    (MIN_CHARGE, owner),
                 ) as cur:
                     row = await cur.fetchone()
-                if int(row[0] if row else 0) + size > quota:
+                if int(row[0] if row else 0) + charge(size) > quota:
                     raise QuotaExceeded(owner)
-                await db.execute(
-                    "INSERT INTO blobs (owner, id, mode, size, sha256, created_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (owner, blob_id, mode, size, sha256, now.timestamp()),
-                )
+                try:
+                    await db.execute(
+                        "INSERT INTO blobs (owner, id, mode, size, sha256, created_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (owner, blob_id, mode, size, sha256, now.timestamp()),
+                    )
+                except sqlite3.IntegrityError:
+                    raise BlobConflict(owner, blob_id) from None
                 os.replace(temp, final)  # inside: a failed commit leaves no blob file
         finally:
             temp.unlink(missing_ok=True)
 
     async def usage(self, owner: str) -> int:
         async with self._store.reader.execute(
-            "SELECT COALESCE(SUM(size), 0) FROM blobs WHERE owner = ?", (owner,)
+            "SELECT COALESCE(SUM(MAX(size, ?)), 0) FROM blobs WHERE owner = ?",
+            (MIN_CHARGE, owner),
         ) as cur:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
     async def may_download(self, handle: str, owner: str, blob_id: str) -> bool:
-        """The uploader, or the recipient of a message from the uploader naming the blob
-        while the relay still holds that message (undelivered, or its text retained)."""
+        """The recipient of a message from the uploader naming the blob, while the relay
+        still holds that message (undelivered, or its text retained). Not the uploader: it
+        has the file, and a held blob must look like any other it can't fetch."""
         blob = await self.get(owner, blob_id)
         if blob is None or blob.state == "held":
             return False
-        if handle == owner:
-            return True
         async with self._store.reader.execute(
             "SELECT 1 FROM messages WHERE sender = ? AND recipient = ? "
             "AND json_extract(attachment, '$.id') = ? "
@@ -140,18 +164,20 @@ class BlobStore:
         evidence). Temporary files of uploads that never finished go too. Returns how many
         blobs were deleted."""
         unnamed_before = (now - timedelta(hours=UNATTACHED_HOURS)).timestamp()
+        attached_before = (now - timedelta(seconds=ATTACH_GRACE_SECONDS)).timestamp()
         async with self._store.reader.execute(
             "SELECT b.owner, b.id FROM blobs b WHERE "
-            "(b.state = 'uploaded' AND b.created_at < ?) OR (b.state = 'attached' AND NOT "
+            "(b.state = 'uploaded' AND b.created_at < ?) OR (b.state = 'attached' "
+            "AND b.created_at < ? AND NOT "
             "EXISTS (SELECT 1 FROM messages m WHERE m.sender = b.owner "
             "AND json_extract(m.attachment, '$.id') = b.id "
             "AND (m.acked_at IS NULL OR m.body IS NOT NULL)))",
-            (unnamed_before,),
+            (unnamed_before, attached_before),
         ) as cur:
             gone = [(str(r[0]), str(r[1])) for r in await cur.fetchall()]
         for owner, blob_id in gone:
             await self.delete(owner, blob_id)
-        tmp = self.root / "tmp"
+        tmp = self.root / TEMP_FOLDER
         if tmp.is_dir():
             stale = now.timestamp() - 3600
             for leftover in tmp.iterdir():

@@ -68,7 +68,7 @@ from server.app_keys import (
     SOCIAL,
     STORE,
 )
-from server.attachments.sending import check_attachment
+from server.attachments.sending import claim, hold, screen
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
 from server.edge.moderation import ModerationHandlers
@@ -206,8 +206,15 @@ class _Session:
         if (problem := await self._target_error(frame.to, counted=True)) is not None:
             await self.refuse(problem, ref=frame.id)
             return
+        # An attachment is screened before the policy decides: known material is held
+        # whoever the recipient is and whatever the policy would have said.
+        screened = await screen(self.app, sender, frame)
+        if screened.refusal is not None:
+            await self.refuse(screened.refusal, screened.detail, ref=frame.id)
+            return
         decision = await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)
+        await hold(self.app, sender, frame.to, screened)  # after: its answer is unchanged
         if decision.outcome == "refuse":
             if decision.reason == "mode_mismatch":
                 detail = f"this conversation is {social.mode(sender, frame.to)}"
@@ -215,33 +222,14 @@ class _Session:
             else:
                 await self.refuse_decision(decision, ref=frame.id)
             return
-        # The attachment after the policy (a refused send uses no blob) and before the
-        # block's silent drop (known material is held whoever the recipient is).
-        attached = await check_attachment(self.app, sender, frame)
-        if attached.refusal is not None:
-            await self.refuse(attached.refusal, attached.detail, ref=frame.id)
+        if decision.outcome == "drop" or screened.held:
+            # Blocked by the recipient, or held by a hash match: answered like any stored
+            # message, in order, and never delivered; the sender is not told why
+            # (POLICY.md "Block", MODERATION.md "Hash matching").
+            await self._answer_as_stored(frame, sender, conversation)
             return
-        if decision.outcome == "drop":
-            # Blocked by the recipient: answered like any stored message, in order, and
-            # dropped; the sender is not told (POLICY.md "Block").
-            dropped: asyncio.Future[StoredMessage | None] = (
-                asyncio.get_running_loop().create_future()
-            )
-            dropped.set_result(
-                StoredMessage(
-                    0,
-                    sender,
-                    frame.id,
-                    frame.to,
-                    conversation,
-                    frame.mode,
-                    None,
-                    self.app[CONFIG].clock(),
-                    # What the answer would have said without the block.
-                    request=social.would_be_request(sender, frame.to),
-                )
-            )
-            await self._accepts.put((frame, dropped))
+        if (taken := await claim(self.app, sender, screened)) is not None:
+            await self.refuse(taken, ref=frame.id)
             return
         message = NewMessage(
             sender=sender,
@@ -253,7 +241,7 @@ class _Session:
             sent_at=self.app[CONFIG].clock(),
             request=decision.outcome == "request",
             commitment=frame.commitment,
-            attachment=attached.ref,
+            attachment=screened.ref,
         )
         try:
             future = self.app[COMMITTER].submit_message(message)
@@ -261,6 +249,25 @@ class _Session:
             await self.refuse("internal_error", ref=frame.id)
             return
         await self._accepts.put((frame, future))
+
+    async def _answer_as_stored(self, frame: Send, sender: str, conversation: str) -> None:
+        """The answer a stored message gets, for one that is not stored at all."""
+        answer: asyncio.Future[StoredMessage | None] = asyncio.get_running_loop().create_future()
+        answer.set_result(
+            StoredMessage(
+                0,
+                sender,
+                frame.id,
+                frame.to,
+                conversation,
+                frame.mode,
+                None,
+                self.app[CONFIG].clock(),
+                # What the answer would have said had it been stored.
+                request=self.app[SOCIAL].would_be_request(sender, frame.to),
+            )
+        )
+        await self._accepts.put((frame, answer))
 
     async def answer_accepts(self) -> None:
         """Answer each queued `send` once its commit finishes, in the order they came."""

@@ -1,7 +1,7 @@
 """Known-material matching on `visible` attachments (issue 13, NCMEC principle 2), against a
 real relay with a real hash bank: an unrelated image is delivered; a resized, re-encoded
 copy of a banked image is held — never delivered, the sender told only
-`message_not_delivered` — with a `child_safety` case carrying the match details, the blob
+nothing but an ordinary `accepted` — with a `child_safety` case carrying the match details, the blob
 kept as evidence and the sender restricted pending review. Every image is generated here
 (gradients, shapes, noise): synthetic and benign."""
 
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw
 
 from client.relay.blobs import BlobTransfer
 from protocol.attachments import AttachmentRef
-from protocol.frames import Accepted, ContactRequest, ContactRespond, Deliver, Done, Error, Send
+from protocol.frames import Accepted, ContactRequest, ContactRespond, Deliver, Done, Send
 from server.app_keys import RELAY_ID, SAFETY
 from server.safety.hashing import banks_dir, hash_file
 from tests.server.raw import Person, connect, new_id, request, wait_for
@@ -100,9 +100,13 @@ async def test_a_banked_image_is_held_and_an_unrelated_one_delivered(relay, tmp_
                 id=held_blob, size=len(copy), name="pic.jpg", type="image/jpeg"
             ),
         )
-        refusal = await request(v, held)
-        assert isinstance(refusal, Error) and refusal.code == "message_not_delivered"
-        assert "match" not in refusal.message.lower() and "bank" not in refusal.message.lower()
+        # Answered exactly like a stored message (as a block's silent drop is), and never
+        # delivered: tia gets the next message, not the held one.
+        answer = await request(v, held)
+        assert isinstance(answer, Accepted) and answer.id == held.id
+        # Restricted now, pending review (the policy's restrict_on_match).
+        text_only = Send(id=new_id(), to="tia", mode="visible", body="resent")
+        assert (await request(v, text_only)).code == "sender_restricted"
 
     with sqlite3.connect(relay.config.database_path) as db:
         assert db.execute(
@@ -141,7 +145,7 @@ async def test_a_held_attachment_goes_with_its_case_evidence_after_retention(rel
         blob = await upload(relay, adult, copy, tmp_path)
         ref = AttachmentRef(id=blob, size=len(copy), name="a.jpg", type="image/jpeg")
         held = Send(id=new_id(), to="tia", mode="visible", body="", attachment=ref)
-        assert (await request(v, held)).code == "message_not_delivered"
+        assert isinstance(await request(v, held), Accepted)  # held: answered as stored
     path = relay.config.data_dir / "blobs" / "vic" / blob
     now = relay.config.clock()
     with sqlite3.connect(relay.config.database_path) as db:  # a moderator closed it

@@ -5,6 +5,7 @@ no longer has is said to be unavailable; limits give their codes. Files are gene
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from pathlib import Path
@@ -12,7 +13,22 @@ from pathlib import Path
 import pytest
 
 from client.events import MessageReceived
+from client.relay.blobs import BlobTransfer
+from protocol.attachments import AttachmentRef
+from protocol.codec import encode_frame
+from protocol.frames import (
+    Accepted,
+    Ack,
+    ContactRequest,
+    ContactRespond,
+    Deliver,
+    MessageRef,
+    Send,
+)
+from server.app_keys import RELAY_ID
 from tests.e2e.test_cli import agechat, create
+from tests.server.raw import Person, new_id, request, wait_for
+from tests.server.raw import connect as raw_connect
 from tests.support import (
     Relay,
     RelayProcess,
@@ -156,3 +172,53 @@ async def test_a_reported_encrypted_file_message_verifies_by_its_digest(relay, t
     with sqlite3.connect(relay.config.database_path) as db:
         rows = db.execute("SELECT sender, mode, franking FROM evidence").fetchall()
     assert rows == [("amy", "e2ee", "verified")]
+
+
+async def test_a_long_file_name_from_a_peer_is_saved_and_nothing_stalls(relay, tmp_path):
+    teen = await make_profile(tmp_path, relay.url, "tia", TEEN)
+    friend = await make_profile(tmp_path, relay.url, "finn", years_ago(14))
+    long_name = ("é" * 120) + ".txt"  # 244 bytes: too long for a file system with ".part"
+    source = tmp_path / "src.txt"
+    source.write_bytes(b"benign words")
+    async with open_clients(teen, friend) as (t, f):
+        await connect(t, f)
+        named = tmp_path / long_name
+        named.write_bytes(source.read_bytes())
+        first = await t.send_file("finn", named)
+        await t.wait_accepted(first.msg_id)
+        second = await t.send("finn", "and a plain line after it")
+        await t.wait_accepted(second.msg_id)
+        got = received(await drain(f, 1.5))
+    assert [m.body for m in got] == ["", "and a plain line after it"]
+    saved = Path(got[0].attachment.path)
+    assert saved.read_bytes() == b"benign words" and saved.name.endswith(".txt")
+    assert len(saved.name.encode()) <= 200
+
+
+async def test_resending_a_delivered_file_message_gets_its_first_answer(relay, tmp_path):
+    teen = await Person("tia", TEEN).register(relay)
+    friend = await Person("finn", years_ago(14)).register(relay)
+    async with raw_connect(relay, teen) as t, raw_connect(relay, friend) as f:
+        await request(t, ContactRequest(rid=new_id(), to="finn"))
+        await request(f, ContactRespond(rid=new_id(), handle="tia", accept=True))
+        path = tmp_path / "x.txt"
+        path.write_bytes(b"benign")
+        transfer = BlobTransfer(
+            relay.url, "tia", teen.sign, lambda: relay.app[RELAY_ID], relay.config.clock
+        )
+        blob = new_id()
+        await transfer.upload(blob, path, "visible")
+        ref = AttachmentRef(id=blob, size=6, name="x.txt", type="text/plain")
+        sent = Send(id=new_id(), to="finn", mode="visible", body="", attachment=ref)
+        assert isinstance(await request(t, sent), Accepted)
+        await wait_for(f, lambda frame: isinstance(frame, Deliver) and frame.id == sent.id)
+        await f.send_str(encode_frame(Ack(refs=[MessageRef(sender="tia", id=sent.id)])))
+        held_file = relay.config.data_dir / "blobs" / "tia" / blob
+        for _ in range(50):  # the blob goes with the ack
+            if not held_file.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert not held_file.exists()
+        # A resend (a client that never saw `accepted`) is answered as the first time.
+        again = await request(t, sent)
+        assert isinstance(again, Accepted) and again.id == sent.id

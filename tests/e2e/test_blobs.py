@@ -20,7 +20,7 @@ import pytest_asyncio
 from client.errors import ClientError
 from protocol.attachments import upload_message
 from protocol.identity import rfc3339
-from server.app_keys import BLOBS
+from server.app_keys import BLOBS, SAFETY
 from tests.support import Clock, Relay, make_profile, open_clients, years_ago
 
 ADULT = years_ago(40)
@@ -67,7 +67,7 @@ def blob_rows(relay: Relay) -> list[tuple]:
         return db.execute("SELECT owner, id, size, state FROM blobs ORDER BY id").fetchall()
 
 
-async def test_an_upload_comes_back_identical_to_its_owner_and_nobody_else(world):
+async def test_an_upload_is_served_to_nobody_until_a_message_names_it(world):
     relay, _, a, b, tmp = world
     source = a_file(tmp, 70_000)
     receipt = await a.blobs.upload("blob-0001", source, "visible")
@@ -76,13 +76,12 @@ async def test_an_upload_comes_back_identical_to_its_owner_and_nobody_else(world
         hashlib.sha256(source.read_bytes()).hexdigest(),
     )
     assert blob_rows(relay) == [("amy", "blob-0001", 70_000, "uploaded")]
-    back = tmp / "back.bin"
-    assert await a.blobs.download("amy", "blob-0001", back, 10**6) == receipt.sha256
-    assert back.read_bytes() == source.read_bytes()
-    # No message names it for bob: the same answer as a blob that doesn't exist.
-    with pytest.raises(ClientError) as info:
-        await b.blobs.download("amy", "blob-0001", tmp / "stolen.bin", 10**6)
-    assert info.value.code == "not_found" and not (tmp / "stolen.bin").exists()
+    # Not even to its uploader (who has the file; a held blob must look like any other),
+    # and not to bob: the same answer as a blob that doesn't exist.
+    for client in (a, b):
+        with pytest.raises(ClientError) as info:
+            await client.blobs.download("amy", "blob-0001", tmp / "stolen.bin", 10**6)
+        assert info.value.code == "not_found" and not (tmp / "stolen.bin").exists()
     # A retried upload of the same bytes is answered like the first; other bytes under the
     # same id are refused.
     assert (await a.blobs.upload("blob-0001", source, "visible")).sha256 == receipt.sha256
@@ -182,3 +181,42 @@ async def test_a_blob_no_message_names_is_swept_after_a_day(world):
     clock.advance(hours=2)
     assert await relay.app[BLOBS].sweep(clock()) == 1
     assert blob_rows(relay) == [] and blob_files(relay) == []
+
+
+async def test_a_suspended_account_is_not_revealed_to_an_unsigned_request(world):
+    relay, _, a, b, _ = world
+    relay.app[SAFETY].suspended.add("bob")
+    try:
+        # A forged request about bob gets what one about anyone gets: bad_signature.
+        for client in (a, b):
+            status, out = await signed_put(relay, client, "blob-susp", b"benign", sign=False)
+            assert (status, out["error"]["code"]) == (401, "bad_signature")
+        # Only bob's own signed request learns it.
+        status, out = await signed_put(relay, b, "blob-susp", b"benign")
+        assert (status, out["error"]["code"]) == (403, "account_suspended")
+    finally:
+        relay.app[SAFETY].suspended.discard("bob")
+
+
+async def test_empty_files_are_not_free(world):
+    _, _, a, _, tmp = world
+    empty = tmp / "empty.bin"
+    empty.write_bytes(b"")
+    accepted = 0
+    with pytest.raises(ClientError) as info:
+        for i in range(100):
+            await a.blobs.upload(f"blob-empty{i:03d}", empty, "visible")
+            accepted += 1
+    assert info.value.code == "attachment_quota_exceeded"
+    assert accepted == 150_000 // 4096  # each counts as 4 KiB against the 150 kB quota
+
+
+async def test_an_account_named_tmp_keeps_its_files(world):
+    relay, clock, _, _, tmp = world
+    person = await make_profile(tmp, relay.url, "tmp", ADULT)
+    async with open_clients(person) as (t,):
+        await t.blobs.upload("blob-tmp01", a_file(tmp, 1000, "t.bin"), "visible")
+    clock.advance(hours=2)
+    await relay.app[BLOBS].sweep(clock())
+    assert [r[:2] for r in blob_rows(relay)] == [("tmp", "blob-tmp01")]
+    assert (relay.config.data_dir / "blobs" / "tmp" / "blob-tmp01").exists()
