@@ -94,7 +94,11 @@ class RelayClient:
         )
         #: Attachment bytes over the relay's signed HTTP routes (PROTOCOL.md §6.6).
         self.blobs = BlobTransfer(
-            profile.server, profile.handle, identity.sign, self._connection.relay_id, clock
+            profile.server,
+            profile.handle,
+            identity.sign,
+            self._connection.relay_id,
+            lambda: clock() + self._connection.clock_offset,
         )
         self._path = EndToEndPath(
             profile,

@@ -15,6 +15,7 @@ import contextlib
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -96,6 +97,8 @@ class Connection:
         self._profile = profile
         self._identity = identity
         self._challenge: Challenge | None = None
+        #: The relay's clock minus ours, from the latest challenge.
+        self.clock_offset = timedelta(0)
         self._events = events
         self._reconnect = reconnect
         self._max_backoff = max_backoff
@@ -322,6 +325,9 @@ class Connection:
                 "protocol_error", f"expected a challenge, got {type(challenge).__name__}"
             )
         self._challenge = challenge  # moderation requests sign over this connection's nonce
+        # Signed HTTP requests carry a time the relay checks to ±5 minutes: sign with the
+        # relay's idea of now, so a skewed clock here doesn't refuse every download.
+        self.clock_offset = challenge.server_time - datetime.now(UTC)
         signed = identity_messages.auth_message(challenge.relay_id, challenge.nonce, self.handle)
         await ws.send_str(
             encode_frame(Auth(handle=self.handle, signature=self._identity.sign(signed)))

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
+
 from client.attachments import take_copy
 from client.errors import ClientError
 from client.events import ClientEvent, MessageAccepted, MessageDelivered, MessageRefused
@@ -70,6 +72,7 @@ class Outbox:
         self._pending: dict[str, asyncio.Future[HistoryMessage]] = {}
         self._sent_here: set[str] = set()  # outbox ids sent on the current connection
         self._mode_retried: set[str] = set()
+        self._reuploaded: set[str] = set()
 
     def wake(self) -> None:
         """Look at the outbox again (something that kept a message back may have changed)."""
@@ -230,6 +233,25 @@ class Outbox:
             # The conversation's mode changed under us: ask the relay again, resend once.
             self._mode_retried.add(frame.ref)
             await self._path.forget_mode(message.recipient)
+            self._sent_here.discard(frame.ref)
+            self._wake.set()
+            return
+        if (
+            frame.code == "unknown_attachment"
+            and message.attachment is not None
+            and frame.ref not in self._reuploaded
+        ):
+            # The upload expired before the message left (a day unsent): upload it again
+            # from the copy under the profile, once.
+            self._reuploaded.add(frame.ref)
+            fresh = msgspec.structs.replace(
+                message.attachment,
+                uploaded=False,
+                uploaded_as=None,
+                key=None,
+                encrypted_path=None,
+            )
+            await self._history.set_attachment(message.msg_id, self._handle, fresh)
             self._sent_here.discard(frame.ref)
             self._wake.set()
             return

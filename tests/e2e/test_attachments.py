@@ -10,6 +10,7 @@ import json
 import secrets
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from client.events import MessageReceived
@@ -222,3 +223,40 @@ async def test_resending_a_delivered_file_message_gets_its_first_answer(relay, t
         # A resend (a client that never saw `accepted`) is answered as the first time.
         again = await request(t, sent)
         assert isinstance(again, Accepted) and again.id == sent.id
+
+
+async def test_an_upload_that_expired_before_its_message_left_is_uploaded_again(relay, tmp_path):
+    from datetime import UTC, datetime
+
+    from client.attachments import take_copy
+    from client.history import History
+    from protocol.frames import conversation_id
+
+    teen = await make_profile(tmp_path, relay.url, "tia", TEEN)
+    friend = await make_profile(tmp_path, relay.url, "finn", years_ago(14))
+    async with open_clients(teen, friend) as (t, f):
+        await connect(t, f)
+    # A message whose file the relay no longer has (its upload expired while it waited).
+    source, _ = canary_file(tmp_path, 2_000, "late.txt")
+    msg_id = "late-message-0001"
+    copy = msgspec.structs.replace(
+        take_copy(source, teen.directory, msg_id), uploaded=True, uploaded_as="visible"
+    )
+    history = History(teen.history_path)
+    await history.open()
+    await history.add_outgoing(
+        sender="tia",
+        msg_id=msg_id,
+        recipient="finn",
+        conversation=conversation_id("tia", "finn"),
+        mode="visible",
+        body="sorry, late",
+        created_at=datetime.now(UTC),
+        attachment=copy,
+    )
+    await history.close()
+    async with open_clients(teen, friend) as (t, f):
+        sent = await t.wait_accepted(msg_id, 15)
+        assert sent.attachment.uploaded
+        (got,) = received(await drain(f, 1.0))
+    assert Path(got.attachment.path).read_bytes() == source.read_bytes()
