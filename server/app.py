@@ -25,6 +25,7 @@ from server.app_keys import (
     POLICY,
     RELAY_ID,
     SAFETY,
+    SIGNALS,
     SOCIAL,
     STORE,
 )
@@ -45,6 +46,7 @@ from server.safety.evidence import EvidenceSealer
 from server.safety.hashing import HashMatcher, banks_dir
 from server.safety.retention import RETENTION_META, sweep
 from server.safety.service import SafetyService
+from server.safety.signals_service import SignalsService
 from server.social.service import SocialService
 
 log = logging.getLogger("agechat.relay")
@@ -131,6 +133,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         store, social, EvidenceSealer.for_data_dir(config.data_dir), config.clock
     )
     app[SAFETY] = safety
+    app[SIGNALS] = SignalsService(store, social, safety)
     await safety.load()  # before the social graph: moderator restrictions count from the start
     await social.load()
     social.on_restricted = safety.on_restricted
@@ -145,6 +148,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         pruner.cancel()
         watcher.cancel()
         scrubber.cancel()
+        await app[SIGNALS].drain()
         await committer.stop()
         await store.close()
 

@@ -13,6 +13,7 @@ from server.delivery.store import Store
 from server.keys.directory import KeyDirectory
 from server.safety.hashing import HashMatcher
 from server.safety.service import SafetyService
+from server.safety.signals_service import SignalsService
 from server.social.service import SocialService
 
 CONFIG = web.AppKey("config", RelayConfig)
@@ -30,5 +31,7 @@ FRANKING_SECRET = web.AppKey("franking_secret", bytes)
 SAFETY = web.AppKey("safety", SafetyService)
 #: Attachment bytes and their records (server/attachments/).
 BLOBS = web.AppKey("blobs", BlobStore)
+#: Grooming-risk signals applied to stored messages (server/safety/signals_service.py).
+SIGNALS = web.AppKey("signals", SignalsService)
 #: The hash banks, loaded at start (server/safety/hashing/).
 MATCHER = web.AppKey("matcher", HashMatcher)

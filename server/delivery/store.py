@@ -207,7 +207,8 @@ CREATE TABLE account_flags (
 # metadata kept for the retention period, server/safety/retention.py); preservation
 # requests, which hold an account's data past normal retention; attachments (issue #13):
 # the blob a message names (its AttachmentRef as JSON) and the uploaded blobs, whose bytes
-# live in files under <data-dir>/blobs/ (server/attachments/store.py).
+# live in files under <data-dir>/blobs/ (server/attachments/store.py); each conversation's
+# grooming-risk state (issue #14: firings and counters, never message text).
 _SCHEMA_V6 = """
 ALTER TABLE account_flags ADD COLUMN queue TEXT;
 ALTER TABLE account_flags ADD COLUMN case_id INTEGER;
@@ -222,6 +223,11 @@ CREATE TABLE preservations (
 CREATE INDEX preservations_by_handle ON preservations (handle, until);
 ALTER TABLE messages ADD COLUMN attachment TEXT;
 ALTER TABLE evidence ADD COLUMN blob TEXT;
+CREATE TABLE conversation_risk (
+    conversation TEXT PRIMARY KEY,
+    state BLOB NOT NULL,
+    updated_at REAL NOT NULL
+);
 CREATE TABLE blobs (
     owner TEXT NOT NULL,
     id TEXT NOT NULL,
@@ -453,11 +459,15 @@ class SqliteStore:
         """One write transaction on the writer connection, holding the write lock."""
         async with self._write_lock:
             db = self.db
-            await db.execute("BEGIN IMMEDIATE")
             try:
+                # Inside the try: a task cancelled while BEGIN is on its way must still roll
+                # back (aiosqlite runs the BEGIN anyway), or the next writer finds a
+                # transaction already open.
+                await db.execute("BEGIN IMMEDIATE")
                 yield db
             except BaseException:
-                await db.execute("ROLLBACK")
+                with contextlib.suppress(sqlite3.OperationalError):  # none was open
+                    await db.execute("ROLLBACK")
                 raise
             await db.execute("COMMIT")
 

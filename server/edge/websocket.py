@@ -65,6 +65,7 @@ from server.app_keys import (
     KEY_DIRECTORY,
     RELAY_ID,
     SAFETY,
+    SIGNALS,
     SOCIAL,
     STORE,
 )
@@ -275,8 +276,10 @@ class _Session:
             frame, future = await self._accepts.get()
             assert self.connection is not None
             sender = self.connection.handle
+            fresh = False
             try:
                 stored = await future
+                fresh = stored is not None
                 if stored is None:  # a resend of an id the relay already holds: idempotent
                     stored = await self.app[STORE].find_message(sender, frame.id)
             except Exception:
@@ -295,6 +298,8 @@ class _Session:
                     request=stored.request,
                 )
             )
+            if fresh:  # scored once, after the sender has its answer
+                self.app[SIGNALS].schedule(stored)
 
     async def _on_ack(self, frame: Ack) -> None:
         assert self.connection is not None

@@ -1,0 +1,125 @@
+"""Grooming-risk signals on a real relay (issue 14): an adult's secrecy request in a visible
+chat with a teen brings the teen a notice in the chat (with its code, also in `inbox
+--json`); more stages bring a finding to the `child_safety` queue with every firing listed;
+a parent's ordinary messages bring nothing; an adult–adult `e2ee` chat gets behaviour
+features only, no content rule. Personas and lines are invented and non-explicit."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest_asyncio
+
+from server.admin.roles import change_role
+from server.app_keys import SAFETY, SIGNALS
+from server.safety.signals import FEATURES
+from tests.e2e.test_cli import agechat, create
+from tests.support import Relay, drain, make_profile, open_clients, send_and_wait, years_ago
+
+ADULT, TEEN = years_ago(41), years_ago(14)
+
+
+@pytest_asyncio.fixture
+async def relay(tmp_path):
+    relay = await Relay(tmp_path / "relay").start()
+    yield relay
+    await relay.stop()
+
+
+async def connect(minor, adult) -> None:
+    await minor.contact_request(adult.handle)
+    await adult.respond(minor.handle, accept=True)
+    await drain(minor), await drain(adult)
+
+
+def notices(events) -> list:
+    return [e.message for e in events if e.message.kind == "notice"]
+
+
+def risk_state(relay: Relay, a: str, b: str) -> dict:
+    low, high = sorted((a, b))
+    with sqlite3.connect(relay.config.database_path) as db:
+        (state,) = db.execute(
+            "SELECT state FROM conversation_risk WHERE conversation = ?", (f"dm:{low}:{high}",)
+        ).fetchone()
+    return json.loads(state)
+
+
+async def test_secrecy_brings_a_notice_and_more_stages_a_finding(relay, tmp_path):
+    teen = await make_profile(tmp_path, relay.url, "tia", TEEN)
+    adult = await make_profile(tmp_path, relay.url, "vic", ADULT)
+    csm = await make_profile(tmp_path, relay.url, "cs_mod", years_ago(38))
+    await change_role(relay.config.data_dir, "cs_mod", "child_safety_moderator", grant=True)
+    await relay.app[SAFETY].load()
+    async with open_clients(teen, adult, csm) as (t, v, c):
+        await connect(t, v)
+        await send_and_wait(v, "tia", "how old are you? which school do you go to?")
+        await send_and_wait(v, "tia", "let's keep this between us, don't tell your parents")
+        await relay.app[SIGNALS].drain()
+        got = notices(await drain(t))
+        assert got and all(n.code.startswith("risk_") for n in got)
+        assert any(n.code == "risk_secrecy" for n in got)
+        assert all(n.sender == "agechat" for n in got)
+        for line in (
+            "you look so mature in your photos, really beautiful",
+            "add me on another app, it's more private",
+            "i could get you a gift card if you want",
+            "we should meet up this weekend, just us",
+        ):
+            await send_and_wait(v, "tia", line)
+        await relay.app[SIGNALS].drain()
+        await drain(t)
+        (case,) = await c.moderation.queue("child_safety")
+        assert case.subject == "vic" and "signals" in case.sources
+        view = await c.moderation.case(case.id)
+        (finding,) = [f for f in view.findings if f.source == "signals"]
+        assert "secre" in finding.explanation.lower() and "@tia" in finding.explanation
+
+
+async def test_a_parents_everyday_messages_bring_no_notice(relay, tmp_path):
+    teen = await make_profile(tmp_path, relay.url, "kim", TEEN)
+    parent = await make_profile(tmp_path, relay.url, "mum", ADULT)
+    async with open_clients(teen, parent) as (t, p):
+        await connect(t, p)
+        for line in (
+            "dinner is at 7, don't forget your homework",
+            "can you pick up milk on the way home?",
+            "proud of you for the science fair!",
+        ):
+            await send_and_wait(p, "kim", line)
+        await relay.app[SIGNALS].drain()
+        assert notices(await drain(t)) == []
+
+
+async def test_an_adults_encrypted_chat_gets_behaviour_features_only(relay, tmp_path):
+    a = await make_profile(tmp_path, relay.url, "amy", ADULT)
+    b = await make_profile(tmp_path, relay.url, "bob", years_ago(35))
+    async with open_clients(a, b) as (x, y):
+        await y.contact_request("amy")
+        await x.respond("bob", accept=True)
+        await drain(x), await drain(y)
+        await send_and_wait(y, "amy", "keep this between us, don't tell anyone")
+        await relay.app[SIGNALS].drain()
+        await drain(x)
+    state = risk_state(relay, "amy", "bob")
+    fired = {f["rule"] for f in state.get("firings", [])}
+    assert fired <= set(FEATURES)  # no content rule ran
+
+
+async def test_the_notice_is_in_inbox_json_with_its_code(relay, tmp_path):
+    teen = await create(tmp_path, relay, "sia", TEEN.isoformat())
+    adult = await create(tmp_path, relay, "rob", ADULT.isoformat())
+    assert (await agechat("--profile", str(teen), "contacts", "request", "rob"))[0] == 0
+    assert (await agechat("--profile", str(adult), "contacts", "accept", "sia"))[0] == 0
+    for line in (
+        "how old are you? which school do you go to?",
+        "let's keep this between us, don't tell your parents",
+    ):
+        code, _, err = await agechat("--profile", str(adult), "send", "sia", line)
+        assert code == 0, err
+    await relay.app[SIGNALS].drain()
+    code, out, err = await agechat("--json", "--profile", str(teen), "inbox")
+    assert code == 0, err
+    codes = [json.loads(line)["code"] for line in out.splitlines()]
+    assert any(c and c.startswith("risk_") for c in codes), codes
