@@ -424,6 +424,8 @@ def may_find(policy: Policy, f: Facts) -> Decision:
     """May the actor see the target in directory search (prefix or exact handle)?"""
     if f.target_blocked_actor:
         return _refuse("hidden_from_search")
+    if f.actor_restricted_by_moderator and is_minor(f.target):
+        return _refuse("hidden_from_search")  # a moderator's restriction: no minor at all
     if _restricted(policy, f) and is_minor(f.target) and f.relationship != "connected":
         return _refuse("hidden_from_search")  # a restricted account finds no new minors
     if _guardian(policy, f):

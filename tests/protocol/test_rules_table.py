@@ -327,12 +327,6 @@ def test_every_pair_and_relationship_decides_as_the_rules_say(name, actor, targe
     assert wrong == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: MODERATION.md `restrict` — the subject can't 'find any minor, including "
-    "existing minor contacts'; may_find still finds connected minors for an adult a "
-    "moderator restricted (only unconnected ones are hidden)",
-)
 @pytest.mark.parametrize("name", ["default", "open"])
 def test_a_moderator_restricted_adult_finds_no_minor_not_even_a_contact(name):
     f = Facts("adult", "teen_13_15", "connected", actor_restricted_by_moderator=True)
