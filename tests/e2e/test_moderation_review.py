@@ -149,7 +149,9 @@ async def test_a_restriction_holds_queued_messages_to_minors_as_evidence(world):
         }
     async with open_clients(teen) as (t,):
         got = await drain(t)
-        assert [e.message.code for e in got] == ["contact_restricted"]
+        # Told of the restriction (and, since signals read the held lines when they were
+        # stored, perhaps warned about them), never shown the messages themselves.
+        assert "contact_restricted" in [e.message.code for e in got]
         assert all(e.message.kind != "message" for e in got)
 
 
