@@ -13,17 +13,26 @@ uses the 2% crop and the seeds whose copies fit with margin.
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, features
 
 from protocol.policy import HashMatching
 from server.safety.hashing import BankError, HashMatcher, Match, banks_dir, hash_file
 from server.safety.hashing.banks import bank_counts
-from server.safety.hashing.hashes import pdq_of
+from server.safety.hashing.hashes import (
+    MAX_DECODE_PIXELS,
+    PDQ_FORMATS,
+    PDQ_SIDE,
+    _for_pdq,
+    _prepare_decode,
+    pdq_of,
+)
 from server.safety.hashing.matcher import banks_fingerprint
 
 BANKED = (0, 1, 4, 5)  # seeds of the images put in the bank
@@ -255,10 +264,135 @@ def test_pixels_rotated_and_tagged_upright_still_match(matcher, images):
 
 
 def test_broken_images_skip_pdq_but_keep_exact_hashes(matcher, images):
-    truncated = encode(images[BANKED[0]])[:2000]
-    scan = matcher.scan_bytes(truncated)
-    assert scan.pdq_skipped == "undecodable" and scan.matches == ()
+    png, jpeg = encode(images[BANKED[0]]), encode(images[BANKED[0]], "JPEG", quality=90)
+    junk = np.random.default_rng(1).bytes(500)
+    # A PNG signature before junk, and a JPEG cut inside its header tables: nothing to show.
+    for broken in (png[:8] + junk, jpeg[:400]):
+        scan = matcher.scan_bytes(broken)
+        assert scan.pdq_skipped == "undecodable" and scan.matches == ()
+        assert set(scan.hashes) == {"sha256", "md5"}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "cut"),
+    [("JPEG", 200), ("JPEG", 1000), ("PNG", 300), ("WEBP", 200), ("GIF", 200), ("TIFF", 200)],
+)
+def test_truncated_copies_of_a_banked_image_still_match(matcher, images, fmt, cut):
+    """Bytes cut off the end: viewers show what arrived (the rest grey or black), and so is
+    it hashed. Not a way around the bank."""
+    image = images[BANKED[0]]
+    data = encode(image, fmt, **({"quality": 90} if fmt == "JPEG" else {}))
+    assert pdq_of(data).skipped is None
+    scan = matcher.scan_bytes(data[:-cut])
+    assert scan.pdq_skipped is None
+    assert [m.label for m in scan.matches] == [f"synthetic image {BANKED[0]}"]
+
+
+def test_a_huge_jpeg_is_decoded_reduced_and_matches(matcher, images, tmp_path):
+    """8100×8100 is over the 40 MP decode limit, but libjpeg decodes it at 1/4 scale
+    (2025×2025, 4 MP): it matches, and the full size is never in memory. Grey keeps the
+    test's own memory small (66 MB); PDQ hashes luminance, so it matches the colour bank."""
+    big = images[BANKED[1]].convert("L").resize((8100, 8100), Image.Resampling.BILINEAR)
+    path = tmp_path / "huge.jpg"
+    big.save(path, "JPEG", quality=85)
+    del big
+    assert MAX_DECODE_PIXELS < 8100 * 8100
+    with Image.open(path) as opened:
+        assert _prepare_decode(opened) and opened.size == (2025, 2025)
+    scan = matcher.scan_path(path)
+    assert scan.pdq_skipped is None
+    assert [m.label for m in scan.matches] == [f"synthetic image {BANKED[1]}"]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A valid PNG header claiming width×height grey pixels, then four rows of data (a
+    62 KB file can hold 8000×8000 zeros; this is the same header, smaller)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = zlib.crc32(kind + body)
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", crc)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    rows = zlib.compress(bytes(width + 1) * 4)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", rows) + chunk(b"IEND", b"")
+
+
+def gif_claiming(width: int, height: int) -> bytes:
+    """A GIF whose first frame claims width×height (Pillow allocates a frame that size
+    while opening, before anything here sees it: its own limit must stop it)."""
+    screen = struct.pack("<HHBBB", 1, 1, 0x80, 0, 0) + b"\x00\x00\x00\xff\xff\xff"
+    control = b"!\xf9\x04\x08\x00\x00\x00\x00"  # dispose to background
+    frame = b"," + struct.pack("<HHHHB", 0, 0, width, height, 0) + b"\x02\x02\x44\x01\x00;"
+    return b"GIF89a" + screen + control + frame
+
+
+def jpeg_claiming(width: int, height: int, subsampling: int) -> bytes:
+    """A small baseline JPEG whose frame header claims width×height."""
+    data = encode(Image.new("RGB", (64, 64), (90, 120, 150)), "JPEG", subsampling=subsampling)
+    sof = data.index(b"\xff\xc0")
+    return data[: sof + 5] + struct.pack(">HH", height, width) + data[sof + 9 :]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        png_claiming(8000, 8000),  # 64 MP of PNG: no reduced decoding, over 40 MP
+        png_claiming(6400, 6300),  # 40.3 MP
+        gif_claiming(65535, 65535),  # Pillow's DecompressionBombError, while opening
+        jpeg_claiming(8100, 8100, subsampling=0),  # 4:4:4: 394 MB of coefficients
+        jpeg_claiming(65535, 65535, subsampling=2),
+    ],
+    ids=["png_64mp", "png_40.3mp", "gif_4gp", "jpeg_444_66mp", "jpeg_4gp"],
+)
+def test_images_too_large_to_decode_are_refused_unread_and_said_so(matcher, data):
+    """Refused from the header, before any pixel is decoded, as ``too_large_to_decode``:
+    an image nobody checked, which the relay holds for review rather than passing."""
+    assert pdq_of(data).skipped == "too_large_to_decode"
+    scan = matcher.scan_bytes(data)
+    assert scan.pdq_skipped == "too_large_to_decode" and scan.matches == ()
     assert set(scan.hashes) == {"sha256", "md5"}
+
+
+def test_images_within_the_limits_are_decoded():
+    # Just under 40 MP of PNG; a 66 MP 4:2:0 JPEG (decoded at 1/4 scale; 197 MB of
+    # coefficients if progressive, under the 256 MiB limit).
+    for data in (png_claiming(6300, 6300), jpeg_claiming(8100, 8100, subsampling=2)):
+        assert pdq_of(data).skipped is None
+
+
+def test_only_common_image_formats_are_opened(matcher, images):
+    Image.init()
+    assert set(PDQ_FORMATS) <= set(Image.ID)
+    image = images[BANKED[3]]
+    label = [f"synthetic image {BANKED[3]}"]
+    for fmt in PDQ_FORMATS:
+        if fmt == "AVIF" and not features.check("avif"):
+            continue
+        assert [m.label for m in matcher.match_bytes(encode(image, fmt))] == label, fmt
+    # Formats Pillow could decode but the matcher doesn't open: exact hashes only.
+    for fmt in ("PPM", "TGA", "ICO", "PCX"):
+        scan = matcher.scan_bytes(encode(image, fmt))
+        assert scan.pdq_skipped == "not_an_image" and scan.matches == (), fmt
+
+
+def test_sixteen_bit_grey_matches_as_a_viewer_shows_it(matcher, images):
+    """A 16-bit grey PNG is shown scaled to 8 bits; Pillow's own conversion would clip
+    it to white (quality 0, never looked up)."""
+    grey = np.asarray(images[BANKED[0]].convert("L")).astype(np.uint16) * 257
+    data = encode(Image.fromarray(grey))
+    assert Image.open(io.BytesIO(data)).mode == "I;16"
+    assert [m.label for m in matcher.match_bytes(data)] == [f"synthetic image {BANKED[0]}"]
+
+
+def test_reducing_in_strips_gives_the_pixels_of_reducing_at_once(images):
+    """An image whose mode needs converting is converted a strip at a time: the same
+    pixels as converting it whole, without a second full-size copy."""
+    palette = images[BANKED[0]].resize((2300, 3500)).convert("P", palette=Image.Palette.ADAPTIVE)
+    reduced = _for_pdq(palette)
+    expected = palette.convert("RGB").reduce((2, 3))
+    assert reduced.mode == "RGB" and reduced.size == expected.size == (1150, 1167)
+    assert np.array_equal(np.asarray(reduced), np.asarray(expected))
+    assert all(PDQ_SIDE <= side < 2 * PDQ_SIDE for side in reduced.size)
 
 
 def test_counts_and_an_empty_matcher(tmp_path, bank_root, matcher):

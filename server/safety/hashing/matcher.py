@@ -9,7 +9,8 @@ distance agrees with the query on at least one chunk up to those flips (pigeonho
 
 Threads: a matcher never changes after ``load``, and a lookup only reads it, so any number
 of threads may match at once. Matching is CPU work (decoding, PDQ ~50 ms for a 1024×768
-image, hashing), so an asyncio caller runs it off the event loop::
+image, up to ~0.8 s and ~250 MB for the largest image decoded: hashes.py), so an asyncio
+caller runs it off the event loop, a bounded number at a time::
 
     scan = await asyncio.to_thread(matcher.scan_path, blob_path)
 
@@ -65,8 +66,11 @@ class Scan:
     #: hashed, whatever its quality.
     hashes: Mapping[str, str]
     pdq_quality: int | None
-    #: ``not_an_image``, ``undecodable``, ``too_large`` or ``low_quality`` (below the
-    #: policy's floor: hashed but not looked up); None when PDQ was looked up.
+    #: Why PDQ was not looked up; None when it was. ``not_an_image`` (no image format the
+    #: matcher opens), ``undecodable`` (an image nothing could be decoded from),
+    #: ``too_large_to_decode`` (an image refused for its size, unchecked: hold it for
+    #: review, never pass it as clean) or ``low_quality`` (hashed, below the policy's
+    #: floor). hashes.py's docstring says more about each.
     pdq_skipped: PdqSkip | None
     matches: tuple[Match, ...] = field(default=())
 
@@ -163,17 +167,21 @@ class HashMatcher:
     # --- lookups (thread-safe) -------------------------------------------------------------
 
     def match_bytes(self, data: bytes) -> list[Match]:
-        """The bank entries ``data`` matches (empty: none)."""
+        """The bank entries ``data`` matches (empty: none, or an image that could not be
+        checked: :meth:`scan_bytes` tells them apart)."""
         return list(self.scan_bytes(data).matches)
 
     def match_path(self, path: Path) -> list[Match]:
-        """The bank entries the file at ``path`` matches; exact hashes are streamed."""
+        """The bank entries the file at ``path`` matches; exact hashes are streamed. Empty
+        also for an image that could not be checked (:meth:`scan_path` tells them apart)."""
         return list(self.scan_path(path).matches)
 
     def scan_bytes(self, data: bytes) -> Scan:
         return self._scan(exact_hashes_of_bytes(data), pdq_of(data))
 
     def scan_path(self, path: Path) -> Scan:
+        """The file's hashes, its matches and ``pdq_skipped``: a caller holds a file with
+        ``too_large_to_decode`` (an image nobody checked) rather than passing it."""
         return self._scan(exact_hashes_of_path(path), pdq_of(path))
 
     def _scan(self, exact_hashes: dict[str, str], pdq: PdqResult) -> Scan:
