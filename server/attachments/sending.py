@@ -47,6 +47,8 @@ class Screened:
     #: The banks it matched: `hold` must run (after the policy decision, so that the
     #: restriction a match may bring doesn't change this send's own answer).
     matches: tuple[Match, ...] = ()
+    #: An image too large to decode for matching: held for a person to review.
+    unscannable: bool = False
 
 
 def _slots_for(app: web.Application) -> asyncio.Semaphore:
@@ -89,19 +91,25 @@ async def screen(app: web.Application, sender: str, frame: Send) -> Screened:
     # The relay's own digest, not the sender's word for it.
     checked = msgspec.structs.replace(ref, sha256=blob.sha256.hex())
     async with _slots_for(app):
-        matches = await asyncio.to_thread(app[MATCHER].match_path, blobs.path(sender, ref.id))
-    if matches:
-        return Screened(ref=checked, held=True, matches=tuple(matches))
+        scan = await asyncio.to_thread(app[MATCHER].scan_path, blobs.path(sender, ref.id))
+    if scan.matches:
+        return Screened(ref=checked, held=True, matches=tuple(scan.matches))
+    if scan.pdq_skipped == "too_large_to_decode":
+        # An image nobody could check: held for review, or size would slip past matching.
+        return Screened(ref=checked, held=True, unscannable=True)
     return Screened(ref=checked)
 
 
 async def hold(app: web.Application, sender: str, to: str, screened: Screened) -> None:
     """Keep a matched blob as evidence and file the finding (which may restrict the
     sender pending review)."""
-    if not screened.matches or screened.ref is None:
+    if screened.ref is None or not (screened.matches or screened.unscannable):
         return
     # The finding first: a hold with no evidence row would never be swept.
-    await app[SAFETY].on_hash_match(sender, to, screened.ref, screened.matches)
+    if screened.matches:
+        await app[SAFETY].on_hash_match(sender, to, screened.ref, screened.matches)
+    else:
+        await app[SAFETY].on_unscannable(sender, to, screened.ref)
     await app[BLOBS].hold(sender, screened.ref.id)
     log.info("attachment held: hash match sender=%s id=%s", sender, screened.ref.id)
 

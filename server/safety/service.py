@@ -51,6 +51,7 @@ SCORES = {
     "restriction": 0.8,
     "refusals_to_minors": 0.4,
     "hash_match": 1.0,
+    "unscannable_attachment": 0.3,
 }
 #: Actions after which the case is closed (reinstate acts on the account, not the case).
 CLOSING = frozenset({"dismiss", "warn", "restrict", "suspend", "escalate"})
@@ -345,6 +346,32 @@ class SafetyService:
                     )
                     self.apply_flags({**self.flags, sender: flags})
         return case_id
+
+    async def on_unscannable(self, sender: str, recipient: str, ref: AttachmentRef) -> int:
+        """A `visible` image too large to decode for matching was held: a person looks at
+        the case (the file itself is never shown, only its description)."""
+        return await self.open_or_join_case(
+            sender,
+            Finding(
+                source="unscannable_attachment",
+                score=SCORES["unscannable_attachment"],
+                explanation=f"An image to @{recipient} was too large to check against the "
+                "known-material banks, so it was held for review rather than delivered.",
+                involves_minor=self._is_minor(sender) or self._is_minor(recipient),
+                evidence=[
+                    Evidence(
+                        sender=sender,
+                        recipient=recipient,
+                        mode="visible",
+                        sent_at=self.clock(),
+                        franking="verified",
+                        text=f"[attachment “{ref.name}”, {ref.type}, {ref.size} bytes, "
+                        f"sha256 {ref.sha256}; held, never delivered]",
+                        blob=ref.id,
+                    )
+                ],
+            ),
+        )
 
     async def on_restricted(self, handle: str) -> None:
         await self.open_or_join_case(

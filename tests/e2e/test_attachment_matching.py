@@ -158,3 +158,25 @@ async def test_a_held_attachment_goes_with_its_case_evidence_after_retention(rel
     assert not path.exists()
     with sqlite3.connect(relay.config.database_path) as db:
         assert db.execute("SELECT * FROM blobs WHERE id = ?", (blob,)).fetchall() == []
+
+
+async def test_an_image_too_large_to_check_is_held_for_review(relay, tmp_path):
+    adult = await Person("vic", years_ago(40)).register(relay)
+    teen = await Person("tia", years_ago(15)).register(relay)
+    big = io.BytesIO()
+    Image.new("L", (6400, 6400)).save(big, "PNG")  # 41 MP: over the decode cap, tiny file
+    data = big.getvalue()
+    async with connect(relay, teen) as t, connect(relay, adult) as v:
+        await request(t, ContactRequest(rid=new_id(), to="vic"))
+        await request(v, ContactRespond(rid=new_id(), handle="tia", accept=True))
+        blob = await upload(relay, adult, data, tmp_path)
+        ref = AttachmentRef(id=blob, size=len(data), name="huge.png", type="image/png")
+        held = Send(id=new_id(), to="tia", mode="visible", body="", attachment=ref)
+        assert isinstance(await request(v, held), Accepted)  # answered as stored
+    with sqlite3.connect(relay.config.database_path) as db:
+        assert db.execute(
+            "SELECT COUNT(*) FROM messages WHERE msg_id = ?", (held.id,)
+        ).fetchone() == (0,)
+        assert db.execute("SELECT state FROM blobs WHERE id = ?", (blob,)).fetchone() == ("held",)
+        sources = [s for (s,) in db.execute("SELECT source FROM findings").fetchall()]
+    assert sources == ["unscannable_attachment"]
