@@ -19,6 +19,7 @@ from protocol import frames as f
 from protocol import moderation
 from protocol.codec import (
     FrameError,
+    _FrameDecoder,
     client_frames,
     decode_client_frame,
     decode_relay_frame,
@@ -255,6 +256,7 @@ def test_an_invalid_field_is_named_and_the_frame_referenced():
         ({"id": "i" * 8}, "i" * 8),
         ({"rid": 5, "id": "i" * 8}, None),  # not a string: nothing to refer to
         ({"rid": ""}, None),
+        ({"rid": "r"}, "r"),
         ({"rid": "r" * 64}, "r" * 64),
         ({"rid": "r" * 65}, None),
         ({}, None),
@@ -334,3 +336,12 @@ def test_whatever_decodes_is_the_frame_its_type_names_and_re_encodes_the_same(va
     assert type(frame) is CLIENT_TYPES[value["type"]]
     assert decode_client_frame(encode_frame(frame)) == frame
     assert json.loads(encode_frame(frame))["type"] == value["type"]
+
+
+def test_a_decoder_is_made_from_its_union_its_types_and_its_limit():
+    decoder = _FrameDecoder(f.ClientFrame, f.CLIENT_FRAME_TYPES, 100)
+    assert decoder.decode(b'{"type":"contacts_list","rid":"abcdefgh"}') == f.ContactsList(
+        rid="abcdefgh"
+    )
+    assert refused(decoder.decode, b'{"type":"synced"}').code == "unknown_frame_type"
+    assert refused(decoder.decode, padded(101)).code == "frame_too_large"
