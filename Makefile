@@ -10,7 +10,7 @@ PORT   ?= 8765
 PERSONA ?= maya
 POLICY  ?= default
 
-.PHONY: install test lint serve demo bench clean
+.PHONY: install test lint serve demo bench clean mutate
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/relay_throughput.py
+
+# Mutation testing of the safety-critical modules (docs/TESTING.md), one module at a time in
+# a scratch copy, each against the tests that guard it; not part of `test`.
+# `make mutate MUTATE="policy ratchet"` picks modules; MUTATE_ARGS="--jobs 1 --timeout 300".
+MUTATE      ?=
+MUTATE_ARGS ?=
+mutate: $(STAMP)
+	$(BIN)/python tools/mutate.py $(MUTATE) $(MUTATE_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .ruff_cache
