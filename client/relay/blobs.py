@@ -18,6 +18,7 @@ from pathlib import Path
 import aiohttp
 import msgspec
 
+from client.attachments import sha256_of
 from client.errors import ClientError, error_message
 from protocol.attachments import (
     HANDLE_HEADER,
@@ -35,14 +36,6 @@ from protocol.types import Mode
 
 CHUNK = 64 * 1024
 TIMEOUT = aiohttp.ClientTimeout(total=300, sock_connect=10)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 async def _chunks(path: Path) -> AsyncIterator[bytes]:
@@ -93,7 +86,7 @@ class BlobTransfer:
         """Upload the file at ``path`` as blob ``blob_id`` (an id this account chose). A
         retried upload of the same bytes is answered like the first."""
         size = path.stat().st_size
-        digest = file_sha256(path)
+        digest = sha256_of(path)
         at = self._clock()
         message = upload_message(self._relay_id(), self._handle, blob_id, mode, size, digest, at)
         headers = self._headers(message, at) | {

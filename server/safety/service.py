@@ -302,10 +302,6 @@ class SafetyService:
             + (f", label “{m.label}”" if m.label else "")
             for m in matches
         )
-        described = (
-            f"[attachment “{ref.name}”, {ref.type}, {ref.size} bytes, sha256 {ref.sha256}; "
-            "held, never delivered; the file is kept as evidence and never shown]"
-        )
         case_id = await self.open_or_join_case(
             sender,
             Finding(
@@ -315,17 +311,7 @@ class SafetyService:
                 "The message was held.",
                 involves_minor=self._is_minor(sender) or self._is_minor(recipient),
                 hash_match=True,
-                evidence=[
-                    Evidence(
-                        sender=sender,
-                        recipient=recipient,
-                        mode="visible",
-                        sent_at=self.clock(),
-                        franking="verified",  # the relay received it from the sender itself
-                        text=described,
-                        blob=ref.id,
-                    )
-                ],
+                evidence=[self._held_file(sender, recipient, ref)],
             ),
         )
         log.info("hash match case=%d signal=%s", case_id, best.signal)
@@ -347,6 +333,19 @@ class SafetyService:
                     self.apply_flags({**self.flags, sender: flags})
         return case_id
 
+    def _held_file(self, sender: str, recipient: str, ref: AttachmentRef) -> Evidence:
+        """Evidence describing a held attachment (the file is kept, never shown)."""
+        return Evidence(
+            sender=sender,
+            recipient=recipient,
+            mode="visible",
+            sent_at=self.clock(),
+            franking="verified",  # the relay received it from the sender itself
+            text=f"[attachment “{ref.name}”, {ref.type}, {ref.size} bytes, sha256 "
+            f"{ref.sha256}; held, never delivered; the file is kept as evidence and never shown]",
+            blob=ref.id,
+        )
+
     async def on_unscannable(self, sender: str, recipient: str, ref: AttachmentRef) -> int:
         """A `visible` image too large to decode for matching was held: a person looks at
         the case (the file itself is never shown, only its description)."""
@@ -358,18 +357,7 @@ class SafetyService:
                 explanation=f"An image to @{recipient} was too large to check against the "
                 "known-material banks, so it was held for review rather than delivered.",
                 involves_minor=self._is_minor(sender) or self._is_minor(recipient),
-                evidence=[
-                    Evidence(
-                        sender=sender,
-                        recipient=recipient,
-                        mode="visible",
-                        sent_at=self.clock(),
-                        franking="verified",
-                        text=f"[attachment “{ref.name}”, {ref.type}, {ref.size} bytes, "
-                        f"sha256 {ref.sha256}; held, never delivered]",
-                        blob=ref.id,
-                    )
-                ],
+                evidence=[self._held_file(sender, recipient, ref)],
             ),
         )
 

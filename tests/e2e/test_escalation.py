@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import io
-import random
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 
 import pytest_asyncio
-from PIL import Image, ImageDraw
 
 from client.relay.blobs import BlobTransfer
 from protocol.attachments import AttachmentRef
@@ -22,6 +20,7 @@ from server.app_keys import RELAY_ID, SAFETY
 from server.safety.cybertip_schema import check
 from server.safety.hashing import banks_dir, hash_file
 from server.safety.service import Evidence, Finding
+from tests.e2e.test_attachment_matching import picture
 from tests.server.raw import Person, connect, new_id, request
 from tests.support import (
     Relay,
@@ -257,22 +256,6 @@ async def test_a_preview_is_the_draft_escalate_writes_written_nowhere_and_audite
 
 
 # --- a held attachment (the bank and pictures as in test_attachment_matching.py) ----------
-
-
-def picture(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
-    """A generated picture: a gradient and coloured discs, different per seed."""
-    rng = random.Random(seed)
-    image = Image.new("RGB", size)
-    draw = ImageDraw.Draw(image)
-    for y in range(size[1]):
-        shade = int(255 * y / size[1])
-        draw.line([(0, y), (size[0], y)], fill=(shade, rng.randint(0, 255), 255 - shade))
-    for _ in range(12):
-        x, y = rng.randint(0, size[0]), rng.randint(0, size[1])
-        r = rng.randint(20, 120)
-        colour = tuple(rng.randint(0, 255) for _ in range(3))
-        draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
-    return image
 
 
 @pytest_asyncio.fixture
