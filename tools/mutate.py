@@ -20,6 +20,7 @@ takes a commit instead.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import shutil
@@ -41,6 +42,9 @@ class Module:
     path: str
     #: The tests that should guard it (pytest arguments).
     tests: tuple[str, ...]
+    #: ``mutmut``, or ``declarative`` for a module that is mostly module-level
+    #: declarations, which mutmut 3 (function bodies only) doesn't mutate.
+    tool: str = "mutmut"
 
 
 MODULES: dict[str, Module] = {
@@ -73,6 +77,7 @@ MODULES: dict[str, Module] = {
             "tests/protocol/test_protocol_doc.py",
             "tests/protocol/test_mutants_codec.py",
         ),
+        tool="declarative",
     ),
     "social": Module(
         "server/social/service.py",
@@ -131,6 +136,8 @@ def run_module(name: str, module: Module, args: argparse.Namespace, out: Path) -
     work = Path(tempfile.mkdtemp(prefix=f"agechat-mutate-{name}-"))
     try:
         scratch_copy(work, args.ref)
+        if module.tool == "declarative":
+            return run_declarative(name, module, args, out, work)
         write_config(work, module)
         mutmut = str(BIN / "mutmut")
         started = time.monotonic()
@@ -177,6 +184,157 @@ def run_module(name: str, module: Module, args: argparse.Namespace, out: Path) -
             print(f"  kept {work}", file=sys.stderr)
         else:
             shutil.rmtree(work, ignore_errors=True)
+
+
+# --- declarative mutants (module-level code mutmut 3 leaves alone) --------------------------
+
+
+def declarative_mutants(source: bytes) -> list[tuple[str, bytes]]:
+    """One change each to what a module declares rather than computes: a member dropped
+    from a ``|`` union, a set or a ``Literal[...]``; a wire tag or field name renamed; a
+    size or range bound in ``msgspec.Meta`` moved by one; a field default or a module-level
+    string constant changed."""
+    tree = ast.parse(source)
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+
+    def span(node: ast.AST) -> tuple[int, int]:
+        return (
+            starts[node.lineno - 1] + node.col_offset,  # type: ignore[attr-defined]
+            starts[node.end_lineno - 1] + node.end_col_offset,  # type: ignore[attr-defined]
+        )
+
+    def text(node: ast.AST) -> str:
+        a, b = span(node)
+        return source[a:b].decode()
+
+    found: list[tuple[str, ast.AST, str]] = []
+
+    def chain(node: ast.AST) -> list[ast.AST]:
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr):
+            return chain(node.left) + chain(node.right)
+        return [node]
+
+    for stmt in tree.body:
+        value = getattr(stmt, "value", None)
+        if isinstance(stmt, ast.Assign | ast.AnnAssign) and value is not None:
+            parts = chain(value)
+            if len(parts) > 2 and all(isinstance(p, ast.Name) for p in parts):
+                for i, part in enumerate(parts):
+                    rest = " | ".join(text(p) for j, p in enumerate(parts) if j != i)
+                    found.append((f"drop {text(part)} from a union", value, f"({rest})"))
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.append((f"change {value.value!r}", value, repr(value.value + "_x")))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Set) and len(node.elts) > 1:
+            for i, elt in enumerate(node.elts):
+                rest = ", ".join(text(e) for j, e in enumerate(node.elts) if j != i)
+                found.append((f"drop {text(elt)} from a set", node, "{" + rest + "}"))
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "Literal"
+            and isinstance(node.slice, ast.Tuple)
+        ):
+            elts = node.slice.elts
+            for i, elt in enumerate(elts):
+                rest = ", ".join(text(e) for j, e in enumerate(elts) if j != i)
+                found.append((f"drop {text(elt)} from a Literal", node, f"Literal[{rest}]"))
+        if isinstance(node, ast.ClassDef):
+            for kw in node.keywords:
+                if kw.arg == "tag" and isinstance(kw.value, ast.Constant):
+                    found.append(
+                        (f"rename tag {kw.value.value!r}", kw.value, repr(kw.value.value + "_x"))
+                    )
+            for item in node.body:
+                if isinstance(item, ast.AnnAssign) and isinstance(item.value, ast.Constant):
+                    v = item.value.value
+                    target = text(item.target)
+                    if isinstance(v, bool):
+                        found.append(
+                            (f"{node.name}.{target} default {not v}", item.value, repr(not v))
+                        )
+                    elif isinstance(v, str):
+                        found.append(
+                            (f"{node.name}.{target} default changed", item.value, repr(v + "_x"))
+                        )
+                    elif v is None:
+                        found.append(
+                            (
+                                f"{node.name}.{target} default required",
+                                item,
+                                f"{target}: {text(item.annotation)}",
+                            )
+                        )
+        if isinstance(node, ast.Call):
+            callee = text(node.func)
+            for kw in node.keywords:
+                if not isinstance(kw.value, ast.Constant):
+                    continue
+                v = kw.value.value
+                if callee.endswith("field") and kw.arg == "name" and isinstance(v, str):
+                    found.append((f"rename wire field {v!r}", kw.value, repr(v + "_x")))
+                if callee.endswith("Meta") and isinstance(v, int) and not isinstance(v, bool):
+                    for delta in (-1, 1):
+                        found.append((f"Meta {kw.arg}={v}{delta:+d}", kw.value, str(v + delta)))
+    mutants = []
+    for what, node, replacement in found:
+        a, b = span(node)
+        mutated = source[:a] + replacement.encode() + source[b:]
+        try:
+            ast.parse(mutated)
+        except SyntaxError:
+            continue
+        line = node.lineno  # type: ignore[attr-defined]
+        mutants.append((f"line {line}: {what}", mutated))
+    return mutants
+
+
+def run_declarative(
+    name: str, module: Module, args: argparse.Namespace, out: Path, work: Path
+) -> dict:
+    """Each mutant written into the scratch copy in turn, the module's tests run (stopping
+    at the first failure), the file restored."""
+    target = work / module.path
+    original = target.read_bytes()
+    mutants = declarative_mutants(original)
+    tests = [t for t in module.tests if (work / t).exists()]
+    command = [str(BIN / "pytest"), "-q", "-x", "-p", "no:cacheprovider", *tests]
+    started = time.monotonic()
+    killed, survived, finished = 0, [], True
+    clean = subprocess.run(command, cwd=work, capture_output=True, check=False)
+    if clean.returncode != 0:
+        raise SystemExit(f"{name}: its tests fail without any mutant:\n{clean.stdout.decode()}")
+    try:
+        for what, mutated in mutants:
+            if time.monotonic() - started > args.timeout:
+                finished = False
+                break
+            target.write_bytes(mutated)
+            result = subprocess.run(command, cwd=work, capture_output=True, check=False)
+            if result.returncode == 0:
+                survived.append(what)
+            else:
+                killed += 1
+    finally:
+        target.write_bytes(original)
+    with open(out / f"{name}-survivors.txt", "w") as f:
+        f.writelines(f"=== {what}\n" for what in survived)
+    total = len(mutants)
+    return {
+        "module": module.path,
+        "tests": list(module.tests),
+        "tool": "declarative",
+        "finished": finished,
+        "seconds": round(time.monotonic() - started),
+        "killed": killed,
+        "survived": len(survived),
+        "total": total,
+        "not_run": total - killed - len(survived),
+        "score": round(100 * killed / total, 1) if total else None,
+        "survivors": survived,
+    }
 
 
 def survivors_of(work: Path, mutmut: str) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ docs/PROTOCOL.md's tables (§4, §6.2, §6.3, §8), not read back from the code.
 
 from __future__ import annotations
 
+import base64
 import json
 
 import msgspec
@@ -345,3 +346,137 @@ def test_a_decoder_is_made_from_its_union_its_types_and_its_limit():
     )
     assert refused(decoder.decode, b'{"type":"synced"}').code == "unknown_frame_type"
     assert refused(decoder.decode, padded(101)).code == "frame_too_large"
+
+
+# --- what each frame's fields accept (PROTOCOL.md §4, §6.2, §6.3), at the bounds -----------
+
+B64 = {n: base64.b64encode(bytes(n)).decode() for n in (31, 32, 33, 64)}
+
+
+def decodes(decode, value: dict) -> bool:
+    try:
+        decode(json.dumps(value))
+    except FrameError as exc:
+        assert exc.code == "invalid_frame"
+        return False
+    return True
+
+
+def report(**message) -> dict:
+    return {
+        "type": "report",
+        "rid": "abcdefgh",
+        "handle": "bob",
+        "reason": "spam",
+        "messages": [{"id": "abcdefgh", "from": "bob", "to": "ann", "text": "hi", **message}],
+    }
+
+
+def test_optional_fields_and_their_defaults():
+    minimal = decode_client_frame(json.dumps(report()))
+    assert minimal.messages[0] == f.ReportedMessage(
+        id="abcdefgh", sender="bob", to="ann", text="hi"
+    )
+    m = minimal.messages[0]
+    assert (m.sent_at, m.franking_key, m.commitment, m.franking_tag, m.attachment_sha256) == (
+        None,
+        None,
+        None,
+        None,
+        None,
+    )
+    assert '"from":"bob"' in encode_frame(minimal)
+    upload = decode_client_frame('{"type":"upload_prekeys","rid":"abcdefgh"}')
+    assert (upload.signed_prekey, upload.one_time_prekeys) == (None, [])
+    fetch = decode_client_frame('{"type":"fetch_bundle","rid":"abcdefgh","handle":"bob"}')
+    assert fetch.one_time_prekey is True
+    accepted = decode_relay_frame(
+        '{"type":"accepted","id":"abcdefgh","conversation":"dm:a:b",'
+        '"sent_at":"2026-01-02T03:04:05Z"}'
+    )
+    assert accepted.request is False
+    error = decode_relay_frame('{"type":"error","code":"x","message":"m"}')
+    assert error.ref is None
+    contact = msgspec.convert(
+        {"handle": "bob", "display_name": "Bob", "state": "connected", "mode": None},
+        f.ContactEntry,
+    )
+    assert contact.restricted is False
+
+
+def test_a_bundle_without_prekeys():
+    declaration = {
+        "handle": "bob",
+        "band": "adult",
+        "identity_key": B64[32],
+        "declared_at": "2026-01-02T03:04:05Z",
+        "signature": B64[64],
+    }
+    bundle = decode_relay_frame(
+        json.dumps(
+            {
+                "type": "bundle",
+                "rid": "abcdefgh",
+                "handle": "bob",
+                "mode": "visible",
+                "identity_key": B64[32],
+                "declaration": declaration,
+            }
+        )
+    )
+    assert (bundle.signed_prekey, bundle.one_time_prekey) == (None, None)
+
+
+@pytest.mark.parametrize("kind", ["message", "system", "notice"])
+def test_each_delivery_kind(kind):
+    frame = decode_relay_frame(
+        json.dumps(
+            {
+                "type": "deliver",
+                "id": "abcdefgh",
+                "from": "agechat",
+                "to": "bob",
+                "conversation": "dm:agechat:bob",
+                "mode": "visible",
+                "body": "hi",
+                "sent_at": "2026-01-02T03:04:05Z",
+                "kind": kind,
+            }
+        )
+    )
+    assert frame.kind == kind
+
+
+@pytest.mark.parametrize("field", ["franking_key", "commitment", "franking_tag"])
+def test_franking_values_are_exactly_32_bytes(field):
+    assert decodes(decode_client_frame, report(**{field: B64[32]}))
+    assert not decodes(decode_client_frame, report(**{field: B64[31]}))
+    assert not decodes(decode_client_frame, report(**{field: B64[33]}))
+
+
+def test_search_query_and_report_reason_lengths():
+    def search(query: str) -> dict:
+        return {"type": "search", "rid": "abcdefgh", "query": query}
+
+    assert not decodes(decode_client_frame, search(""))
+    assert decodes(decode_client_frame, search("a"))
+    assert decodes(decode_client_frame, search("a" * 64))
+    assert not decodes(decode_client_frame, search("a" * 65))
+    assert not decodes(decode_client_frame, {**report(), "reason": ""})
+    assert decodes(decode_client_frame, {**report(), "reason": "r"})
+    assert decodes(decode_client_frame, {**report(), "reason": "r" * 200})
+    assert not decodes(decode_client_frame, {**report(), "reason": "r" * 201})
+
+
+def test_prekey_ids_are_u32():
+    def upload(key_id: int) -> dict:
+        return {
+            "type": "upload_prekeys",
+            "rid": "abcdefgh",
+            "one_time_prekeys": [{"id": key_id, "public": B64[32]}],
+        }
+
+    assert not decodes(decode_client_frame, upload(-1))
+    assert decodes(decode_client_frame, upload(0))
+    assert decodes(decode_client_frame, upload(2**32 - 1))
+    assert not decodes(decode_client_frame, upload(2**32))
