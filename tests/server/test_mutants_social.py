@@ -333,7 +333,9 @@ async def test_a_redeclaration_applies_in_memory_at_once(relay: Relay):
         ]  # cyd's request was cancelled: adults can't start contact with minors
         assert [(x.handle, x.mode) for x in await contacts(b)] == [("ann", "visible")]
         assert await contacts(c) == []
-        assert outcome(await fetch_bundle(b, "ann")) == ("bundle", ("ann", "visible"))
+        bundle = await fetch_bundle(b, "ann")
+        assert outcome(bundle) == ("bundle", ("ann", "visible"))
+        assert bundle.declaration.band == "teen_13_15"  # the new declaration, stored
         assert outcome(await send(b, "ann", "plain now")) == ("accepted", ("dm:ann:bob", False))
         # Adult strangers can neither find nor reach her.
         assert await search(d, "ann") == []

@@ -20,6 +20,7 @@ from protocol.policy import Decision, Policy
 from server.delivery.records import NewMessage
 from server.delivery.store import SqliteStore
 from server.policy.loader import load_policy
+from server.social import service as service_module
 from server.social import store as social_store
 from server.social.service import SocialService
 
@@ -566,3 +567,147 @@ async def test_loading_rebuilds_memory_from_the_store(world):
     assert entries(again, "ann") == entries(social, "ann")
     assert entries(again, "bob") == entries(social, "bob")
     assert events.take() == []  # nobody's band changed
+
+
+# --- what only minors' actions count, and what survives a restart -------------------------
+
+COUNTED = (
+    social_store.BLOCKED_BY_MINOR,
+    social_store.REPORTED_BY_MINOR,
+    social_store.REFUSED_TO_MINOR,
+    social_store.DECLINED_BY_MINOR,
+)
+
+
+async def test_adults_blocking_reporting_declining_or_refusing_adults_count_nothing(world):
+    policy = load_policy("default")
+    policy = msgspec.structs.replace(
+        policy, limits=msgspec.structs.replace(policy.limits, contact_requests_per_day=1)
+    )
+    social, _, _ = await service(world, policy, ada=ADULT, bob=ADULT2, cyd=ADULT2, dee=ADULT2)
+    await connect(social, "bob", "ada")
+    await social.block("bob", "ada")
+    await social.report("bob", "ada", "spam", b"[]")
+    await social.contact_request("cyd", "ada")
+    await social.respond("ada", "cyd", accept=False)
+    assert (await social.contact_request("ada", "dee")).outcome == "request"
+    assert (await social.contact_request("ada", "cyd")).reason == "rate_limited"
+    assert (await social.decide_message("ada", "dee", "e2ee")).outcome == "request"
+    social._clock.now = NOW + timedelta(hours=1)
+    # bob blocked her: the answer she'd get anyway (a refusal between contacts, uncounted).
+    assert (await social.contact_request("ada", "bob")).reason == "already_connected"
+    since = NOW - timedelta(days=30)
+    for handle in ("ada", "bob", "cyd", "dee"):
+        assert await social.social.count_events(handle, COUNTED, since) == 0, handle
+    # ...and an adult over the daily cap towards another adult counts nothing either.
+    social.add_account("eve", "Eve", ADULT)
+    assert (await social.contact_request("ada", "eve")).reason == "rate_limited"
+    assert await social.social.count_events("ada", COUNTED, since) == 0
+
+
+async def test_a_third_block_restricts_at_once_and_adults_see_no_flag(world, caplog):
+    social, events, _ = await service(
+        world, ada=ADULT, bob=ADULT2, tia=TEEN14, tom=TEEN16, una=TEEN16
+    )
+    await connect(social, "bob", "ada")
+    for minor in ("tia", "tom", "una"):
+        await social.contact_request(minor, "ada")
+    events.take()
+    with caplog.at_level("INFO", logger="agechat.relay.policy"):
+        for minor in ("tia", "tom", "una"):
+            await social.block(minor, "ada")
+    assert social.restricted == {"ada"}
+    assert "adult restricted from contacting minors handle=ada" in caplog.messages
+    assert entries(social, "bob") == [("ada", "connected", "e2ee", False)]  # bob is an adult
+    # A minor accepting a request from an adult restricted since is refused.
+    social.add_account("vic", "Vic", TEEN14)
+    social._contacts[social_store.pair_key("ada", "vic")] = social_store.ContactRow(
+        *social_store.pair_key("ada", "vic"), state="requested", requester="ada"
+    )
+    refused = await social.respond("vic", "ada", accept=True)
+    assert (refused.outcome, refused.reason) == ("refuse", "sender_restricted")
+
+
+async def test_three_refusals_without_a_finding_listener(world):
+    """A bare relay has no safety service listening: the threshold passes quietly."""
+    social, _, _ = await service(world, ada=ADULT, t1=TEEN14, t2=TEEN14, t3=TEEN14)
+    assert social.on_refusals_to_minors is None
+    for minor in ("t1", "t2", "t3"):
+        assert (await social.contact_request("ada", minor)).reason == "contact_not_allowed"
+
+
+async def test_a_restart_keeps_names_blocks_unblocks_and_restrictions_without_a_word(world):
+    social, events, _ = await service(
+        world, ada=ADULT, bob=ADULT2, tia=TEEN14, tom=TEEN16, una=TEEN16
+    )
+    assert await social.social.announced_bands() == {
+        "ada": "adult",
+        "bob": "adult",
+        "tia": "teen_13_15",
+        "tom": "teen_16_17",
+        "una": "teen_16_17",
+    }
+    for minor in ("tia", "tom", "una"):
+        await social.contact_request(minor, "ada")
+        await social.block(minor, "ada")
+    await social.block("bob", "ada")
+    await social.unblock("bob", "ada")
+    assert social.restricted == {"ada"}
+    for handle, info in social.accounts.items():
+        await world.db.execute(
+            "INSERT INTO accounts (handle, display_name, identity_key, dh_identity_key, "
+            "birthdate, declaration, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (handle, info.display_name, b"k" * 32, b"d" * 32, info.birthdate.isoformat(),
+             b"{}", NOW.timestamp()),
+        )  # fmt: skip
+    await world.db.commit()
+    events.take()
+    again, events, _ = await service(world)
+    await again.load()
+    assert again.accounts["ada"] == social_store.AccountInfo("Ada", ADULT)
+    assert again.restricted == {"ada"}
+    assert again._blocks == {("tia", "ada"), ("tom", "ada"), ("una", "ada")}
+    assert events.take() == []  # restriction isn't announced again at start
+
+
+async def test_events_have_fresh_ids_and_a_failed_one_is_logged(world, caplog):
+    social, events, _ = await service(world, ann=ADULT, bob=ADULT2)
+    await connect(social, "bob", "ann")
+    ids = [m.msg_id for m in events.sent]
+    assert len(set(ids)) == len(ids) == 3
+    assert all(len(i) == 22 for i in ids)  # 16 random bytes, URL-safe base64
+
+    loop = asyncio.get_running_loop()
+    with caplog.at_level("ERROR", logger="agechat.relay.policy"):
+        failed = loop.create_future()
+        failed.set_exception(RuntimeError("disk full"))
+        service_module._log_failure(failed)
+        cancelled = loop.create_future()
+        cancelled.cancel()
+        service_module._log_failure(cancelled)
+        fine = loop.create_future()
+        fine.set_result(None)
+        service_module._log_failure(fine)
+    assert caplog.messages == ["storing a relay event failed: disk full"]
+
+
+async def test_a_birthdate_changed_outside_is_picked_up_on_reload(world):
+    social, events, _ = await service(world, ann=ADULT, bob=ADULT2)
+    await connect(social, "bob", "ann")
+    for handle, info in social.accounts.items():
+        await world.db.execute(
+            "INSERT INTO accounts (handle, display_name, identity_key, dh_identity_key, "
+            "birthdate, declaration, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (handle, info.display_name, b"k" * 32, b"d" * 32, info.birthdate.isoformat(),
+             b"{}", NOW.timestamp()),
+        )  # fmt: skip
+    await world.db.commit()
+    events.take()
+    await social.social.set_birthdate("ann", TEEN16, None)  # as `agechat admin` would
+    await social.reload_accounts()
+    assert social.band_of("ann") == "teen_16_17"
+    assert social.mode("ann", "bob") == "visible"
+    assert sorted((m.recipient, m.code) for m in events.sent) == [
+        ("ann", "band_changed"),
+        ("bob", "band_changed"),
+    ]
