@@ -382,7 +382,7 @@ def main() -> int:
     for name in args.modules:
         module = MODULES[name]
         if args.tests:
-            module = Module(module.path, tuple(args.tests))
+            module = Module(module.path, tuple(args.tests), module.tool)
         result = run_module(name, module, args, args.out)
         results[name] = result
         score = f"{result['score']}%" if result["score"] is not None else "-"

@@ -239,9 +239,12 @@ def _request(policy: Policy, f: Facts) -> tuple[str, str]:
 
 def expected_find(policy: Policy, f: Facts) -> tuple[str, str]:
     """`contact.<pair>.search`; the blocker disappears from the blocked person's search; a
-    restricted account doesn't find minors it isn't connected with; `never` hides both."""
+    restricted account doesn't find minors it isn't connected with, and one a moderator
+    restricted no minor at all (MODERATION.md `restrict`); `never` hides both."""
     hidden = (R, "hidden_from_search")
     if f.target_blocked_actor:
+        return hidden
+    if f.actor_restricted_by_moderator and group(f.target) == "minor":
         return hidden
     if restricted(policy, f) and group(f.target) == "minor" and f.relationship != "connected":
         return hidden
@@ -312,15 +315,8 @@ def test_every_pair_and_relationship_decides_as_the_rules_say(name, actor, targe
             ("may_message", rules.may_message, expected_message),
             ("may_request", rules.may_request, expected_request),
             ("may_accept", rules.may_accept, expected_accept),
+            ("may_find", rules.may_find, expected_find),
         ]
-        # MODERATION.md's "find any minor, including existing minor contacts" is checked
-        # on its own below (xfail): the relay finds connected minors still.
-        if not (
-            f.actor_restricted_by_moderator
-            and group(target) == "minor"
-            and relationship == "connected"
-        ):
-            checks.append(("may_find", rules.may_find, expected_find))
         for what, decide, expect in checks:
             if got(decide(policy, f)) != expect(policy, f):
                 wrong.append((what, relationship, extra, got(decide(policy, f)), expect(policy, f)))
