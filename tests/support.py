@@ -261,3 +261,13 @@ async def send_and_wait(client: RelayClient, to: str, text: str) -> HistoryMessa
     """Send and wait until the relay has stored it (its refusal raised otherwise)."""
     message = await client.send(to, text)
     return await client.wait_accepted(message.msg_id)
+
+
+async def grant(relay: Relay, handle: str, role: str) -> None:
+    """Give ``handle`` a moderation role as `agechat admin grant-role` does, and reload the
+    relay's roles (what its watcher does within a second)."""
+    from server.admin.roles import change_role
+    from server.app_keys import SAFETY
+
+    await change_role(relay.config.data_dir, handle, role, grant=True)
+    await relay.app[SAFETY].load()

@@ -10,10 +10,10 @@ import pytest_asyncio
 
 from client.errors import ClientError
 from server.admin.roles import change_role
-from server.app_keys import SAFETY
 from tests.support import (
     Relay,
     drain,
+    grant,
     make_profile,
     open_client,
     open_clients,
@@ -30,13 +30,6 @@ async def relay(tmp_path):
     relay = await Relay(tmp_path / "relay").start()
     yield relay
     await relay.stop()
-
-
-async def grant(relay: Relay, handle: str, role: str) -> None:
-    await change_role(relay.config.data_dir, handle, role, grant=True)
-    await relay.app[SAFETY].load()  # what the relay's watcher does within a second
-
-
 
 
 async def connect(minor, adult) -> None:

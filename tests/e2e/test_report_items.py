@@ -12,11 +12,10 @@ import pytest_asyncio
 from client.relay import RelayClient
 from client.relay.outbox import new_message_id
 from protocol.frames import Done, Report, ReportedMessage
-from server.admin.roles import change_role
-from server.app_keys import SAFETY, SOCIAL
+from server.app_keys import SOCIAL
 from server.edge.report_items import EARLIEST_SENT_AT
 from server.safety.cybertip_schema import check
-from tests.support import Relay, make_profile, open_clients, refused, years_ago
+from tests.support import Relay, grant, make_profile, open_clients, refused, years_ago
 
 ADULT, TEEN = years_ago(41), years_ago(15)
 #: Stored times go through a float timestamp: allow its rounding.
@@ -28,11 +27,6 @@ async def relay(tmp_path):
     relay = await Relay(tmp_path / "relay").start()
     yield relay
     await relay.stop()
-
-
-async def grant(relay: Relay, handle: str, role: str) -> None:
-    await change_role(relay.config.data_dir, handle, role, grant=True)
-    await relay.app[SAFETY].load()  # what the relay's watcher does within a second
 
 
 def item(

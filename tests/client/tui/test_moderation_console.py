@@ -42,9 +42,7 @@ from protocol.moderation import (
     QueueSummary,
     SubjectView,
 )
-from server.admin.roles import change_role
-from server.app_keys import SAFETY
-from tests.support import Relay, drain, make_profile, open_clients, years_ago
+from tests.support import Relay, drain, grant, make_profile, open_clients, years_ago
 
 SIZE = (120, 40)
 ADULT, TEEN = years_ago(41), years_ago(15)
@@ -60,11 +58,6 @@ class World:
     adult: RelayClient  # vic, the reported adult
     cs_mod: RelayClient  # child_safety_moderator
     gen_mod: RelayClient  # moderator (general queue only)
-
-
-async def grant(relay: Relay, handle: str, role: str) -> None:
-    await change_role(relay.config.data_dir, handle, role, grant=True)
-    await relay.app[SAFETY].load()  # what the relay's watcher does within a second
 
 
 async def send(client: RelayClient, to: str, text: str):
