@@ -14,12 +14,15 @@ is held out: tune on `train`, report `heldout` separately):
   in harmful conversations that got one.
 
 Not a test: it prints figures. Where the events come from is swappable: `--runner engine`
-(the scoring function, the default) is the only runner here; a run through a real relay
+(the scoring function, the default, seconds) or `--runner relay` (bench/signals_relay.py:
+each conversation through its own real relay and real clients, a few minutes; its rows are
+printed beside the engine's, so a difference between the two is visible). A runner
 implements `Runner.run(conversation) -> Trace` (server/safety/signals/evaluation.py) and
-registers itself in RUNNERS.
+registers itself in RUNNERS. `--smoke` runs a handful of conversations (no figures worth
+quoting) so that `make test` notices a runner that no longer finishes.
 
-    python bench/signals_eval.py [--policy default] [--rules PATH] [--split train]
-                                 [--notice-at X] [--finding-at Y] [--list]
+    python bench/signals_eval.py [--runner engine|relay] [--policy default] [--rules PATH]
+                                 [--split train] [--notice-at X] [--finding-at Y] [--list]
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import msgspec
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from protocol.policy import Signals  # noqa: E402
+from protocol.policy import Policy, Signals  # noqa: E402
 from server.policy.loader import load_policy  # noqa: E402
 from server.safety.signals.evaluation import (  # noqa: E402
     NO_NOTICE,
@@ -55,12 +58,43 @@ from server.safety.signals.rules import BehaviourSpec, RuleSet  # noqa: E402
 CORPUS = ROOT / "tests" / "data" / "signals_corpus"
 
 
-def engine_runner(rules: RuleSet, settings: Signals, *, content: bool = True) -> Runner:
-    return EngineRunner(rules, settings, content=content)
+def engine_runner(policy: Policy, rules: RuleSet, settings: Signals) -> dict[str, Runner]:
+    return {
+        "rules + behaviour": EngineRunner(rules, settings),
+        "behaviour only (as e2ee)": EngineRunner(rules, settings, content=False),
+        "content only": EngineRunner(
+            dataclasses.replace(rules, behaviour=BehaviourSpec()), settings
+        ),
+    }
 
 
-#: How to run a conversation: name → factory(rules, settings, content=...).
-RUNNERS: dict[str, Callable[..., Runner]] = {"engine": engine_runner}
+def relay_runner(policy: Policy, rules: RuleSet, settings: Signals) -> dict[str, Runner]:
+    from bench.signals_relay import RelayRunner
+
+    return {
+        "relay: rules + behaviour": RelayRunner(policy, settings),
+        "engine: rules + behaviour": EngineRunner(rules, settings),
+    }
+
+
+#: How to run the corpus: name → factory(policy, rules, settings) → the runs to print, by
+#: name; the first is the one the benign table and the medians are about.
+RUNNERS: dict[str, Callable[[Policy, RuleSet, Signals], dict[str, Runner]]] = {
+    "engine": engine_runner,
+    "relay": relay_runner,
+}
+
+
+def _run_all(name: str, runner: Runner, conversations: Sequence[Conversation]) -> dict[str, Trace]:
+    """Every conversation through ``runner``, with progress on stderr (the relay is slow)."""
+    traces = {}
+    for n, c in enumerate(conversations, start=1):
+        if sys.stderr.isatty():
+            print(f"\r{name}: {n}/{len(conversations)} {c.id:<40}", end="", file=sys.stderr)
+        traces[c.id] = runner.run(c)
+    if sys.stderr.isatty():
+        print("\r" + " " * 70 + "\r", end="", file=sys.stderr)
+    return traces
 
 
 def _fmt(x: float | None) -> str:
@@ -91,9 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--notice-at", type=float)
     ap.add_argument("--finding-at", type=float)
     ap.add_argument("--list", action="store_true", help="one line per conversation (shown split)")
+    ap.add_argument("--smoke", action="store_true", help="six conversations, to check it runs")
     args = ap.parse_args(argv)
 
-    settings = load_policy(args.policy).signals
+    policy = load_policy(args.policy)
+    settings = policy.signals
     overrides = {
         k: v
         for k, v in (("notice_at", args.notice_at), ("finding_at", args.finding_at))
@@ -102,18 +138,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if overrides:
         settings = msgspec.structs.replace(settings, **overrides)
     settings = msgspec.structs.replace(settings, enabled=True)
-    rules = load_rules(args.rules or settings.rules)
+    if args.rules:
+        settings = msgspec.structs.replace(settings, rules=args.rules)
+    rules = load_rules(settings.rules)
     corpus = load_corpus(args.corpus)
+    if args.smoke:  # one of each category, the same ones every time
+        corpus = list({c.spec.category: c for c in reversed(corpus)}.values())[:6]
     shown = [c for c in corpus if args.split == "all" or c.split == args.split]
-    make = RUNNERS[args.runner]
 
-    runs = {
-        "rules + behaviour": make(rules, settings),
-        "behaviour only (as e2ee)": make(rules, settings, content=False),
-        "content only": make(dataclasses.replace(rules, behaviour=BehaviourSpec()), settings),
-    }
-    traces = {name: {c.id: r.run(c) for c in shown} for name, r in runs.items()}
-    main_traces = traces["rules + behaviour"]
+    runs = RUNNERS[args.runner](policy, rules, settings)
+    traces = {name: _run_all(name, r, shown) for name, r in runs.items()}
+    main_traces = next(iter(traces.values()))
 
     harmful = sum(c.spec.label == "harmful" for c in shown)
     print(
@@ -145,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for row in table(f"{run_name}, {split_name}", group, run_traces):
                 print(row)
 
-    print("\nBenign conversations that raised a notice / a finding (rules + behaviour):\n")
+    print(f"\nBenign conversations that raised a notice / a finding ({next(iter(traces))}):\n")
     print("| category | conversations | with a notice | with a finding | must be 0 |")
     print("|---|---|---|---|---|")
     categories = sorted({c.spec.category for c in shown if c.spec.label == "benign"})

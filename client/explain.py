@@ -61,3 +61,12 @@ NOTICE_TITLES = {
     "message_request": "Message request from someone you don't know",
     "contact_request": "Contact request",
 }
+#: Grooming-risk notices (``risk_<rule>``, docs/SIGNALS.md): the rule's own words say what
+#: happened; the title says what to do.
+RISK_NOTICE_TITLE = "Be careful with this person"
+
+
+def notice_title(code: str) -> str:
+    if code.startswith("risk_"):
+        return RISK_NOTICE_TITLE
+    return NOTICE_TITLES.get(code, "Notice")

@@ -1,4 +1,6 @@
-"""A safety notice for a minor: hard to miss, easy to dismiss (Enter or click ✕)."""
+"""A safety notice for a minor: hard to miss, easy to dismiss (Enter or click ✕). A notice
+about the person in the chat (a grooming-risk notice, ``risk_*``) puts block and report one
+key away: buttons that do what Ctrl+B and Ctrl+R do, with the key on them."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Static
 
-from client.explain import NOTICE_TITLES
+from client.explain import notice_title
 
 
 class NoticeBanner(Horizontal):
@@ -23,11 +25,28 @@ class NoticeBanner(Horizontal):
         self.code = code
         self.text = text
 
+    @property
+    def about_this_person(self) -> bool:
+        return self.code.startswith("risk_")
+
     def compose(self) -> ComposeResult:
-        title = NOTICE_TITLES.get(self.code, "Notice")
+        title = notice_title(self.code)
         # Text, not markup: the notice names other people, whose names are not ours to style.
         yield Static(Text.assemble((f"⚠ {title}\n", "bold"), self.text), classes="notice-text")
+        if self.about_this_person:
+            yield Button("Block (Ctrl+B)", id="notice-block", variant="error")
+            yield Button("Report (Ctrl+R)", id="notice-report", variant="error")
         yield Button("Got it", id="dismiss-notice", variant="warning")
+
+    @on(Button.Pressed, "#notice-block")
+    async def _block(self) -> None:
+        # The screen's own action: the same confirmation as Ctrl+B, for the open chat (the
+        # banner is shown only in the chat it is about).
+        await self.run_action("screen.block")
+
+    @on(Button.Pressed, "#notice-report")
+    async def _report(self) -> None:
+        await self.run_action("screen.report")
 
     @on(Button.Pressed, "#dismiss-notice")
     def _dismiss(self) -> None:

@@ -151,6 +151,11 @@ def _check(path: Path, spec: ConversationSpec) -> None:
         last = at
 
 
+def message_times(spec: ConversationSpec) -> list[datetime]:
+    """When each line of ``spec`` happened (UTC)."""
+    return [_when(spec, stamp)[0] for _who, stamp, _text in spec.messages]
+
+
 def _party(p: PartySpec) -> Party:
     return Party(p.handle, p.band)
 

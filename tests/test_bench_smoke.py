@@ -1,0 +1,29 @@
+"""Benchmarks are not tests, but a benchmark that no longer finishes should fail the suite:
+each one's `--smoke` mode (seconds, tiny sizes, no figures worth quoting) runs here."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def smoke(script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / script), "--smoke", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_signals_eval_runs_the_corpus_through_a_real_relay():
+    out = smoke("signals_eval.py", "--runner", "relay")
+    assert "| relay: rules + behaviour, all | finding |" in out
+    assert "| engine: rules + behaviour, all | finding |" in out
+    assert "median messages until the first notice" in out
