@@ -32,11 +32,18 @@ import msgspec
 
 from client.errors import ClientError
 from client.events import MessageReceived
+from client.profile import Profile
 from client.relay import RelayClient
 from protocol.policy import Band, ConversationMode, Policy, Signals, is_minor
 from server.app_keys import SIGNALS
 from server.safety.signals import decode_risk
-from server.safety.signals.evaluation import Conversation, PartySpec, Trace, message_times
+from server.safety.signals.evaluation import (
+    CONTACT_EVENTS,
+    Conversation,
+    PartySpec,
+    Trace,
+    message_times,
+)
 from tests.support import Clock, Relay, make_profile, open_client, years_ago
 
 #: Contact ages beyond this are all "someone the minor has known for a long time" to the
@@ -128,7 +135,7 @@ class RelayRunner:
             base = Path(tmp)
             policy = replay_policy(self.base, self.settings, conversation.spec.mode)
             (base / "policy.toml").write_text(to_toml(policy), encoding="utf-8")
-            clock = Clock(datetime.now(UTC))
+            clock = Clock(datetime.now(UTC).replace(microsecond=0))
             relay = await Relay(
                 base / "relay", clock=clock, policy=str(base / "policy.toml")
             ).start()
@@ -146,8 +153,19 @@ class _Replay:
         self.clock = clock
         self.base = base
 
-    def at(self, offset: timedelta) -> None:
-        self.clock.offset = offset
+    def at(self, when: datetime) -> None:
+        assert self.clock.start is not None
+        self.clock.offset = when - self.clock.start
+
+    def timeline(self) -> tuple[datetime, list[datetime]]:
+        """When the contact starts and when each line is sent, on the relay's clock: the
+        corpus's times moved by whole days (so the minor's local time of day is the
+        corpus's) to just after the clock's start (registration is at the real time)."""
+        assert self.clock.start is not None
+        times = message_times(self.spec)
+        contact = times[0] - timedelta(days=min(self.spec.contact_days, LONGEST_CONTACT_DAYS))
+        shift = timedelta(days=(self.clock.start - contact).days + 1)
+        return contact + shift, [t + shift for t in times]
 
     async def run(self) -> Trace:
         spec = self.spec
@@ -161,38 +179,52 @@ class _Replay:
         }
         adult = next((s for s in ("a", "b") if bands[s] == "adult"), None)
         minor = next((s for s in ("a", "b") if is_minor(bands[s])), None)
+        contact_at, times = self.timeline()
+        zone = timedelta(hours=spec.tz)
+        fillers, pushback = [], 0
+        if adult is not None:
+            fillers, pushback = await self._fillers(adult, handles[adult])
         async with contextlib.AsyncExitStack() as stack:
             clients = {
-                side: await stack.enter_async_context(self._client(profiles[side]))
+                side: await stack.enter_async_context(self._client(profiles[side], zone))
                 for side in ("a", "b")
             }
+            self.at(contact_at)
             if adult is not None:
-                await self._history(adult, handles[adult], clients[adult])
+                await self._history(clients[adult], fillers, pushback)
             await self._connect(clients, handles)
-            return await self._messages(clients, handles, minor)
+            return await self._messages(clients, handles, minor, times)
 
     @contextlib.asynccontextmanager
-    async def _client(self, profile) -> AsyncIterator[RelayClient]:  # type: ignore[no-untyped-def]
-        async with open_client(profile) as client:
+    async def _client(  # type: ignore[no-untyped-def]
+        self, profile, zone: timedelta = timedelta(0)
+    ) -> AsyncIterator[RelayClient]:
+        async with open_client(profile, utc_offset=zone) as client:
             await client.wait_connected()
             await asyncio.wait_for(client.synced.wait(), 10)
             yield client
 
-    async def _history(self, side: str, handle: str, adult: RelayClient) -> None:
-        """The adult's recent outreach to other minors, and pushback from some of them."""
+    async def _fillers(self, side: str, handle: str) -> tuple[list[Profile], int]:
+        """Minors for the adult's recent outreach (registered now: a registration's signed
+        declaration must be fresh), and how many of them push back."""
         spec = self.spec
         recent = spec.a_recent_minor_contacts if side == "a" else spec.b_recent_minor_contacts
         pushback = spec.a_pushback if side == "a" else spec.b_pushback
         reached_out_here = spec.initiator == side and self._minor_present()
         others = max(pushback, recent - int(reached_out_here))
-        for n in range(others):
-            filler = await make_profile(
-                self.base, self.relay.url, f"x{n}_{handle}"[:32], birthdate("teen_13_15")
-            )
+        teen = birthdate("teen_13_15")
+        return [
+            await make_profile(self.base, self.relay.url, f"x{n}_{handle}"[:32], teen)
+            for n in range(others)
+        ], pushback
+
+    async def _history(self, adult: RelayClient, fillers: list[Profile], pushback: int) -> None:
+        """The adult's recent outreach to other minors, and pushback from some of them."""
+        for n, filler in enumerate(fillers):
             await adult.contact_request(filler.handle)
             if n < pushback:
                 async with self._client(filler) as f:
-                    await f.respond(handle, accept=False)
+                    await f.respond(adult.handle, accept=False)
 
     def _minor_present(self) -> bool:
         return is_minor(self.spec.a.band) or is_minor(self.spec.b.band)
@@ -204,31 +236,23 @@ class _Replay:
         await clients[other].respond(handles[first], accept=True)
 
     async def _messages(
-        self, clients: dict[str, RelayClient], handles: dict[str, str], minor: str | None
+        self,
+        clients: dict[str, RelayClient],
+        handles: dict[str, str],
+        minor: str | None,
+        times: list[datetime],
     ) -> Trace:
         spec = self.spec
-        times = message_times(spec)
-        start = times[0] - timedelta(days=min(spec.contact_days, LONGEST_CONTACT_DAYS))
         seen = 0
         first_notice = first_finding = None
         noticed: list[str] = []
         findings = 0
         for (who, _stamp, text), at in zip(spec.messages, times, strict=True):
-            self.at(at - start)
+            self.at(at)
             other = "b" if who == "a" else "a"
             sender = clients[who]
-            try:
-                if text == "!blocked":
-                    await sender.block(handles[other])
-                    continue
-                if text == "!reported":
-                    await sender.report(handles[other], "replayed corpus report")
-                    continue
-                message = await sender.send(handles[other], text)
-                await sender.wait_accepted(message.msg_id)
-            except ClientError:
-                continue  # refused (after a block): the relay saw nothing to score
-            seen += 1
+            if await self._line(sender, handles[other], text):
+                seen += 1  # contact events and refused lines aren't messages the relay saw
             await self.relay.app[SIGNALS].drain()
             state = self._state(handles)
             if minor is not None and len(state.noticed) > len(noticed):
@@ -250,6 +274,23 @@ class _Replay:
             notice_rules=tuple(noticed),
             fired=tuple(dict.fromkeys(f.rule for f in state.firings)),
         )
+
+    async def _line(self, sender: RelayClient, to: str, text: str) -> bool:
+        """Send one corpus line; True if it was a message the relay stored."""
+        try:
+            if text == "!blocked":
+                await sender.block(to)
+            elif text == "!reported":
+                await sender.report(to, "replayed corpus report")
+            elif text.startswith("!") and text in CONTACT_EVENTS:
+                raise NotImplementedError(f"{self.c.id}: {text} is not replayed yet")
+            else:
+                message = await sender.send(to, text)
+                await sender.wait_accepted(message.msg_id)
+                return True
+        except ClientError:
+            pass  # refused (after a block): nothing for the relay to score
+        return False
 
     async def _notice_arrives(self, client: RelayClient, rules: list[str]) -> None:
         """The relay says it gave a notice: it must reach the minor's client."""

@@ -14,8 +14,10 @@ import msgspec
 
 from protocol.attachments import AttachmentRef
 from protocol.frame_base import Frame
+from protocol.guardians import GuardianApproval, GuardianLink
 from protocol.limits import MAX_ACK_REFS, MAX_PREKEYS_PER_UPLOAD, MAX_REPORTED_MESSAGES
 from protocol.moderation import ModAnswer, ModRequest
+from protocol.policy import Guardians
 from protocol.registration import AgeDeclaration
 from protocol.types import (
     Body,
@@ -51,6 +53,10 @@ class Auth(Frame, tag="auth"):
 
     handle: Handle
     signature: Signature
+    #: The holder's local time minus UTC, in minutes: sent only by a client whose holder is
+    #: under 18, for the time-of-night signal (§3.2, docs/SIGNALS.md). Not signed: a client
+    #: that lies about it only changes its own holder's notices.
+    utc_offset_minutes: Annotated[int, msgspec.Meta(ge=-720, le=840)] | None = None
 
 
 class Send(Frame, tag="send"):
@@ -194,6 +200,43 @@ class FetchBundle(Frame, tag="fetch_bundle"):
     one_time_prekey: bool = True
 
 
+class GuardianInvite(Frame, tag="guardian_invite"):
+    """Ask ``handle`` to link as guardian and ward (PROTOCOL.md §6.7): the adult of the two
+    is the guardian. Nothing is linked until they accept."""
+
+    rid: RequestId
+    handle: Handle
+
+
+class GuardianAccept(Frame, tag="guardian_accept"):
+    """Accept ``handle``'s invitation: the link takes effect."""
+
+    rid: RequestId
+    handle: Handle
+
+
+class GuardianUnlink(Frame, tag="guardian_unlink"):
+    """End the link with ``handle`` (or withdraw or refuse an invitation), at once."""
+
+    rid: RequestId
+    handle: Handle
+
+
+class GuardianList(Frame, tag="guardian_list"):
+    """Your guardians or wards, invitations, and approvals waiting."""
+
+    rid: RequestId
+
+
+class GuardianDecide(Frame, tag="guardian_decide"):
+    """A guardian's answer to a ward's new adult contact waiting for approval."""
+
+    rid: RequestId
+    ward: Handle
+    contact: Handle
+    approve: bool
+
+
 # --- relay → client -------------------------------------------------------------------
 
 
@@ -304,7 +347,8 @@ class Done(Frame, tag="done"):
 class ContactEntry(msgspec.Struct, frozen=True, kw_only=True):
     handle: Handle
     display_name: str
-    #: connected | incoming_request | outgoing_request | declined | declined_by_you | blocked
+    #: connected | incoming_request | outgoing_request | declined | declined_by_you |
+    #: awaiting_guardian | blocked
     state: str
     #: The conversation's mode; null for someone you blocked or who declined you (it
     #: would tell you their age group).
@@ -317,6 +361,17 @@ class ContactEntry(msgspec.Struct, frozen=True, kw_only=True):
 class ContactsResult(Frame, tag="contacts"):
     rid: RequestId
     contacts: list[ContactEntry]
+
+
+class GuardiansResult(Frame, tag="guardians"):
+    """The answer to `guardian_list`: the policy's guardian rules (so a client can say what
+    a guardian sees), your links and invitations, and the approvals waiting — for a
+    guardian, those they may decide; for a ward, their own."""
+
+    rid: RequestId
+    rules: Guardians
+    links: list[GuardianLink]
+    approvals: list[GuardianApproval]
 
 
 class Person(msgspec.Struct, frozen=True, kw_only=True):
@@ -344,6 +399,11 @@ ClientFrame = (
     | Redeclare
     | UploadPrekeys
     | FetchBundle
+    | GuardianInvite
+    | GuardianAccept
+    | GuardianUnlink
+    | GuardianList
+    | GuardianDecide
     | ModRequest
 )
 RelayFrame = (
@@ -359,6 +419,7 @@ RelayFrame = (
     | SearchResult
     | Bundle
     | PrekeysLow
+    | GuardiansResult
     | ModAnswer
 )
 

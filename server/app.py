@@ -133,7 +133,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         store, social, EvidenceSealer.for_data_dir(config.data_dir), config.clock
     )
     app[SAFETY] = safety
-    app[SIGNALS] = SignalsService(store, social, safety)
+    app[SIGNALS] = SignalsService(store, social, safety, config.clock)
     await safety.load()  # before the social graph: moderator restrictions count from the start
     await social.load()
     social.on_restricted = safety.on_restricted

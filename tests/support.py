@@ -179,12 +179,21 @@ async def drain(client: RelayClient, timeout: float = 0.5) -> list[MessageReceiv
 
 
 @asynccontextmanager
-async def open_client(profile: Profile, *, reconnect: bool = True) -> AsyncIterator[RelayClient]:
+async def open_client(
+    profile: Profile, *, reconnect: bool = True, utc_offset: timedelta | None = None
+) -> AsyncIterator[RelayClient]:
+    """``utc_offset``: the time zone the client says it is in (a minor's tells the relay)."""
     history = History(profile.history_path)
     await history.open()
+    zone = {} if utc_offset is None else {"utc_offset": lambda: utc_offset}
     try:
         async with RelayClient(
-            profile, profile.unlock(PASSPHRASE), history, reconnect=reconnect, max_backoff=0.2
+            profile,
+            profile.unlock(PASSPHRASE),
+            history,
+            reconnect=reconnect,
+            max_backoff=0.2,
+            **zone,
         ) as client:
             yield client
     finally:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from client.relay.connection import HANDSHAKE_TIMEOUT, Connection
 from client.relay.e2ee_path import EndToEndPath
 from client.relay.moderation import Moderation
 from client.relay.outbox import Outbox, new_message_id
-from client.timeutil import utc_now
+from client.timeutil import local_utc_offset, utc_now
 from protocol.frames import (
     Accepted,
     Block,
@@ -76,6 +76,7 @@ class RelayClient:
         reconnect: bool = True,
         clock: Callable[[], datetime] = utc_now,
         max_backoff: float = 30.0,
+        utc_offset: Callable[[], timedelta] = local_utc_offset,
     ) -> None:
         self.profile = profile
         self._identity = identity
@@ -91,6 +92,8 @@ class RelayClient:
             dispatch=self._dispatch,
             while_connected=self._while_connected,
             on_gone=self._gone,
+            utc_offset=utc_offset,
+            clock=clock,
         )
         #: Attachment bytes over the relay's signed HTTP routes (PROTOCOL.md §6.6).
         self.blobs = BlobTransfer(

@@ -22,6 +22,7 @@ import aiohttp
 from client.errors import ClientError, error_message
 from client.events import ClientEvent, Connected, Disconnected, RelayError, Synced
 from client.profile import Identity, Profile
+from client.timeutil import local_utc_offset, utc_now
 from protocol import identity as identity_messages
 from protocol.codec import FrameError, decode_relay_frame, encode_frame
 from protocol.frames import (
@@ -48,6 +49,7 @@ from protocol.moderation import (
     ModRequest,
     sign_request,
 )
+from protocol.policy import band, is_minor
 
 log = logging.getLogger("agechat.client")
 
@@ -93,8 +95,12 @@ class Connection:
         dispatch: Dispatch,
         while_connected: Callable[[], Awaitable[None]],
         on_gone: Callable[[ClientError], None],
+        utc_offset: Callable[[], timedelta] = local_utc_offset,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._profile = profile
+        self._utc_offset = utc_offset
+        self._clock = clock
         self._identity = identity
         self._challenge: Challenge | None = None
         #: The relay's clock minus ours, from the latest challenge.
@@ -308,6 +314,14 @@ class Connection:
                 code, self._fatal = self._fatal, None
                 raise ClientError(code)
 
+    def _local_offset_if_minor(self) -> int | None:
+        """The holder's UTC offset for the relay's time-of-night signal, told only by a
+        minor's client (an adult's local time is nobody's business; §3.2)."""
+        if not is_minor(band(self._profile.data.birthdate, self._clock().date())):
+            return None
+        minutes = round(self._utc_offset().total_seconds() / 60)
+        return minutes if -720 <= minutes <= 840 else None
+
     async def _receive_frame(self, ws: aiohttp.ClientWebSocketResponse) -> RelayFrame:
         msg = await ws.receive()
         if msg.type != aiohttp.WSMsgType.TEXT:
@@ -329,9 +343,12 @@ class Connection:
         # relay's idea of now, so a skewed clock here doesn't refuse every download.
         self.clock_offset = challenge.server_time - datetime.now(UTC)
         signed = identity_messages.auth_message(challenge.relay_id, challenge.nonce, self.handle)
-        await ws.send_str(
-            encode_frame(Auth(handle=self.handle, signature=self._identity.sign(signed)))
+        auth = Auth(
+            handle=self.handle,
+            signature=self._identity.sign(signed),
+            utc_offset_minutes=self._local_offset_if_minor(),
         )
+        await ws.send_str(encode_frame(auth))
         reply = await self._receive_frame(ws)
         if isinstance(reply, Error):
             raise ClientError(reply.code, reply.message)

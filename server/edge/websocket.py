@@ -189,6 +189,7 @@ class _Session:
             _background.add(task)
             task.add_done_callback(_background.discard)
         self.accept_task = asyncio.create_task(self.answer_accepts())
+        self.app[SIGNALS].saw_login(frame.handle, frame.utc_offset_minutes)
         log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
         # Kept for a CyberTipline report's IP capture events (docs/THREAT_MODEL.md).
         await self.app[SAFETY].cases.record_login(frame.handle, self.peer, self.app[CONFIG].clock())
@@ -348,6 +349,8 @@ class _Session:
         decision = await self.app[SOCIAL].respond(
             self.connection.handle, frame.handle, frame.accept
         )
+        if decision.reason == "declined":
+            self.app[SIGNALS].schedule_pushback("declined", self.connection.handle, frame.handle)
         await self._answer(frame.rid, decision, decision.reason)
 
     async def _on_contacts_list(self, frame: ContactsList) -> None:
@@ -366,6 +369,7 @@ class _Session:
             await self.refuse(problem, ref=frame.rid)
             return
         await self.app[SOCIAL].block(self.connection.handle, frame.handle)
+        self.app[SIGNALS].schedule_pushback("blocked", self.connection.handle, frame.handle)
         await self.send(Done(rid=frame.rid, outcome="blocked"))
 
     async def _on_unblock(self, frame: Unblock) -> None:
@@ -406,6 +410,7 @@ class _Session:
         await self.app[SAFETY].on_report(
             reporter, frame.handle, frame.reason, items.messages, items.verified
         )
+        self.app[SIGNALS].schedule_pushback("reported", reporter, frame.handle)
         log.info(
             "report filed reporter=%s reported=%s verified=%d/%d duplicates=%d clamped=%d",
             reporter,

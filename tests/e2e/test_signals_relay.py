@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import timedelta
 
+import aiohttp
 import pytest_asyncio
 
+from protocol.codec import encode_frame
+from protocol.frames import Auth, Ready
+from protocol.identity import auth_message
 from server.admin.roles import change_role
 from server.app_keys import SAFETY, SIGNALS
 from server.safety.signals import FEATURES
 from tests.e2e.test_cli import agechat, create
-from tests.support import Relay, drain, make_profile, open_clients, send_and_wait, years_ago
+from tests.server.raw import Person, receive
+from tests.support import (
+    Clock,
+    Relay,
+    drain,
+    make_profile,
+    open_client,
+    open_clients,
+    send_and_wait,
+    years_ago,
+)
 
 ADULT, TEEN = years_ago(41), years_ago(14)
 
@@ -123,3 +138,70 @@ async def test_the_notice_is_in_inbox_json_with_its_code(relay, tmp_path):
     assert code == 0, err
     codes = [json.loads(line)["code"] for line in out.splitlines()]
     assert any(c and c.startswith("risk_") for c in codes), codes
+
+
+async def test_a_minors_block_is_an_event_in_the_conversation(relay, tmp_path):
+    teen = await make_profile(tmp_path, relay.url, "ada", TEEN)
+    adult = await make_profile(tmp_path, relay.url, "gus", ADULT)
+    async with open_clients(teen, adult) as (t, g):
+        await connect(t, g)
+        await send_and_wait(g, "ada", "hey, how was the match?")
+        await t.block("gus")
+        await relay.app[SIGNALS].drain()
+    firings = risk_state(relay, "ada", "gus")["firings"]
+    (pushback,) = [f for f in firings if f["rule"] == "pushback_here"]
+    assert pushback["event"].startswith("blocked:ada:")
+    assert "blocked" in pushback["detail"]
+
+
+async def test_the_minors_time_zone_makes_a_late_message_count_as_night(tmp_path):
+    """A minor's client tells the relay its UTC offset at login; an adult's message at
+    23:30 there fires the night feature, the same message at 15:30 there doesn't. An
+    adult's client tells nothing."""
+    clock = Clock()
+    relay = await Relay(tmp_path / "relay", clock=clock).start()
+    try:
+        teen = await make_profile(tmp_path, relay.url, "noor", TEEN)
+        adult = await make_profile(tmp_path, relay.url, "ike", ADULT)
+        async with (
+            open_client(teen, utc_offset=timedelta(hours=-5)) as t,
+            open_client(adult, utc_offset=timedelta(hours=3)) as i,
+        ):
+            for c in (t, i):
+                await c.wait_connected()
+            await connect(t, i)
+            now = clock()
+            assert relay.app[SIGNALS].local_time("ike", now) is None  # an adult's is unknown
+            assert relay.app[SIGNALS].local_time("noor", now) == (now - timedelta(hours=5)).time()
+
+            def at_local(hour: int, minute: int) -> None:
+                local = clock() - timedelta(hours=5)
+                target = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+                clock.advance(seconds=((target - local).total_seconds()) % 86400 or 86400)
+
+            at_local(15, 30)
+            await send_and_wait(i, "noor", "did the bus come on time today?")
+            await relay.app[SIGNALS].drain()
+            assert "night" not in {f["rule"] for f in risk_state(relay, "ike", "noor")["firings"]}
+            at_local(23, 30)
+            await send_and_wait(i, "noor", "did the bus come on time today?")
+            await relay.app[SIGNALS].drain()
+            (night,) = [
+                f for f in risk_state(relay, "ike", "noor")["firings"] if f["rule"] == "night"
+            ]
+            assert "23:30" in night["detail"]
+    finally:
+        await relay.stop()
+
+
+async def test_a_time_zone_out_of_range_is_refused_at_login(relay):
+    person = await Person("zed").register(relay)
+    async with aiohttp.ClientSession() as session, session.ws_connect(relay.ws_url) as ws:
+        challenge = await receive(ws)
+        signed = auth_message(challenge.relay_id, challenge.nonce, "zed")
+        frame = json.loads(encode_frame(Auth(handle="zed", signature=person.sign(signed))))
+        await ws.send_str(json.dumps({**frame, "utc_offset_minutes": 10_000}))
+        refusal = await receive(ws)
+        assert refusal.code == "invalid_frame"
+        await ws.send_str(encode_frame(Auth(handle="zed", signature=person.sign(signed))))
+        assert isinstance(await receive(ws), Ready)  # the connection lives on

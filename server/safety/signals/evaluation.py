@@ -52,7 +52,7 @@ Category = Literal[
 #: Benign categories that must raise no notice at all.
 NO_NOTICE: tuple[str, ...] = ("family", "coach", "teacher", "peer")
 _WHEN = re.compile(r"\Ad(\d{1,3}) ([01]\d|2[0-3]):([0-5]\d)\Z")
-_CONTACT_EVENTS = ("!blocked", "!declined", "!reported")
+CONTACT_EVENTS = ("!blocked", "!declined", "!reported")
 
 
 class _Spec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -181,7 +181,7 @@ def events(conversation: Conversation, *, content: bool = True) -> Iterator[Even
         at, local = _when(spec, stamp)
         sender = parties[who]
         other = parties["b" if who == "a" else "a"]
-        if text in _CONTACT_EVENTS:
+        if text in CONTACT_EVENTS:
             kind = text[1:]
             yield ContactEvent(f"{spec.id}:{n}", kind, sender, other, spec.mode, at, facts)  # type: ignore[arg-type]
             continue
