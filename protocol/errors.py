@@ -71,6 +71,21 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "request_awaiting_you": "They asked to connect with you: accept their request first.",
     "no_pending_request": "There is no request from them to answer.",
     "cannot_target_self": "That's your own account.",
+    # Guardian links (§6.7, docs/POLICY.md "Guardians")
+    "guardian_links_off": "This relay's policy doesn't allow guardian links.",
+    "guardian_pair_invalid": (
+        "A guardian link is between an adult (the guardian) and someone under 18."
+    ),
+    "already_linked": "You're already linked.",
+    "guardian_invite_pending": "Your invitation is waiting for their answer.",
+    "guardian_invite_awaiting_you": "They invited you: accept their invitation instead.",
+    "too_many_guardians": "That account under 18 already has as many guardians as allowed.",
+    "no_pending_invite": "There is no invitation from them to accept.",
+    "not_linked": "You aren't linked with them, and no invitation is waiting.",
+    "no_pending_approval": "No contact of your ward is waiting for your approval there.",
+    "guardian_approval_pending": (
+        "This contact is waiting for a guardian's approval: nobody can write yet."
+    ),
     # Key directory (§6.3)
     "no_prekeys": "That account hasn't published its encryption keys yet.",
     # End-to-end encrypted messages (§6.4)

@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from protocol.frame_base import Frame
+from protocol.guardians import GuardianContext
 from protocol.types import Handle, MessageId, Mode, Signature, Time
 
 MODERATION_CONTEXT = b"agechat/moderation/v1"
@@ -178,6 +179,9 @@ class CaseView(msgspec.Struct, frozen=True, kw_only=True):
     evidence: list[EvidenceRef]
     decisions: list[DecisionView]
     prior_cases: list[CaseSummary]
+    #: Guardian links around the subject (issue #16): their guardians or wards, approvals
+    #: waiting, and the latest views, approvals and notices.
+    guardians: GuardianContext = msgspec.field(default_factory=GuardianContext)
 
 
 class EvidenceItem(msgspec.Struct, frozen=True, kw_only=True):

@@ -120,9 +120,37 @@ class Restriction(_Section):
 
 
 class Exceptions(_Section):
-    #: Hook for guardian-approved adult–minor links: when true, a link a guardian approved
-    #: is treated as connected even where the pair rule refuses. No approval flow yet.
+    """Superseded by ``[guardians]``; still read so that policy files written before guardian
+    links existed load: ``guardian_approved_links = true`` is ``guardians.lifts_pair_rules =
+    true``."""
+
     guardian_approved_links: bool
+
+
+GuardianVisibility = Literal["none", "contacts"]
+GuardianApprovals = Literal["never", "adults_only"]
+
+
+class Guardians(_Section):
+    """Guardian links between an adult (the guardian) and someone under 18 (the ward), made
+    only when both confirm (docs/POLICY.md "Guardians"). Optional in a policy file: without
+    the table, links are possible and give the guardian nothing but the link itself."""
+
+    #: How many guardians one account under 18 may have; 0 turns guardian links off.
+    max_guardians: Annotated[int, msgspec.Meta(ge=0, le=10)] = 2
+    #: A confirmed link counts as an approved link under the pair rules: guardian and ward
+    #: find and message each other whatever `contact.*` says (never past a restriction or a
+    #: block).
+    lifts_pair_rules: bool = False
+    #: What a guardian sees of the ward: `none` (only the link), `contacts` (the ward's
+    #: contacts, each with its age band and when it started; never a message).
+    visibility: GuardianVisibility = "none"
+    #: `adults_only`: a new contact between the ward and an adult waits for a guardian's
+    #: approval once the request is accepted.
+    approvals: GuardianApprovals = "never"
+    #: The guardian is told when the ward blocks or reports someone (whom, never why); the
+    #: ward sees what the guardian was told.
+    notify_blocks_and_reports: bool = False
 
 
 class Notices(_Section):
@@ -228,7 +256,6 @@ class Policy(_Section):
     contact: Contact
     limits: Limits
     restriction: Restriction
-    exceptions: Exceptions
     notices: Notices
     moderation: Moderation
     #: Optional in a policy file: a policy written before retention existed keeps the
@@ -238,6 +265,18 @@ class Policy(_Section):
     hash_matching: HashMatching = msgspec.field(default_factory=HashMatching)
     #: Optional too: a policy written before signals existed gets the defaults.
     signals: Signals = msgspec.field(default_factory=Signals)
+    #: Optional too: without it, guardian links give the guardian only the link.
+    guardians: Guardians = msgspec.field(default_factory=Guardians)
+    #: Superseded by ``guardians.lifts_pair_rules``: read from older files and folded into
+    #: ``guardians`` on load (then unset, so the policy encodes one way only).
+    exceptions: Exceptions | msgspec.UnsetType = msgspec.UNSET
+
+    def __post_init__(self) -> None:
+        if isinstance(self.exceptions, Exceptions):
+            if self.exceptions.guardian_approved_links and not self.guardians.lifts_pair_rules:
+                lifted = msgspec.structs.replace(self.guardians, lifts_pair_rules=True)
+                msgspec.structs.force_setattr(self, "guardians", lifted)
+            msgspec.structs.force_setattr(self, "exceptions", msgspec.UNSET)
 
     def pair(self, actor: Band, target: Band) -> PairRule:
         a, t = is_minor(actor), is_minor(target)
@@ -262,6 +301,7 @@ Relationship = Literal[
     "connected",
     "declined",  # the target declined the actor's request
     "declined_by_actor",  # the actor declined the target's request
+    "awaiting_guardian",  # accepted, and waiting for the minor's guardian to approve it
 ]
 RELATIONSHIPS: tuple[Relationship, ...] = (
     "none",
@@ -270,6 +310,7 @@ RELATIONSHIPS: tuple[Relationship, ...] = (
     "connected",
     "declined",
     "declined_by_actor",
+    "awaiting_guardian",
 )
 Outcome = Literal["allow", "request", "refuse", "drop"]
 
@@ -292,7 +333,12 @@ class Facts:
     requests_today: int = 0
     requests_to_minors_today: int = 0
     lookups_today: int = 0
+    #: The two are a confirmed guardian link (guardian and ward, either way round).
     guardian_approved: bool = False
+    #: The minor of this adult–minor pair has a guardian (who isn't the adult): under
+    #: `guardians.approvals = "adults_only"` a new contact between them waits for that
+    #: guardian's approval.
+    supervised: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,7 +419,17 @@ def _restricted(policy: Policy, f: Facts) -> bool:
 
 
 def _guardian(policy: Policy, f: Facts) -> bool:
-    return f.guardian_approved and policy.exceptions.guardian_approved_links
+    return f.guardian_approved and policy.guardians.lifts_pair_rules
+
+
+def _needs_approval(policy: Policy, f: Facts) -> bool:
+    """A new contact between a supervised minor and an adult waits for a guardian."""
+    return (
+        f.supervised
+        and not f.guardian_approved
+        and policy.guardians.approvals == "adults_only"
+        and is_minor(f.actor) != is_minor(f.target)
+    )
 
 
 def _pair_refusal(policy: Policy, f: Facts, *, connected: bool) -> Decision | None:
@@ -459,6 +515,8 @@ def _request(policy: Policy, f: Facts) -> Decision:
         return _refuse("request_declined")
     if f.relationship == "incoming_request":
         return _refuse("request_awaiting_you")
+    if f.relationship == "awaiting_guardian":
+        return _refuse("guardian_approval_pending")
     # "none" and "declined_by_actor" (changing one's mind) are new contacts.
     refusal = _pair_refusal(policy, f, connected=False) or _rate_limit(policy, f)
     return refusal or Decision("request", "contact_request")
@@ -479,6 +537,8 @@ def _message(policy: Policy, f: Facts) -> Decision:
         return _refuse("request_declined")
     if f.relationship == "incoming_request":
         return _refuse("request_awaiting_you")
+    if f.relationship == "awaiting_guardian":
+        return _refuse("guardian_approval_pending")
     refusal = _pair_refusal(policy, f, connected=False)
     if refusal is not None:
         return refusal
@@ -490,8 +550,10 @@ def _message(policy: Policy, f: Facts) -> Decision:
         return Decision("request", "request_pending")
     if (limited := _rate_limit(policy, f)) is not None:
         return limited
-    if policy.pair(f.actor, f.target).initiate == "direct":
+    if policy.pair(f.actor, f.target).initiate == "direct" and not _needs_approval(policy, f):
         return Decision("allow", "direct")
+    # A supervised minor's new adult contact goes as a request even where the rule is
+    # `direct`: accepting it is where the guardian's approval comes in.
     return Decision("request", "message_request")
 
 
@@ -549,6 +611,8 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
         return _refuse("sender_restricted", _own_restriction(f))
     refusal = _pair_refusal(policy, reverse, connected=False)
     if refusal is None:
+        if _needs_approval(policy, f):
+            return Decision("allow", "awaiting_guardian")
         return Decision("allow", "accepted")
     # Told to the one accepting, about a request the other made.
     if refusal.reason == "sender_restricted":
@@ -557,6 +621,104 @@ def may_accept(policy: Policy, f: Facts) -> Decision:
         )
         return _refuse("sender_restricted", their)
     return _refuse(refusal.reason, f"This request is no longer allowed. {refusal.sentence}")
+
+
+# --- guardian links -------------------------------------------------------------------------
+
+LinkState = Literal["none", "invite_sent", "invite_received", "linked"]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkFacts:
+    """What the relay knows when an actor asks to link with a target as guardian and ward
+    (either may be the one asking: the adult is the guardian, the minor the ward)."""
+
+    #: The two as contacts, actor → target (bands, relationship, blocks, restriction,
+    #: counters).
+    pair: Facts
+    #: The link between them: an invitation either way, or a confirmed link.
+    link: LinkState = "none"
+    #: Guardians the would-be ward has already (confirmed links with others).
+    ward_guardians: int = 0
+
+
+def _link_shape(policy: Policy, lf: LinkFacts) -> Decision | None:
+    """Links exist where the policy allows them, between one adult and one minor, up to the
+    policy's number of guardians per minor."""
+    f = lf.pair
+    if policy.guardians.max_guardians == 0:
+        return _refuse("guardian_links_off")
+    if is_minor(f.actor) == is_minor(f.target):
+        return _refuse("guardian_pair_invalid")
+    return None
+
+
+def _link_restriction(policy: Policy, f: Facts) -> Decision | None:
+    """A restricted adult can't become anyone's guardian, whoever asks and whether or not
+    the two are connected already: a link is more than a contact."""
+    if not is_minor(f.actor):
+        if _restricted(policy, f):
+            return _refuse("sender_restricted", _own_restriction(f))
+        return None
+    if f.target_restricted_by_moderator:
+        return _refuse("sender_restricted", _THEIR_MODERATOR_RESTRICTION)
+    if policy.restriction.enabled and f.target_restricted:
+        return _refuse("sender_restricted", _THEIR_RESTRICTION)
+    return None
+
+
+def may_invite_guardian(policy: Policy, lf: LinkFacts) -> Decision:
+    """May the actor invite the target to a guardian link (``request``: the target confirms)?
+
+    Linking is contact between an adult and a minor: the adult may start it only where the
+    pair rule (or an existing connection) would let them start contact; the minor may
+    always start it, since the minor chooses their own guardian. Restriction stops it either
+    way; a block by the target drops it silently, as a request.
+    """
+    return _unless_blocked(lf.pair, _invite(policy, lf))
+
+
+def _invite(policy: Policy, lf: LinkFacts) -> Decision:
+    f = lf.pair
+    if (refusal := _link_shape(policy, lf)) is not None:
+        return refusal
+    if f.actor_blocked_target:
+        return _refuse("you_blocked")
+    if lf.link == "linked":
+        return _refuse("already_linked")
+    if lf.link == "invite_sent":
+        return _refuse("guardian_invite_pending")
+    if lf.link == "invite_received":
+        return _refuse("guardian_invite_awaiting_you")
+    if lf.ward_guardians >= policy.guardians.max_guardians:
+        return _refuse("too_many_guardians")
+    if (refusal := _link_restriction(policy, f)) is not None:
+        return refusal
+    if not is_minor(f.actor):
+        # The adult starts it: as they could start contact (the guardian hook isn't on yet).
+        unlinked = dataclasses.replace(f, guardian_approved=False)
+        refusal = _pair_refusal(policy, unlinked, connected=f.relationship == "connected")
+        if refusal is not None:
+            return refusal
+    if is_stranger(f.relationship) and (limited := _rate_limit(policy, f)) is not None:
+        return limited
+    return Decision("request", "guardian_invite")
+
+
+def may_accept_guardian(policy: Policy, lf: LinkFacts) -> Decision:
+    """May the actor accept the target's invitation? Checked again now: a band, the number
+    of guardians or a restriction may have changed since it was made. An invitation from
+    someone the actor blocked is hidden from them, so there is none to accept."""
+    f = lf.pair
+    if lf.link != "invite_received" or f.actor_blocked_target:
+        return _refuse("no_pending_invite")
+    if (refusal := _link_shape(policy, lf)) is not None:
+        return refusal
+    if lf.ward_guardians >= policy.guardians.max_guardians:
+        return _refuse("too_many_guardians")
+    if (refusal := _link_restriction(policy, f)) is not None:
+        return refusal
+    return Decision("allow", "linked")
 
 
 def conversation_mode(policy: Policy, member_bands: Iterable[Band]) -> ConversationMode:

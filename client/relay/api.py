@@ -1,7 +1,8 @@
 """RelayClient: one account's client of the relay, and its public request API.
 
 It composes the parts, each owning one thing: the connection and its reconnects
-(``connection``), the outbox (``outbox``), the e2ee send/receive path (``e2ee_path``).
+(``connection``), the outbox (``outbox``), the e2ee send/receive path (``e2ee_path``),
+a moderator's requests (``moderation``) and guardian links (``guardians``).
 What it adds itself is the API its users call: the lifecycle, sending, and the requests
 of PROTOCOL.md §6.2–6.3 (contacts, search, blocks, reports, birth dates and declarations,
 key bundles, prekeys, safety numbers), plus the one table that routes the relay's frames.
@@ -29,6 +30,7 @@ from client.profile import Identity, Profile
 from client.relay.blobs import BlobTransfer
 from client.relay.connection import HANDSHAKE_TIMEOUT, Connection
 from client.relay.e2ee_path import EndToEndPath
+from client.relay.guardians import Guardians
 from client.relay.moderation import Moderation
 from client.relay.outbox import Outbox, new_message_id
 from client.timeutil import local_utc_offset, utc_now
@@ -117,6 +119,8 @@ class RelayClient:
         self.e2ee = self._path.e2ee
         #: A moderator's requests (PROTOCOL.md §6.5); refused `forbidden` without a role.
         self.moderation = Moderation(self._connection)
+        #: Guardian links: invite, accept, unlink, list, approvals (PROTOCOL.md §6.7).
+        self.guardians = Guardians(self._connection)
         self._outbox = Outbox(
             profile.handle,
             history,

@@ -22,7 +22,7 @@ import msgspec
 from protocol.attachments import AttachmentRef
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: How long a connection waits for SQLite's lock (the admin command may hold it briefly).
 BUSY_TIMEOUT_MS = 5000
 #: How long the WAL scrub waits for readers before trying again next time.
@@ -241,6 +241,46 @@ CREATE TABLE blobs (
 """
 
 
+# v7 (issue #16): guardian links — invitations and confirmed links between an adult (the
+# guardian) and a minor (the ward); a ward's new adult contacts waiting for a guardian's
+# approval, and their answers; and what happened in each link (views of the ward's contacts,
+# approvals, what the guardian was told), which moderators see in the ward's case
+# (server/social/guardian_store.py). Links, unlinks and approvals also go to the audit log.
+_SCHEMA_V7 = """
+CREATE TABLE guardian_links (
+    guardian TEXT NOT NULL,
+    ward TEXT NOT NULL,
+    state TEXT NOT NULL,
+    inviter TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    linked_at REAL,
+    PRIMARY KEY (guardian, ward)
+);
+CREATE INDEX guardian_links_by_ward ON guardian_links (ward);
+CREATE TABLE guardian_approvals (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    ward TEXT NOT NULL,
+    contact TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending',
+    requested_at REAL NOT NULL,
+    decided_by TEXT,
+    decided_at REAL
+);
+CREATE UNIQUE INDEX guardian_approvals_one_pending
+    ON guardian_approvals (ward, contact) WHERE state = 'pending';
+CREATE TABLE guardian_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    guardian TEXT NOT NULL,
+    ward TEXT NOT NULL,
+    event TEXT NOT NULL,
+    about TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE INDEX guardian_events_by_ward ON guardian_events (ward, created_at);
+CREATE INDEX guardian_events_by_guardian ON guardian_events (guardian, created_at);
+"""
+
+
 class HandleTakenError(Exception):
     """Registration of a handle that already exists."""
 
@@ -372,6 +412,7 @@ class SqliteStore:
             (4, _SCHEMA_V4),
             (5, _SCHEMA_V5),
             (6, _SCHEMA_V6),
+            (7, _SCHEMA_V7),
         )
         for target, script in steps:
             if version < target:

@@ -72,6 +72,7 @@ from server.app_keys import (
 from server.attachments.sending import claim, hold, screen
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
+from server.edge.guardians import GuardianHandlers
 from server.edge.moderation import ModerationHandlers
 from server.edge.report_items import FOREIGN, first_foreign, normalise
 from server.keys.declarations import declaration_error
@@ -126,6 +127,7 @@ class _Session:
             Redeclare: self._on_redeclare,
             UploadPrekeys: self._on_upload_prekeys,
             FetchBundle: self._on_fetch_bundle,
+            **GuardianHandlers(self).table(),
             **ModerationHandlers(self).table(),
         }
 
@@ -205,7 +207,7 @@ class _Session:
         if (problem := _shape_problem(frame)) is not None:
             await self.refuse("mode_mismatch", problem, ref=frame.id)
             return
-        if (problem := await self._target_error(frame.to, counted=True)) is not None:
+        if (problem := await self.target_error(frame.to, counted=True)) is not None:
             await self.refuse(problem, ref=frame.id)
             return
         # An attachment is screened before the policy decides: known material is held
@@ -313,7 +315,7 @@ class _Session:
 
     # --- contacts, search, blocks, reports, birth dates (PROTOCOL.md §6.2) ---------------
 
-    async def _target_error(self, handle: str, *, counted: bool = False) -> str | None:
+    async def target_error(self, handle: str, *, counted: bool = False) -> str | None:
         """``counted``: a message or request to a handle that doesn't exist counts as a
         lookup of a stranger (PROTOCOL.md §6.3), so the answer stops telling past the limit."""
         assert self.connection is not None
@@ -334,7 +336,7 @@ class _Session:
 
     async def _on_contact_request(self, frame: ContactRequest) -> None:
         assert self.connection is not None
-        if (problem := await self._target_error(frame.to, counted=True)) is not None:
+        if (problem := await self.target_error(frame.to, counted=True)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         decision = await self.app[SOCIAL].contact_request(self.connection.handle, frame.to)
@@ -343,7 +345,7 @@ class _Session:
 
     async def _on_contact_respond(self, frame: ContactRespond) -> None:
         assert self.connection is not None
-        if (problem := await self._target_error(frame.handle)) is not None:
+        if (problem := await self.target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         decision = await self.app[SOCIAL].respond(
@@ -365,7 +367,7 @@ class _Session:
 
     async def _on_block(self, frame: Block) -> None:
         assert self.connection is not None
-        if (problem := await self._target_error(frame.handle)) is not None:
+        if (problem := await self.target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         await self.app[SOCIAL].block(self.connection.handle, frame.handle)
@@ -374,7 +376,7 @@ class _Session:
 
     async def _on_unblock(self, frame: Unblock) -> None:
         assert self.connection is not None
-        if (problem := await self._target_error(frame.handle)) is not None:
+        if (problem := await self.target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         await self.app[SOCIAL].unblock(self.connection.handle, frame.handle)
@@ -382,7 +384,7 @@ class _Session:
 
     async def _on_report(self, frame: Report) -> None:
         assert self.connection is not None
-        if (problem := await self._target_error(frame.handle)) is not None:
+        if (problem := await self.target_error(frame.handle)) is not None:
             await self.refuse(problem, ref=frame.rid)
             return
         reporter = self.connection.handle

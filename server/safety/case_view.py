@@ -1,5 +1,7 @@
 """A case as a reviewer sees it: the subject in context, findings with their explanations,
-evidence without its content (revealed separately, and audited), decisions, prior cases."""
+evidence without its content (revealed separately, and audited), decisions, prior cases,
+and the guardian links around the subject (who supervises them or whom they supervise,
+approvals waiting, the latest views, approvals and notices)."""
 
 from __future__ import annotations
 
@@ -68,4 +70,5 @@ async def case_view(
             for d in await safety.cases.decisions(case.id)
         ],
         prior_cases=await safety.summaries(others),
+        guardians=await social.guardians.context(case.subject),
     )

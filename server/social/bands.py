@@ -73,6 +73,7 @@ async def check_bands(social: SocialService, handles: list[str] | None = None) -
             continue
         log.info("age band changed handle=%s from=%s to=%s", handle, previous, current)
         await cancel_stale_requests(social, handle)
+        await social.guardians.bands_changed(handle)  # a link is between an adult and a minor
         for other in social.contacts_of(handle, ("connected",)):
             await announce_band_change(social, handle, other, previous, current)
 

@@ -23,6 +23,7 @@ from server.delivery.group_commit import GroupCommitter
 from server.delivery.records import NewMessage
 from server.delivery.store import SqliteStore
 from server.social import bands
+from server.social.guardians import GuardianService
 from server.social.store import (
     BLOCKED_BY_MINOR,
     DECLINED_BY_MINOR,
@@ -67,6 +68,8 @@ class SocialService:
         self._announced: dict[str, str] = {}
         # Read-modify-write of the social graph happens one at a time.
         self._lock = asyncio.Lock()
+        #: Guardian links, approvals and what guardians are told (server/social/guardians.py).
+        self.guardians = GuardianService(self)
 
     # --- loading ---------------------------------------------------------------------------
 
@@ -75,6 +78,7 @@ class SocialService:
         self._contacts = {(r.low, r.high): r for r in await self.social.contacts()}
         self._blocks = set(await self.social.blocks())
         self._announced = await self.social.announced_bands()
+        await self.guardians.load()
         self.restricted = set()
         for handle in self.accounts:
             await self.refresh_restriction(handle, notify=False)
@@ -86,6 +90,48 @@ class SocialService:
 
     async def record_new_account(self, handle: str) -> None:
         await self.social.set_announced_band(handle, self._announced[handle])
+
+    # --- for the parts that share the graph (bands.py, guardians.py) -----------------------
+
+    @property
+    def store(self) -> SqliteStore:
+        return self._store
+
+    @property
+    def lock(self) -> asyncio.Lock:
+        """Held across every read-modify-write of the social graph."""
+        return self._lock
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    def name(self, handle: str) -> str:
+        return self._name(handle)
+
+    def display_name(self, handle: str) -> str:
+        info = self.accounts.get(handle)
+        return info.display_name if info is not None else handle
+
+    def blocked(self, blocker: str, blocked: str) -> bool:
+        return (blocker, blocked) in self._blocks
+
+    def contact_row(self, a: str, b: str) -> ContactRow | None:
+        return self._contacts.get(pair_key(a, b))
+
+    async def set_state(self, a: str, b: str, state: str, requester: str) -> None:
+        await self._set_state(a, b, state, requester)
+
+    async def drop_contact(self, a: str, b: str) -> None:
+        """The pair is strangers again (a request a guardian declined, or one cancelled)."""
+        low, high = pair_key(a, b)
+        await self.social.delete_contact(low, high)
+        self._contacts.pop((low, high), None)
+
+    async def count_lookup(self, actor: str, handle: str) -> Decision | None:
+        return await self._count_lookup(actor, handle)
+
+    async def note_refusal(self, actor: str, target: str, decision: Decision) -> None:
+        await self._note_refusal(actor, target, decision)
 
     # --- facts -----------------------------------------------------------------------------
 
@@ -99,16 +145,17 @@ class SocialService:
         row = self._contacts.get(pair_key(actor, target))
         if row is None:
             return "none"
-        if row.state == "connected":
-            return "connected"
+        if row.state in ("connected", "awaiting_guardian"):
+            return row.state  # type: ignore[return-value]
         if row.state == "requested":
             return "outgoing_request" if row.requester == actor else "incoming_request"
         return "declined" if row.requester == actor else "declined_by_actor"
 
     def quick_facts(self, actor: str, target: str) -> Facts:
+        actor_band, target_band = self.band_of(actor), self.band_of(target)
         return Facts(
-            actor=self.band_of(actor),
-            target=self.band_of(target),
+            actor=actor_band,
+            target=target_band,
             relationship=self.relationship(actor, target),
             actor_blocked_target=(actor, target) in self._blocks,
             target_blocked_actor=(target, actor) in self._blocks,
@@ -116,6 +163,8 @@ class SocialService:
             target_restricted=target in self.restricted,
             actor_restricted_by_moderator=actor in self.moderator_restricted,
             target_restricted_by_moderator=target in self.moderator_restricted,
+            guardian_approved=self.guardians.is_linked(actor, target),
+            supervised=self.guardians.supervised(actor, actor_band, target, target_band),
         )
 
     async def facts(self, actor: str, target: str) -> Facts:
@@ -194,7 +243,16 @@ class SocialService:
             await self._note_refusal(sender, recipient, decision)
             if decision.outcome == "request":
                 await self._start_request(sender, recipient, "message_request")
+            elif decision.outcome == "drop" and self._would_request(facts):
+                # Blocked: the request is kept exactly as any pending one (their list, a
+                # second request, the daily counts), and the blocker is never told of it.
+                await self._start_request(sender, recipient, "message_request", tell=False)
         return decision
+
+    def _would_request(self, facts: Facts) -> bool:
+        """Would this message have gone as a request had the target not blocked the actor?"""
+        unblocked = dataclasses.replace(facts, target_blocked_actor=False)
+        return rules.may_message(self.policy, unblocked).outcome == "request"
 
     async def _count_lookup(self, actor: str, handle: str) -> Decision | None:
         """Count a stranger's lookup of ``handle`` (which may not exist), or refuse it past
@@ -272,13 +330,17 @@ class SocialService:
                 if refused == threshold:
                     await self.on_refusals_to_minors(actor, refused)
 
-    async def _start_request(self, actor: str, target: str, kind: str) -> None:
+    async def _start_request(
+        self, actor: str, target: str, kind: str, *, tell: bool = True
+    ) -> None:
         now = self._clock()
         row = ContactRow(*pair_key(actor, target), state="requested", requester=actor)
         await self.social.set_contact(row, now)
         self._contacts[(row.low, row.high)] = row
         minor = rules.is_minor(self.band_of(target))
         await self.social.log_event(actor, target, NEW_CONTACT, minor, now)
+        if not tell:
+            return
         if kind == "message_request":
             await self._minor_notice(
                 "message_request",
@@ -309,6 +371,10 @@ class SocialService:
             await self._note_refusal(actor, target, decision)
             if decision.outcome == "request":
                 await self._start_request(actor, target, "contact_request")
+            elif decision.outcome == "drop":
+                # Blocked: kept like any pending request, never shown to the blocker (a
+                # drop is always a request the block turned silent).
+                await self._start_request(actor, target, "contact_request", tell=False)
             return decision
 
     async def respond(self, actor: str, requester: str, accept: bool) -> Decision:
@@ -327,7 +393,16 @@ class SocialService:
             decision = rules.may_accept(self.policy, facts)
             if decision.outcome == "refuse":
                 return decision
+            if decision.reason == "awaiting_guardian":
+                # A supervised minor's new adult contact: the guardian answers first.
+                await self.guardians.await_approval(actor, requester)
+                return decision
             await self._set_state(actor, requester, "connected", requester)
+        await self.announce_connected(actor, requester)
+        return Decision("allow", "connected")
+
+    async def announce_connected(self, actor: str, requester: str) -> None:
+        """Both are told they're connected, and a minor gets the new-adult-contact notice."""
         mode = self.mode(actor, requester)
         for me, them in ((requester, actor), (actor, requester)):
             await self.emit(
@@ -339,7 +414,6 @@ class SocialService:
                 them,
             )
             await self._minor_notice("contact_accepted", me, them, self._adult_contact_words(them))
-        return Decision("allow", "connected")
 
     async def _set_state(self, a: str, b: str, state: str, requester: str) -> None:
         row = ContactRow(*pair_key(a, b), state=state, requester=requester)
@@ -355,6 +429,7 @@ class SocialService:
             if self._counts_against(target, actor):
                 await self.social.log_event(target, actor, BLOCKED_BY_MINOR, True, self._clock())
                 await self.refresh_restriction(target)
+            await self.guardians.on_block(actor, target)
 
     def _counts_against(self, adult: str, minor: str) -> bool:
         """A minor's block or report counts towards restricting an adult only if the two had
@@ -380,6 +455,7 @@ class SocialService:
             if self._counts_against(target, actor):
                 await self.social.log_event(target, actor, REPORTED_BY_MINOR, True, now)
                 await self.refresh_restriction(target)
+            await self.guardians.on_report(actor, target)
 
     async def refresh_restriction(self, handle: str, *, notify: bool = True) -> None:
         """Recompute whether an account is restricted; tell its minor contacts when it starts.
@@ -407,7 +483,9 @@ class SocialService:
             self.restricted.discard(handle)
 
     async def _tell_minor_contacts_restricted(self, handle: str, why: str) -> None:
-        for other in self.contacts_of(handle, states=("connected", "requested")):
+        for other in self.contacts_of(
+            handle, states=("connected", "requested", "awaiting_guardian")
+        ):
             await self._minor_notice(
                 "contact_restricted",
                 other,
@@ -453,7 +531,8 @@ class SocialService:
     def list_contacts(self, actor: str) -> list[ContactEntry]:
         entries: dict[str, ContactEntry] = {}
         minor = rules.is_minor(self.band_of(actor))
-        for other in self.contacts_of(actor, ("connected", "requested", "declined")):
+        states = ("connected", "requested", "declined", "awaiting_guardian")
+        for other in self.contacts_of(actor, states):
             relationship = self.relationship(actor, other)
             state = {"declined_by_actor": "declined_by_you"}.get(relationship, relationship)
             entries[other] = ContactEntry(

@@ -114,7 +114,12 @@ class SocialStore:
         await self._write("DELETE FROM contacts WHERE low = ? AND high = ?", (low, high))
 
     async def prune_events(self, before: datetime) -> int:
+        """Contact events older than ``before`` (the restriction window), and guardian-link
+        events too (views and notices; links, unlinks and approvals stay in the audit log)."""
         async with self._store.write_lock:
+            await self._store.db.execute(
+                "DELETE FROM guardian_events WHERE created_at < ?", (_ts(before),)
+            )
             cur = await self._store.db.execute(
                 "DELETE FROM contact_events WHERE created_at < ?", (_ts(before),)
             )

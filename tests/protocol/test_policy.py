@@ -45,12 +45,14 @@ MESSAGE_BY_RELATIONSHIP = {
     "declined": (R, "request_declined"),
     "incoming_request": (R, "request_awaiting_you"),
     "outgoing_request": (Q, "request_pending"),
+    "awaiting_guardian": (R, "guardian_approval_pending"),
 }
 REQUEST_BY_RELATIONSHIP = {
     "connected": (R, "already_connected"),
     "declined": (R, "request_declined"),
     "incoming_request": (R, "request_awaiting_you"),
     "outgoing_request": (R, "request_pending"),
+    "awaiting_guardian": (R, "guardian_approval_pending"),
 }
 
 

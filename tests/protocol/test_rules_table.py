@@ -48,6 +48,7 @@ def make(
     e2ee: str = "all_adults",
     restriction: bool = True,
     guardian: bool = False,
+    approvals: str = "never",
     per_day: int = 4,
     to_minors: int = 2,
 ) -> Policy:
@@ -68,7 +69,9 @@ def make(
             minor_to_minor=rule(m2m),
         ),
         restriction=msgspec.structs.replace(base.restriction, enabled=restriction),
-        exceptions=msgspec.structs.replace(base.exceptions, guardian_approved_links=guardian),
+        guardians=msgspec.structs.replace(
+            base.guardians, lifts_pair_rules=guardian, approvals=approvals
+        ),
         limits=msgspec.structs.replace(
             base.limits,
             contact_requests_per_day=per_day,
@@ -96,6 +99,7 @@ HAND_MADE = {
         m2m=("always", "direct"),
         e2ee="always",
         guardian=True,
+        approvals="adults_only",
     ),
     "adults_never": make(
         "adults_never",
@@ -104,6 +108,7 @@ HAND_MADE = {
         a2a=("always", "never"),
         m2m=("connected_only", "direct"),
         restriction=False,
+        approvals="adults_only",
     ),
     "minors_never": make(
         "minors_never",
@@ -151,7 +156,18 @@ def restricted(policy: Policy, f: Facts) -> bool:
 
 def guardian(policy: Policy, f: Facts) -> bool:
     """The hook lifts the pair rule (never restriction) where the policy switches it on."""
-    return f.guardian_approved and policy.exceptions.guardian_approved_links
+    return f.guardian_approved and policy.guardians.lifts_pair_rules
+
+
+def needs_approval(policy: Policy, f: Facts) -> bool:
+    """POLICY.md `guardians.approvals`: with `adults_only`, a new contact between a minor
+    who has a guardian and an adult (not that guardian) waits for the guardian."""
+    return (
+        f.supervised
+        and not f.guardian_approved
+        and policy.guardians.approvals == "adults_only"
+        and group(f.actor) != group(f.target)
+    )
 
 
 def contact_refusal(policy: Policy, f: Facts, *, existing: bool) -> str | None:
@@ -204,6 +220,8 @@ def _message(policy: Policy, f: Facts) -> tuple[str, str]:
         return (R, "request_declined")  # stays declined until the other reaches out
     if rel == "incoming_request":
         return (R, "request_awaiting_you")  # accept before writing back
+    if rel == "awaiting_guardian":
+        return (R, "guardian_approval_pending")  # nobody writes until the guardian answers
     if refusal := contact_refusal(policy, f, existing=False):
         return (R, refusal)  # a request's follow-ups too: decided under today's rules
     if guardian(policy, f):
@@ -212,9 +230,9 @@ def _message(policy: Policy, f: Facts) -> tuple[str, str]:
         return (Q, "request_pending")  # travels with the waiting request
     if capped(policy, f):
         return (R, "rate_limited")  # a new contact: "none" or "declined_by_actor"
-    if pair_rule(policy, f.actor, f.target).initiate == "direct":
+    if pair_rule(policy, f.actor, f.target).initiate == "direct" and not needs_approval(policy, f):
         return (A, "direct")
-    return (Q, "message_request")
+    return (Q, "message_request")  # a supervised minor's new adult contact: always a request
 
 
 def expected_request(policy: Policy, f: Facts) -> tuple[str, str]:
@@ -227,6 +245,7 @@ def _request(policy: Policy, f: Facts) -> tuple[str, str]:
         "outgoing_request": "request_pending",
         "declined": "request_declined",
         "incoming_request": "request_awaiting_you",
+        "awaiting_guardian": "guardian_approval_pending",
     }
     if f.relationship in by_state:
         return (R, by_state[f.relationship])
@@ -274,7 +293,9 @@ def expected_accept(policy: Policy, f: Facts) -> tuple[str, str]:
         guardian_approved=f.guardian_approved,
     )
     refusal = contact_refusal(policy, requester, existing=False)
-    return (R, refusal) if refusal else (A, "accepted")
+    if refusal:
+        return (R, refusal)
+    return (A, "awaiting_guardian") if needs_approval(policy, f) else (A, "accepted")
 
 
 def variants(policy: Policy) -> list[dict[str, object]]:
@@ -292,6 +313,10 @@ def variants(policy: Policy) -> list[dict[str, object]]:
         {"guardian_approved": True},
         {"guardian_approved": True, "actor_restricted": True},
         {"guardian_approved": True, "target_blocked_actor": True},
+        {"supervised": True},
+        {"supervised": True, "guardian_approved": True},
+        {"supervised": True, "target_blocked_actor": True},
+        {"supervised": True, "actor_restricted": True},
         {"requests_today": per_day - 1, "requests_to_minors_today": min(per_day, to_minors) - 1},
         {"requests_today": per_day},
         {"requests_today": to_minors, "requests_to_minors_today": to_minors},

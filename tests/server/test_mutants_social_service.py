@@ -12,7 +12,6 @@ import asyncio
 from datetime import UTC, date, datetime, timedelta
 
 import msgspec
-import pytest
 
 from protocol.frames import ContactEntry, Person
 from protocol.limits import MAX_SEARCH_RESULTS
@@ -59,14 +58,6 @@ class Events:
         got = {(m.recipient, m.code): m.body for m in self.sent}
         self.sent.clear()
         return got
-
-
-@pytest.fixture
-async def world(tmp_path):
-    store = SqliteStore(tmp_path / "relay.sqlite")
-    await store.open()
-    yield store
-    await store.close()
 
 
 async def service(
@@ -266,13 +257,28 @@ async def test_a_block_shows_only_in_the_blockers_list_and_is_undone(world):
 
 
 async def test_a_blocked_strangers_message_is_answered_as_a_request(world):
-    social, _, _ = await service(world, ann=ADULT, bob=ADULT2)
+    social, events, _ = await service(world, ann=ADULT, bob=ADULT2, cyd=ADULT2)
     await social.block("ann", "bob")
     assert social.would_be_request("bob", "ann") is True
     assert await social.decide_message("bob", "ann", "e2ee") == Decision(
         "drop", "blocked_by_target"
     )
-    assert await social.contact_request("bob", "ann") == Decision("drop", "blocked_by_target")
+    # What any pending request looks like to its sender: the list, a second request, the
+    # follow-ups; the blocker hears nothing and sees only the block.
+    assert entries(social, "bob") == [("ann", "outgoing_request", "e2ee", False)]
+    assert await social.contact_request("bob", "ann") == Decision("refuse", "request_pending")
+    assert social.would_be_request("bob", "ann") is True
+    assert await social.decide_message("bob", "ann", "e2ee") == Decision(
+        "drop", "blocked_by_target"
+    )
+    assert entries(social, "ann") == [("bob", "blocked", None, False)]
+    assert events.take() == []
+    # A contact request first: the same.
+    await social.block("ann", "cyd")
+    assert await social.contact_request("cyd", "ann") == Decision("drop", "blocked_by_target")
+    assert entries(social, "cyd") == [("ann", "outgoing_request", "e2ee", False)]
+    assert await social.contact_request("cyd", "ann") == Decision("refuse", "request_pending")
+    assert events.take() == []
 
 
 async def test_blocks_and_reports_by_minors_count_only_after_contact(world):

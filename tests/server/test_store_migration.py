@@ -1,5 +1,6 @@
 """The relay store's schema migrations: a v3 file (before franking) opens as v4 with its
-queued messages intact, and commitments round-trip until the recipient acknowledges."""
+queued messages intact, and commitments round-trip until the recipient acknowledges; a v6
+file (before guardian links) opens as v7 with its contacts and audit chain intact."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ import sqlite3
 from datetime import UTC, datetime
 
 from server.delivery.records import AckRecord, NewMessage
-from server.delivery.store import _SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, SCHEMA_VERSION, SqliteStore
+from server.delivery.store import (
+    _SCHEMA_V1,
+    _SCHEMA_V2,
+    _SCHEMA_V3,
+    _SCHEMA_V4,
+    _SCHEMA_V5,
+    _SCHEMA_V6,
+    SCHEMA_VERSION,
+    SqliteStore,
+)
+from server.safety.audit import AuditLog
+from server.social.guardian_store import GuardianStore, LinkRow
 
 SENT = datetime(2026, 11, 23, 15, 0, 1, 250000, tzinfo=UTC)
 
@@ -31,7 +43,7 @@ async def test_a_v3_store_migrates_and_keeps_its_queue(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 6
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 7
         (old,) = await store.pending_for("ben", 0, 10)
         assert (old.msg_id, old.body, old.sent_at, old.commitment) == (
             "old-message-1",
@@ -64,5 +76,42 @@ async def test_a_commitment_is_stored_delivered_and_dropped_on_ack(tmp_path):
         await store.write_batch([], [AckRecord("ben", "ana", "new-message-1")], SENT)
         kept = await store.find_message("ana", "new-message-1")
         assert kept is not None and (kept.body, kept.commitment) == (None, None)
+    finally:
+        await store.close()
+
+
+def make_v6(path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    scripts = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6)
+    for version, script in enumerate(scripts, start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db.execute(
+        "INSERT INTO contacts (low, high, state, requester, created_at, updated_at) "
+        "VALUES ('dana', 'tia', 'connected', 'tia', ?, ?)",
+        (SENT.timestamp(), SENT.timestamp()),
+    )
+    db.close()
+
+
+async def test_a_v6_store_migrates_to_guardian_links(tmp_path):
+    path = tmp_path / "relay.sqlite3"
+    make_v6(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        async with store.reader.execute("PRAGMA user_version") as cur:
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 7
+        async with store.reader.execute("SELECT low, high, state FROM contacts") as cur:
+            assert await cur.fetchall() == [("dana", "tia", "connected")]
+        guardians = GuardianStore(store)
+        assert await guardians.links() == []
+        assert await guardians.pending() == []
+        invited = LinkRow("dana", "tia", "invited", "tia", SENT)
+        await guardians.invite(invited)
+        linked = await guardians.link(invited, "dana", SENT)
+        assert await guardians.links() == [linked]
+        assert await guardians.connected_since("tia") == {"dana": SENT}
+        count, _, problem = await AuditLog(store).verify()
+        assert (count, problem) == (1, None)  # the link is the chain's first entry
     finally:
         await store.close()

@@ -1,0 +1,108 @@
+"""Guardian-link frames on the WebSocket (PROTOCOL.md §6.7): each checks its target, then
+asks the social service (server/social/guardians.py), which decides and tells people."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from protocol.frames import (
+    Done,
+    Frame,
+    GuardianAccept,
+    GuardianDecide,
+    GuardianInvite,
+    GuardianList,
+    GuardiansResult,
+    GuardianUnlink,
+)
+from protocol.policy import Decision
+from server.app_keys import SOCIAL
+
+
+class _Session(Protocol):
+    app: web.Application
+
+    @property
+    def handle(self) -> str: ...
+
+    async def send(self, frame: Frame) -> None: ...
+
+    async def refuse(
+        self, code: str, detail: str | None = None, ref: str | None = None
+    ) -> None: ...
+
+    async def refuse_decision(self, decision: Decision, ref: str) -> None: ...
+
+    async def target_error(self, handle: str, *, counted: bool = False) -> str | None: ...
+
+
+class GuardianHandlers:
+    """One connection's guardian-link requests."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+
+    def table(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
+        return {
+            GuardianInvite: self._on_invite,
+            GuardianAccept: self._on_accept,
+            GuardianUnlink: self._on_unlink,
+            GuardianList: self._on_list,
+            GuardianDecide: self._on_decide,
+        }
+
+    async def _answer(self, rid: str, decision: Decision, outcome: str) -> None:
+        if decision.outcome == "refuse":
+            await self._session.refuse_decision(decision, ref=rid)
+        else:
+            await self._session.send(Done(rid=rid, outcome=outcome))
+
+    async def _target(self, rid: str, handle: str, *, counted: bool = False) -> bool:
+        problem = await self._session.target_error(handle, counted=counted)
+        if problem is not None:
+            await self._session.refuse(problem, ref=rid)
+            return False
+        return True
+
+    async def _on_invite(self, frame: GuardianInvite) -> None:
+        # An invitation to a handle that doesn't exist counts as a lookup, as a request does.
+        if not await self._target(frame.rid, frame.handle, counted=True):
+            return
+        service = self._session.app[SOCIAL].guardians
+        decision = await service.invite(self._session.handle, frame.handle)
+        # One to someone who blocked you looks sent (they never learn of it).
+        await self._answer(frame.rid, decision, "invited")
+
+    async def _on_accept(self, frame: GuardianAccept) -> None:
+        if not await self._target(frame.rid, frame.handle):
+            return
+        service = self._session.app[SOCIAL].guardians
+        decision = await service.accept(self._session.handle, frame.handle)
+        await self._answer(frame.rid, decision, decision.reason)
+
+    async def _on_unlink(self, frame: GuardianUnlink) -> None:
+        if not await self._target(frame.rid, frame.handle):
+            return
+        service = self._session.app[SOCIAL].guardians
+        decision = await service.unlink(self._session.handle, frame.handle)
+        await self._answer(frame.rid, decision, decision.reason)
+
+    async def _on_list(self, frame: GuardianList) -> None:
+        service = self._session.app[SOCIAL].guardians
+        links, approvals = await service.view(self._session.handle)
+        await self._session.send(
+            GuardiansResult(rid=frame.rid, rules=service.rules, links=links, approvals=approvals)
+        )
+
+    async def _on_decide(self, frame: GuardianDecide) -> None:
+        for handle in (frame.ward, frame.contact):
+            if not await self._target(frame.rid, handle):
+                return
+        service = self._session.app[SOCIAL].guardians
+        decision = await service.decide(
+            self._session.handle, frame.ward, frame.contact, frame.approve
+        )
+        await self._answer(frame.rid, decision, decision.reason)
