@@ -394,10 +394,12 @@ class History:
         return rows
 
     async def mark_conversation_seen(self, conversation: str) -> None:
+        """Everything received in ``conversation`` is read — except safety notices, which
+        stay until the person dismisses them (mark_seen), however often the chat opens."""
         async with self._lock:
             await self.db.execute(
                 "UPDATE messages SET seen = 1 WHERE conversation = ? AND direction = 'in' "
-                "AND seen = 0",
+                "AND seen = 0 AND kind != 'notice'",
                 (conversation,),
             )
             await self.db.commit()

@@ -119,6 +119,16 @@ PERSONAS = {
             ),
         ),
         Persona(
+            "jay",
+            "Jay",
+            born_years_and_days_ago(31, 75),
+            "adult; met Maya in an online game last week — she added him",
+            (
+                "haha nice",
+                "what are you up to?",
+            ),
+        ),
+        Persona(
             "rex",
             "Rex",
             born_years_and_days_ago(29, 50),
@@ -232,8 +242,8 @@ async def seed(base: Path, server: str) -> None:
             kdf=MINIMUM,
         )
     async with _Clients(base) as c:
-        handles = ("maya", "leo", "dana", "sam", "rex")
-        maya, leo, dana, sam, rex = [await c.open(h) for h in handles]
+        handles = ("maya", "leo", "dana", "sam", "rex", "jay")
+        maya, leo, dana, sam, rex, jay = [await c.open(h) for h in handles]
         # Maya asked her mum to connect (a minor may ask an adult); Dana accepted.
         await attempt(maya.contact_request("dana"))
         await attempt(dana.respond("maya", accept=True))
@@ -251,6 +261,18 @@ async def seed(base: Path, server: str) -> None:
         )
         await attempt(dana.respond("sam", accept=True))
         await attempt(say(dana, "sam", "Yes, Thursday 10:00. I'll bring the teen-safety mocks."))
+        # A grooming pattern (invented, non-explicit): Maya added an adult she met in a game;
+        # he asks personal things, then for secrecy. The relay's signals send her a notice in
+        # that chat (docs/SIGNALS.md); under `open` (e2ee, signals off) nothing can.
+        await attempt(maya.contact_request("jay"))
+        await attempt(jay.respond("maya", accept=True))
+        await attempt(
+            say(jay, "maya", "gg earlier! how old are you btw? what school do you go to?")
+        )
+        await attempt(say(maya, "jay", "14 lol"))
+        await attempt(
+            say(jay, "maya", "cool. let's keep our chats between us ok? don't tell your mum")
+        )
         # The stranger: refused with minors (by default), a mere request with an adult.
         for teen in ("maya", "leo"):
             await attempt(say(rex, teen, "hey, want to chat?"))
@@ -306,6 +328,8 @@ Try:
   • Ctrl+F finds people. As rex, search for maya: she isn't there.
   • As dana, the chat with sam (two adults) is end-to-end encrypted (Ctrl+S: your safety \
 number); the one with maya (14) is visible to safety checks.
+  • As maya, the chat with jay has a safety notice: he asked her to keep it secret. Block \
+and Report are on the notice.
   • Ctrl+O: your account and what protects you.
   • Someone else, another policy: make demo PERSONA=rex POLICY=strict \
 (agechat demo --as rex --policy strict)."""

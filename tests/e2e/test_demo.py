@@ -29,6 +29,7 @@ from click.testing import CliRunner
 
 from client.errors import error_message
 from client.tui.screens.main import MainScreen
+from client.tui.widgets.notice_banner import NoticeBanner
 from launcher.cli import cli
 from launcher.demo import demo_app, demo_command, free_port, seed, start_relay
 from server.policy.loader import PRESETS_DIR, load_policy
@@ -248,6 +249,14 @@ async def test_the_intro_is_shown_in_the_app_and_comes_back_with_f1(tmp_path):
             await pilot.press("f1")
             await settle(pilot, lambda: "You are Maya" in screen_text(app))
             assert "You are Maya (@maya)" in screen_text(app)
+            await pilot.press("escape")
+            await settle(pilot, lambda: "You are Maya" not in screen_text(app))
+            # The seeded grooming pattern: a notice in Maya's chat with Jay.
+            screen = app.screen
+            jay = next(c for c in screen._conversations if c.handle == "jay")
+            await screen.open_conversation(jay)
+            await settle(pilot, lambda: screen.query(NoticeBanner))
+            assert "risk_secrecy" in [b.code for b in screen.query(NoticeBanner)]
 
 
 async def test_the_demo_under_another_policy_refuses_what_default_allows(tmp_path):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 import pytest_asyncio
@@ -90,6 +90,13 @@ async def test_secrecy_brings_a_notice_and_more_stages_a_finding(relay, tmp_path
         view = await c.moderation.case(case.id)
         (finding,) = [f for f in view.findings if f.source == "signals"]
         assert "secre" in finding.explanation.lower() and "@tia" in finding.explanation
+        # Every firing is listed with its rule, kind and weight, so the score explains itself.
+        firings = risk_state(relay, "tia", "vic")["firings"]
+        assert {"secrecy", "personal_info", "meet_offline"} <= {f["rule"] for f in firings}
+        before = [f for f in firings if datetime.fromisoformat(f["at"]) <= finding.created_at]
+        assert len(before) >= 5
+        for f in before:
+            assert f"- {f['rule']} ({f['kind']}) adds " in finding.explanation, f["rule"]
 
 
 async def test_a_parents_everyday_messages_bring_no_notice(relay, tmp_path):

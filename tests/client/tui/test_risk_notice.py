@@ -44,6 +44,11 @@ async def test_a_secrecy_request_brings_a_notice_in_the_chat_with_block_and_repo
             assert "Be careful with this person" in shown
             assert "secret" in shown.lower()
 
+            # Opening the chat again (reading it) doesn't make the notice go: only "Got it".
+            await main.open_conversation(main.current)
+            await settle(pilot)
+            banner = next(b for b in main.query(NoticeBanner) if b.code == "risk_secrecy")
+
             # Block, one press away on the banner: the same confirmation as Ctrl+B.
             banner.query_one("#notice-block", Button).press()
             await settle(pilot, lambda: app.screen is not main)
