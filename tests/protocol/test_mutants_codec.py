@@ -50,6 +50,12 @@ CLIENT_TYPES = {
     # §6.3
     "upload_prekeys": f.UploadPrekeys,
     "fetch_bundle": f.FetchBundle,
+    # §6.7 (guardian links)
+    "guardian_invite": f.GuardianInvite,
+    "guardian_accept": f.GuardianAccept,
+    "guardian_unlink": f.GuardianUnlink,
+    "guardian_list": f.GuardianList,
+    "guardian_decide": f.GuardianDecide,
     # §8 (moderators)
     "mod_queues": moderation.ModQueues,
     "mod_queue": moderation.ModQueue,
@@ -73,6 +79,7 @@ RELAY_TYPES = {
     "search_result": f.SearchResult,
     "bundle": f.Bundle,
     "prekeys_low": f.PrekeysLow,
+    "guardians": f.GuardiansResult,
     "mod_queues_result": moderation.ModQueuesResult,
     "mod_cases": moderation.ModCases,
     "mod_case_result": moderation.ModCaseResult,
