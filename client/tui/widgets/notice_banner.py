@@ -21,22 +21,27 @@ class NoticeBanner(Horizontal):
             self.banner = banner
 
     def __init__(self, code: str, text: str) -> None:
-        super().__init__(classes="notice")
+        about = code.startswith("risk_")
+        # With actions, the words take the full width and the buttons go in a row below.
+        super().__init__(classes="notice with-actions" if about else "notice")
         self.code = code
         self.text = text
-
-    @property
-    def about_this_person(self) -> bool:
-        return self.code.startswith("risk_")
+        self.about_this_person = about
 
     def compose(self) -> ComposeResult:
         title = notice_title(self.code)
         # Text, not markup: the notice names other people, whose names are not ours to style.
-        yield Static(Text.assemble((f"⚠ {title}\n", "bold"), self.text), classes="notice-text")
-        if self.about_this_person:
-            yield Button("Block (Ctrl+B)", id="notice-block", variant="error")
-            yield Button("Report (Ctrl+R)", id="notice-report", variant="error")
-        yield Button("Got it", id="dismiss-notice", variant="warning")
+        text = Static(Text.assemble((f"⚠ {title}\n", "bold"), self.text), classes="notice-text")
+        got_it = Button("Got it", id="dismiss-notice", variant="warning")
+        if not self.about_this_person:
+            yield text
+            yield got_it
+            return
+        yield text
+        with Horizontal(classes="notice-actions"):
+            yield Button("Block  Ctrl+B", id="notice-block", variant="error")
+            yield Button("Report  Ctrl+R", id="notice-report", variant="error")
+            yield got_it
 
     @on(Button.Pressed, "#notice-block")
     async def _block(self) -> None:

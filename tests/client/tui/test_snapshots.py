@@ -52,6 +52,7 @@ async def fill(
     lines: list[tuple[str, str]],
     notice: str | None,
     mode: str = "visible",
+    code: str = "new_adult_contact",
 ) -> None:
     history = History(profile.history_path)
     await history.open()
@@ -93,7 +94,7 @@ async def fill(
             body=notice,
             sent_at=T0,
             received_at=T0,
-            code="new_adult_contact",
+            code=code,
         )
     await history.close()
 
@@ -155,6 +156,23 @@ def test_onboarding_for_a_minor(snap_compare, tmp_path):
 
 def test_main_screen_visible_mode_with_a_notice_banner(snap_compare, maya):
     app = AgechatApp(ProfileSessions(maya, kdf=MINIMUM), passphrase=PASSPHRASE)
+    assert snap_compare(app, terminal_size=SIZE, run_before=until_offline)
+
+
+def test_a_grooming_risk_notice_with_block_and_report(snap_compare, tmp_path):
+    """What a 14-year-old sees after an adult asked for secrecy (docs/SIGNALS.md)."""
+    profile = write_profile(tmp_path / "maya", "maya", "Maya", date(2012, 3, 1))
+    lines = [
+        ("jay", "gg earlier! how old are you btw? what school do you go to?"),
+        ("maya", "14 lol"),
+        ("jay", "cool. let's keep our chats between us ok? don't tell your mum"),
+    ]
+    notice = (
+        "This person asked you to keep your chat a secret. Adults you don't know well "
+        "shouldn't ask that. You can block or report them."
+    )
+    asyncio.run(fill(profile, "jay", lines, notice=notice, code="risk_secrecy"))
+    app = AgechatApp(ProfileSessions(tmp_path / "maya", kdf=MINIMUM), passphrase=PASSPHRASE)
     assert snap_compare(app, terminal_size=SIZE, run_before=until_offline)
 
 
