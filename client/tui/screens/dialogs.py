@@ -1,5 +1,5 @@
 """Modal dialogs: find people, block, report, safety number, account, help (files are in
-files.py)."""
+files.py, guardian links in guardians.py)."""
 
 from __future__ import annotations
 
@@ -260,6 +260,27 @@ class HelpDialog(InfoDialog):
             body.append(f" {what2}\n")
         body.rstrip()
         super().__init__(intro.title if intro else "Help", body)
+
+
+class AccountDialog(InfoDialog):
+    """Your account and what protects you; Guardians… opens the guardian links (dismissed
+    with ``"guardians"``)."""
+
+    def __init__(self, session: ChatSession) -> None:
+        super().__init__("Your account", account_text(session))
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            with VerticalScroll(classes="dialog-body"):
+                yield Static(Text(self.body) if isinstance(self.body, str) else self.body)
+            with Horizontal(classes="buttons"):
+                yield Button("Close", id="close", variant="primary")
+                yield Button("Guardians…", id="guardians")
+
+    @on(Button.Pressed, "#guardians")
+    def _guardians(self) -> None:
+        self.dismiss("guardians")
 
 
 def account_text(session: ChatSession) -> str:

@@ -28,15 +28,15 @@ from client.explain import MODE_BADGE, mode_reason
 from client.history import HistoryMessage, peer_of
 from client.session import ChatSession, Conversation
 from client.tui.screens.dialogs import (
+    AccountDialog,
     ConfirmDialog,
     FindPeopleDialog,
     HelpDialog,
-    InfoDialog,
     ReportDialog,
     SafetyNumberDialog,
-    account_text,
 )
 from client.tui.screens.files import AttachDialog, FilesDialog, SendFile
+from client.tui.screens.guardians import GuardiansDialog
 from client.tui.widgets.connection_indicator import ConnectionIndicator
 from client.tui.widgets.conversation_list import ConversationItem, ConversationList
 from client.tui.widgets.message_item import MessageItem
@@ -176,9 +176,11 @@ class MainScreen(Screen[None]):
             )
         self.query_one("#chat-reason", Static).update(reason)
         compose = self.query_one("#compose", Input)
-        compose.disabled = c.is_request or c.state == "blocked"
+        compose.disabled = c.is_request or c.state in ("blocked", "awaiting_guardian")
         if c.is_request:
             compose.placeholder = "Accept their request to reply"
+        elif c.state == "awaiting_guardian":
+            compose.placeholder = "Waiting for a guardian's approval: nobody can write yet"
         elif c.state == "blocked":
             compose.placeholder = "You blocked them (Ctrl+B to unblock)"
         else:
@@ -329,7 +331,8 @@ class MainScreen(Screen[None]):
     def _can_write(self) -> bool:
         """Where the message box is enabled (see _show_header)."""
         c = self.current
-        return c is not None and not c.is_request and c.state != "blocked"
+        silent = ("blocked", "awaiting_guardian")
+        return c is not None and not c.is_request and c.state not in silent
 
     def action_chats(self) -> None:
         self.query_one(ConversationList).focus()
@@ -469,7 +472,17 @@ class MainScreen(Screen[None]):
         self.app.push_screen(SafetyNumberDialog(self.session, handle, self.current.mode), done)
 
     def action_account(self) -> None:
-        self.app.push_screen(InfoDialog("Your account", account_text(self.session)))
+        def then(choice: str | None) -> None:
+            if choice == "guardians":
+                self.action_guardians()
+
+        self.app.push_screen(AccountDialog(self.session), then)
+
+    def action_guardians(self) -> None:
+        async def done(_: str | None) -> None:
+            await self.refresh_conversations()  # a link or an approval changes contacts
+
+        self.app.push_screen(GuardiansDialog(self.session), done)
 
     async def on_unmount(self) -> None:
         # Stop this screen's workers before the session (and its database) closes under them.

@@ -1,0 +1,93 @@
+"""Guardian links in the app (Account → Guardians), driven with Pilot against a real relay:
+a teen is told what a guardian would see before inviting, links and unlinks (asked first);
+a parent accepts and answers a new adult contact waiting for approval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.widgets import Button, Input
+
+from client.tui.screens.dialogs import AccountDialog, ConfirmDialog
+from client.tui.screens.guardians import GuardiansDialog
+from client.tui.screens.main import MainScreen
+from server.policy.loader import PRESETS_DIR
+from tests.client.tui.test_app import SIZE, app_for, screen_text, settle, text_of
+from tests.support import Relay, make_profile, open_clients, years_ago
+
+
+async def open_guardians(app, pilot) -> GuardiansDialog:
+    await settle(pilot, lambda: isinstance(app.screen, MainScreen))
+    await pilot.press("ctrl+o")
+    await settle(pilot, lambda: isinstance(app.screen, AccountDialog))
+    app.screen.query_one("#guardians", Button).press()
+    await settle(
+        pilot,
+        lambda: isinstance(app.screen, GuardiansDialog)
+        and "Loading" not in text_of(app, "#guardian-intro"),
+    )
+    return app.screen
+
+
+async def press(app, pilot, button: str, handle: str | None = None) -> None:
+    if handle is not None:
+        app.screen.query_one("#guardian-handle", Input).value = handle
+    app.screen.query_one(f"#{button}", Button).press()
+    await settle(pilot, lambda: text_of(app, "#guardian-status").strip() != "")
+
+
+async def test_a_teen_is_told_what_a_guardian_sees_then_links_and_unlinks(tmp_path):
+    relay = await Relay(tmp_path / "relay", policy="strict").start()
+    try:
+        app = await app_for(tmp_path, relay, "maya", years_ago(14))
+        dana = await make_profile(tmp_path, relay.url, "dana", years_ago(41))
+        async with open_clients(dana) as (d,), app.run_test(size=SIZE) as pilot:
+            dialog = await open_guardians(app, pilot)
+            shown = screen_text(app)
+            assert "Never your messages" in shown
+            assert "A new adult contact has to wait until your guardian approves it" in shown
+            await press(app, pilot, "invite", "dana")
+            assert "Invited @dana" in text_of(app, "#guardian-status")
+            assert "you invited them" in text_of(app, "#guardian-links")
+            assert await d.guardians.accept("maya") == "linked"
+            dialog.reload()
+            await settle(pilot, lambda: "your guardian" in text_of(app, "#guardian-links"))
+            # Unlinking asks first, then takes effect at once.
+            app.screen.query_one("#guardian-handle", Input).value = "dana"
+            app.screen.query_one("#unlink", Button).press()
+            await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
+            assert "Unlink @dana?" in screen_text(app)
+            app.screen.query_one("#confirm", Button).press()
+            await settle(pilot, lambda: "Unlinked @dana" in text_of(app, "#guardian-status"))
+            assert (await d.guardians.view()).links == []
+    finally:
+        await relay.stop()
+
+
+async def test_a_parent_accepts_and_approves_a_new_adult_contact(tmp_path: Path):
+    policy = tmp_path / "supervised.toml"
+    text = (PRESETS_DIR / "default.toml").read_text()
+    policy.write_text(text.replace('approvals = "never"', 'approvals = "adults_only"'))
+    relay = await Relay(tmp_path / "relay", policy=str(policy)).start()
+    try:
+        app = await app_for(tmp_path, relay, "dana", years_ago(41))
+        kim = await make_profile(tmp_path, relay.url, "kim", years_ago(14))
+        coach = await make_profile(tmp_path, relay.url, "coach", years_ago(35))
+        async with open_clients(kim, coach) as (k, c), app.run_test(size=SIZE) as pilot:
+            assert await k.guardians.invite("dana") == "invited"
+            dialog = await open_guardians(app, pilot)
+            assert "invited you to be their guardian" in text_of(app, "#guardian-links")
+            assert "As their guardian" in text_of(app, "#guardian-intro")
+            await press(app, pilot, "accept", "kim")
+            assert "linked with @kim" in text_of(app, "#guardian-status")
+            await k.contact_request("coach")
+            assert await c.respond("kim", accept=True) == "awaiting_guardian"
+            dialog.reload()
+            await settle(pilot, lambda: dialog.query_one("#approval-buttons").display)
+            assert "@kim wants Coach @coach" in screen_text(app)
+            app.screen.query_one("#approve", Button).press()
+            await settle(pilot, lambda: "Approved" in text_of(app, "#guardian-status"))
+            states = {e.handle: e.state for e in await k.contacts()}
+            assert states["coach"] == "connected"
+    finally:
+        await relay.stop()
