@@ -15,6 +15,7 @@ import msgspec
 
 from client.cli import Options, command, connected_client, emit, iso, printable
 from client.errors import ClientError
+from client.guardian_words import guardian_lines
 from protocol.moderation import ACTIONS, CaseSummary, CaseView, EvidenceItem, QueueSummary
 
 
@@ -71,6 +72,8 @@ def _case_text(case: CaseView) -> str:
     ] or ["  none"]
     lines += ["", "Prior cases:"]
     lines += [f"  {_case_line(p)}" for p in case.prior_cases] or ["  none"]
+    if guardians := guardian_lines(case.guardians, printable):
+        lines += ["", "Guardian links (issue 16):", *guardians]
     return "\n".join(lines)
 
 

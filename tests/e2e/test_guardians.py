@@ -226,3 +226,10 @@ async def test_the_moderators_case_view_of_a_ward_shows_the_guardian_context(str
     events = [(a.event, a.guardian, a.ward) for a in case.guardians.activity]
     assert ("viewed_contacts", "gus", "ivy") in events
     assert ("linked", "gus", "ivy") in events
+    # The same in `agechat mod case` (and the console, which shares the lines).
+    rc, out, err = await agechat(
+        "--profile", str(base / "mia_mod"), "mod", "case", str(summary.id), passphrase=PASSPHRASE
+    )
+    assert rc == 0, err
+    assert "Guardians: @gus" in out
+    assert "@gus → @ivy: viewed the ward's contacts" in out

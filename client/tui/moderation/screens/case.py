@@ -16,6 +16,7 @@ from textual.widgets import Footer, Header, Label, Static
 
 from client.cli import printable
 from client.errors import ClientError
+from client.guardian_words import guardian_lines
 from client.tui.moderation.backend import ModerationBackend
 from client.tui.moderation.render import (
     case_heading,
@@ -125,7 +126,10 @@ class CaseScreen(Screen[None]):
         self.view = view
         self.query_one("#case-body").display = True
         self.query_one("#case-heading", Static).update(case_heading(view.summary))
-        self.query_one("#subject", Static).update(subject_text(view.subject))
+        subject = subject_text(view.subject)
+        if guardians := guardian_lines(view.guardians, printable):
+            subject.append("\n" + "\n".join(guardians))
+        self.query_one("#subject", Static).update(subject)
         findings = [finding_text(f) for f in view.findings]
         self.query_one("#findings", Static).update(
             Text("\n\n").join(findings) if findings else Text("No findings.", style="dim")
