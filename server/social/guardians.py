@@ -56,6 +56,8 @@ class GuardianService:
         self.store = GuardianStore(social.store)
         #: (guardian, ward) → the link or invitation.
         self._links: dict[tuple[str, str], LinkRow] = {}
+        #: ward → their linked guardians (an index for the message path's ``supervised``).
+        self._by_ward: dict[str, set[str]] = {}
         #: (ward, adult contact) → when the approval was asked for.
         self._pending: dict[tuple[str, str], datetime] = {}
 
@@ -64,8 +66,24 @@ class GuardianService:
         return self._social.policy.guardians
 
     async def load(self) -> None:
-        self._links = {(r.guardian, r.ward): r for r in await self.store.links()}
+        self._links = {}
+        self._by_ward = {}
+        for row in await self.store.links():
+            self._put(row)
         self._pending = {(w, c): t for w, c, t in await self.store.pending()}
+
+    def _put(self, row: LinkRow) -> None:
+        self._links[(row.guardian, row.ward)] = row
+        if row.state == "linked":
+            self._by_ward.setdefault(row.ward, set()).add(row.guardian)
+
+    def _drop(self, row: LinkRow) -> None:
+        del self._links[(row.guardian, row.ward)]
+        linked = self._by_ward.get(row.ward)
+        if linked is not None:
+            linked.discard(row.guardian)
+            if not linked:
+                del self._by_ward[row.ward]
 
     # --- facts (from memory: the message path asks) ----------------------------------------
 
@@ -80,11 +98,7 @@ class GuardianService:
         """The ward's linked guardians; ``active``: only those the relay hasn't restricted
         (a restricted guardian keeps the link but not what it gives)."""
         return sorted(
-            g
-            for (g, w), row in self._links.items()
-            if w == ward
-            and row.state == "linked"
-            and not (active and self._social.is_restricted(g))
+            g for g in self._by_ward.get(ward, ()) if not (active and self._social.is_restricted(g))
         )
 
     def wards_of(self, guardian: str) -> list[str]:
@@ -97,10 +111,7 @@ class GuardianService:
         if rules.is_minor(band_a) == rules.is_minor(band_b):
             return False
         minor = a if rules.is_minor(band_a) else b
-        return any(
-            w == minor and row.state == "linked" and not self._social.is_restricted(g)
-            for (g, w), row in self._links.items()
-        )
+        return any(not self._social.is_restricted(g) for g in self._by_ward.get(minor, ()))
 
     def _link_state(self, actor: str, target: str) -> LinkState:
         row = self.link_between(actor, target)
@@ -142,7 +153,7 @@ class GuardianService:
             guardian, ward = self._roles(actor, target)
             row = LinkRow(guardian, ward, "invited", actor, now)
             await self.store.invite(row)
-            self._links[(guardian, ward)] = row
+            self._put(row)
             if stranger:
                 minor = rules.is_minor(social.band_of(target))
                 await social.social.log_event(actor, target, NEW_CONTACT, minor, now)
@@ -179,7 +190,7 @@ class GuardianService:
             row = self.link_between(actor, inviter)
             assert row is not None
             linked = await self.store.link(row, actor, social.now())
-            self._links[(row.guardian, row.ward)] = linked
+            self._put(linked)
             # A link makes them contacts; an approval one of them waited on is moot.
             if social.relationship(actor, inviter) != "connected":
                 await social.set_state(actor, inviter, "connected", inviter)
@@ -229,7 +240,7 @@ class GuardianService:
             )
             if row is None or hidden:
                 return Decision("refuse", "not_linked")
-            del self._links[(row.guardian, row.ward)]
+            self._drop(row)
             if row.state == "invited":
                 await self.store.withdraw(row.guardian, row.ward)
                 return Decision("allow", "cancelled")
@@ -275,7 +286,7 @@ class GuardianService:
                     social.band_of(guardian)
                 ):
                     continue
-                del self._links[(guardian, ward)]
+                self._drop(row)
                 if row.state == "invited":
                     await self.store.withdraw(guardian, ward)
                     continue

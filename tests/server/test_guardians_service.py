@@ -501,3 +501,25 @@ async def test_the_guardian_is_told_of_blocks_and_reports_and_the_teen_sees_it(w
     await social.unblock("tia", "tom")
     await social.block("tia", "tom")
     assert events.take() == []
+
+
+async def test_a_restart_keeps_links_invitations_and_approvals_waiting(world):
+    policy = with_rules("request", "request", lifts=False, approvals="adults_only")
+    people = {"mum": ADULT, "dad": ADULT2, "tia": TEEN14, "coach": ADULT2}
+    social, _, _ = await service(world, policy, **people)
+    await link(social, "tia", "mum")
+    await social.guardians.invite("tia", "dad")
+    await social.contact_request("tia", "coach")
+    await social.respond("coach", "tia", accept=True)
+
+    async def state(s) -> list[object]:
+        views = [await s.guardians.view(h) for h in ("mum", "dad", "tia")]
+        return [([(x.handle, x.role, x.state, x.since) for x in links], a) for links, a in views]
+
+    before = await state(social)
+    again, events, _ = await service(world, policy, **people)
+    await again.guardians.load()  # (contacts come back through SocialService.load)
+    assert again.guardians.is_linked("tia", "mum") and not again.guardians.is_linked("tia", "dad")
+    assert again.guardians.supervised("tia", "teen_13_15", "coach", "adult")
+    assert await state(again) == before
+    assert events.take() == []
