@@ -12,6 +12,7 @@ from protocol.frames import (
     RELAY_FRAME_TYPES,
     ClientFrame,
     Frame,
+    GroupSend,
     RelayFrame,
 )
 from protocol.limits import MAX_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
@@ -45,22 +46,43 @@ class FrameError(Exception):
 
 
 class _FrameDecoder(Generic[T]):
-    def __init__(self, union: Any, known_types: frozenset[str], max_bytes: int) -> None:
+    def __init__(
+        self,
+        union: Any,
+        known_types: frozenset[str],
+        max_bytes: int,
+        *,
+        default_limit: int | None = None,
+        limits: dict[type, int] | None = None,
+    ) -> None:
+        """``max_bytes``: nothing larger is parsed. ``default_limit``/``limits``: each frame
+        type's own limit (at most ``max_bytes``), checked once it is parsed."""
         self._decoder: msgspec.json.Decoder[T] = msgspec.json.Decoder(union)
         self._known = known_types
         self._max_bytes = max_bytes
+        self._default_limit = default_limit or max_bytes
+        self._limits = limits or {}
 
     def decode(self, data: str | bytes) -> T:
         """Parse and validate one frame or raise FrameError with the matching code."""
         size = len(data.encode() if isinstance(data, str) else data)
         if size > self._max_bytes:
             raise FrameError("frame_too_large", f"{size} bytes, limit {self._max_bytes}")
+        too_large = FrameError("frame_too_large", f"{size} bytes, limit {self._default_limit}")
         try:
-            return self._decoder.decode(data)
+            frame = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
-            raise self._classify(data, str(exc)) from None
+            raise (
+                too_large if size > self._default_limit else self._classify(data, str(exc))
+            ) from None
         except UNPARSABLE:
-            raise FrameError("invalid_json") from None
+            raise too_large if size > self._default_limit else FrameError("invalid_json") from None
+        if size > self._frame_limit(frame):
+            raise FrameError("frame_too_large", f"{size} bytes, limit {self._frame_limit(frame)}")
+        return frame
+
+    def _frame_limit(self, frame: object) -> int:
+        return self._limits.get(type(frame), self._default_limit)
 
     def _classify(self, data: str | bytes, detail: str) -> FrameError:
         # Only on the error path: look again to tell an unknown type from a bad field.
@@ -80,8 +102,14 @@ class _FrameDecoder(Generic[T]):
         return FrameError("invalid_frame", detail, ref)
 
 
+# A `group_send` in `e2ee` carries one envelope per member: it may use the whole transport
+# limit; every other frame from a client, MAX_FRAME_BYTES (PROTOCOL.md §2).
 client_frames: _FrameDecoder[ClientFrame] = _FrameDecoder(
-    ClientFrame, CLIENT_FRAME_TYPES, MAX_FRAME_BYTES
+    ClientFrame,
+    CLIENT_FRAME_TYPES,
+    MAX_WEBSOCKET_MESSAGE_BYTES,
+    default_limit=MAX_FRAME_BYTES,
+    limits={GroupSend: MAX_WEBSOCKET_MESSAGE_BYTES},
 )
 # A `deliver` is a little larger than the `send` it carries: clients accept up to the
 # transport limit (PROTOCOL.md §2).

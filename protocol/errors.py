@@ -110,6 +110,19 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "queue_empty": "No case is waiting in that queue.",
     "replayed_request": "That request id was already used on this connection.",
     "account_suspended": "This account is suspended.",
+    # Groups (PROTOCOL.md §6.8)
+    "unknown_group": "There is no such group, or you aren't in it.",
+    "not_group_member": "Accept the invitation to this group first.",
+    "not_group_admin": "Only the group's admins can do that.",
+    "already_member": "They are already in this group, or invited.",
+    "group_full": "This group has as many members as the relay's policy allows.",
+    "group_encrypted": (
+        "This group is end-to-end encrypted; this relay's policy doesn't let someone under 18 "
+        "join it."
+    ),
+    "group_members_changed": (
+        "The group's members changed: encrypt the message for the members it has now."
+    ),
     # Anything else
     "not_found": "There is nothing at that address.",
     "internal_error": "The relay hit an unexpected error; nothing was stored.",

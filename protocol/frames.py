@@ -14,6 +14,18 @@ import msgspec
 
 from protocol.attachments import AttachmentRef
 from protocol.frame_base import Frame
+from protocol.group_frames import (
+    GroupAdd,
+    GroupCreate,
+    GroupLeave,
+    GroupList,
+    GroupRemove,
+    GroupRename,
+    GroupRespond,
+    GroupResult,
+    GroupSend,
+    GroupsResult,
+)
 from protocol.guardians import GuardianApproval, GuardianLink
 from protocol.limits import MAX_ACK_REFS, MAX_PREKEYS_PER_UPLOAD, MAX_REPORTED_MESSAGES
 from protocol.moderation import ModAnswer, ModRequest
@@ -404,6 +416,14 @@ ClientFrame = (
     | GuardianUnlink
     | GuardianList
     | GuardianDecide
+    | GroupCreate
+    | GroupAdd
+    | GroupRemove
+    | GroupLeave
+    | GroupRename
+    | GroupRespond
+    | GroupList
+    | GroupSend
     | ModRequest
 )
 RelayFrame = (
@@ -420,6 +440,8 @@ RelayFrame = (
     | Bundle
     | PrekeysLow
     | GuardiansResult
+    | GroupResult
+    | GroupsResult
     | ModAnswer
 )
 

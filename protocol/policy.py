@@ -153,6 +153,19 @@ class Guardians(_Section):
     notify_blocks_and_reports: bool = False
 
 
+class Groups(_Section):
+    """Group conversations (docs/POLICY.md "Groups"): who may add whom is the pair rules'
+    business (an invitation obeys what a contact request would); these are the group's own
+    rules. Optional in a policy file."""
+
+    #: Members and pending invitations together, the creator included.
+    max_members: Annotated[int, msgspec.Meta(ge=2, le=256)] = 64
+    #: A minor would join a group that is `e2ee` (every member an adult): `refuse` the add
+    #: (`group_encrypted`), or `visible` — the group switches mode, with a line to every
+    #: member, before the minor sees anything.
+    minor_joins_e2ee: Literal["refuse", "visible"] = "visible"
+
+
 class Notices(_Section):
     minor_new_adult_contact: bool
     minor_contact_restricted: bool
@@ -267,6 +280,8 @@ class Policy(_Section):
     signals: Signals = msgspec.field(default_factory=Signals)
     #: Optional too: without it, guardian links give the guardian only the link.
     guardians: Guardians = msgspec.field(default_factory=Guardians)
+    #: Optional too: a policy written before groups existed gets the defaults.
+    groups: Groups = msgspec.field(default_factory=Groups)
     #: Superseded by ``guardians.lifts_pair_rules``: read from older files and folded into
     #: ``guardians`` on load (then unset, so the policy encodes one way only).
     exceptions: Exceptions | msgspec.UnsetType = msgspec.UNSET

@@ -19,6 +19,7 @@ from server.app_keys import (
     COMMITTER,
     CONFIG,
     FRANKING_SECRET,
+    GROUPS,
     HUB,
     KEY_DIRECTORY,
     MATCHER,
@@ -39,6 +40,7 @@ from server.delivery.store import SqliteStore
 from server.edge.http_errors import error_response
 from server.edge.registration import register
 from server.edge.websocket import websocket_handler
+from server.groups.service import GroupService
 from server.keys.directory import KeyDirectory
 from server.keys.franking import load_or_create_secret
 from server.policy.loader import load_policy
@@ -134,8 +136,12 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     )
     app[SAFETY] = safety
     app[SIGNALS] = SignalsService(store, social, safety, config.clock)
+    groups = GroupService(store, social, committer)
+    app[GROUPS] = groups
     await safety.load()  # before the social graph: moderator restrictions count from the start
     await social.load()
+    await groups.load()
+    social.on_band_changed = groups.bands_changed
     social.on_restricted = safety.on_restricted
     social.on_refusals_to_minors = safety.on_refusals_to_minors
     pruner = asyncio.create_task(_prune_forever(store, config, social, blobs))

@@ -10,6 +10,7 @@ from server.config import RelayConfig
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
 from server.delivery.store import Store
+from server.groups.service import GroupService
 from server.keys.directory import KeyDirectory
 from server.safety.hashing import HashMatcher
 from server.safety.service import SafetyService
@@ -27,6 +28,8 @@ KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 RELAY_ID = web.AppKey("relay_id", str)
 #: The relay's franking secret (PROTOCOL.md §6.4; server/keys/franking.py). Never logged.
 FRANKING_SECRET = web.AppKey("franking_secret", bytes)
+#: Groups and their members, and the fan-out of group messages (server/groups/).
+GROUPS = web.AppKey("groups", GroupService)
 #: Cases, queues, roles, evidence and the audit log (server/safety/).
 SAFETY = web.AppKey("safety", SafetyService)
 #: Attachment bytes and their records (server/attachments/).

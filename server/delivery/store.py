@@ -22,7 +22,7 @@ import msgspec
 from protocol.attachments import AttachmentRef
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 #: How long a connection waits for SQLite's lock (the admin command may hold it briefly).
 BUSY_TIMEOUT_MS = 5000
 #: How long the WAL scrub waits for readers before trying again next time.
@@ -281,6 +281,29 @@ CREATE INDEX guardian_events_by_guardian ON guardian_events (guardian, created_a
 """
 
 
+# v8 (issue #15): groups and their members (server/groups/store.py owns the tables).
+_SCHEMA_V8 = """
+CREATE TABLE groups (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_by TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    mode TEXT NOT NULL
+);
+CREATE TABLE group_members (
+    grp TEXT NOT NULL,
+    handle TEXT NOT NULL,
+    role TEXT NOT NULL,
+    state TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    since REAL NOT NULL,
+    hidden INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (grp, handle)
+);
+CREATE INDEX group_members_by_handle ON group_members (handle);
+"""
+
+
 class HandleTakenError(Exception):
     """Registration of a handle that already exists."""
 
@@ -413,6 +436,7 @@ class SqliteStore:
             (5, _SCHEMA_V5),
             (6, _SCHEMA_V6),
             (7, _SCHEMA_V7),
+            (8, _SCHEMA_V8),
         )
         for target, script in steps:
             if version < target:

@@ -49,6 +49,7 @@ from protocol.frames import (
     UploadPrekeys,
     conversation_id,
 )
+from protocol.group_frames import GroupSend
 from protocol.limits import (
     AUTH_TIMEOUT_SECONDS,
     MAX_WEBSOCKET_MESSAGE_BYTES,
@@ -72,6 +73,7 @@ from server.app_keys import (
 from server.attachments.sending import claim, hold, screen
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
+from server.edge.groups import GroupHandlers, answer_group_send
 from server.edge.guardians import GuardianHandlers
 from server.edge.moderation import ModerationHandlers
 from server.edge.report_items import FOREIGN, first_foreign, normalise
@@ -107,7 +109,7 @@ class _Session:
         # Sends are pipelined: the read loop queues them for the group commit and reads on;
         # this queue answers `accepted` in order as their commits finish. Its bound is the
         # back-pressure: a client with this many sends in flight is not read further.
-        self._accepts: asyncio.Queue[tuple[Send, asyncio.Future[StoredMessage | None]]] = (
+        self._accepts: asyncio.Queue[tuple[Send | GroupSend, asyncio.Future[Any]]] = (
             asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
         )
         self.accept_task: asyncio.Task[None] | None = None
@@ -128,6 +130,7 @@ class _Session:
             UploadPrekeys: self._on_upload_prekeys,
             FetchBundle: self._on_fetch_bundle,
             **GuardianHandlers(self).table(),
+            **GroupHandlers(self).table(),
             **ModerationHandlers(self).table(),
         }
 
@@ -142,6 +145,10 @@ class _Session:
         elif not self.ws.closed:
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await self.ws.send_str(encode_frame(frame))
+
+    async def queue_answer(self, frame: Send | GroupSend, future: asyncio.Future[Any]) -> None:
+        """Answer ``frame`` once ``future`` resolves, in order with every other send."""
+        await self._accepts.put((frame, future))
 
     async def refuse(self, code: str, detail: str | None = None, ref: str | None = None) -> None:
         message = wire_message(code) + (f" ({detail})" if detail else "")
@@ -278,6 +285,9 @@ class _Session:
         while True:
             frame, future = await self._accepts.get()
             assert self.connection is not None
+            if isinstance(frame, GroupSend):
+                await answer_group_send(self, frame, future)
+                continue
             sender = self.connection.handle
             fresh = False
             try:

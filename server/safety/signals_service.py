@@ -21,6 +21,7 @@ from typing import Literal
 
 from protocol import policy as rules
 from protocol.frames import conversation_id
+from protocol.groups import group_of
 from server.delivery.records import StoredMessage
 from server.delivery.store import SqliteStore
 from server.safety.service import Evidence, Finding, SafetyService
@@ -177,7 +178,11 @@ class SignalsService:
             facts=await self._facts(sender.handle, recipient.handle, adult, message.sent_at),
             recipient_local_time=self.local_time(recipient.handle, message.sent_at),
         )
-        await self._apply(message.conversation, event, message)
+        key = message.conversation
+        if group_of(key) is not None:  # a group: each pair in it has its own score
+            low, high = sorted((sender.handle, recipient.handle))
+            key = f"{key}:{low}:{high}"
+        await self._apply(key, event, message)
 
     async def on_pushback(self, kind: PushbackKind, actor: str, target: str, at: datetime) -> None:
         """``actor`` declined, blocked or reported ``target`` at ``at``."""
@@ -220,7 +225,9 @@ class SignalsService:
             )
         if result.notice is not None:
             notice = result.notice
-            await social.emit(notice.to, "notice", notice.code, notice.text, notice.about)
+            # In the chat where it happened: a group's notice goes in the group.
+            where = message.conversation if message and group_of(message.conversation) else None
+            await social.emit(notice.to, "notice", notice.code, notice.text, notice.about, where)
             log.info("signals notice code=%s", notice.code)
         if result.finding is not None:
             draft = result.finding

@@ -74,6 +74,8 @@ async def check_bands(social: SocialService, handles: list[str] | None = None) -
         log.info("age band changed handle=%s from=%s to=%s", handle, previous, current)
         await cancel_stale_requests(social, handle)
         await social.guardians.bands_changed(handle)  # a link is between an adult and a minor
+        if social.on_band_changed is not None:
+            await social.on_band_changed(handle)  # a group's mode follows its members' bands
         for other in social.contacts_of(handle, ("connected",)):
             await announce_band_change(social, handle, other, previous, current)
 

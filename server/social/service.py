@@ -65,6 +65,8 @@ class SocialService:
         #: The safety services listen here (set by the app; None in a bare relay).
         self.on_restricted: Callable[[str], Awaitable[None]] | None = None
         self.on_refusals_to_minors: Callable[[str, int], Awaitable[None]] | None = None
+        #: Called with a handle whose age band changed (groups re-derive their mode).
+        self.on_band_changed: Callable[[str], Awaitable[None]] | None = None
         self._announced: dict[str, str] = {}
         # Read-modify-write of the social graph happens one at a time.
         self._lock = asyncio.Lock()
@@ -180,8 +182,17 @@ class SocialService:
 
     # --- events to people ------------------------------------------------------------------
 
-    async def emit(self, recipient: str, kind: Kind, code: str, text: str, about: str) -> None:
-        """A durable `system` or `notice` event, delivered in order with the messages.
+    async def emit(
+        self,
+        recipient: str,
+        kind: Kind,
+        code: str,
+        text: str,
+        about: str,
+        conversation: str | None = None,
+    ) -> None:
+        """A durable `system` or `notice` event, delivered in order with the messages: in
+        the conversation with ``about``, or in ``conversation`` (a group's).
 
         Queued, not awaited: the group commit keeps the order, and nobody holds the policy
         lock across a disk flush.
@@ -191,7 +202,7 @@ class SocialService:
                 sender=RELAY_HANDLE,
                 msg_id=secrets.token_urlsafe(16),
                 recipient=recipient,
-                conversation=conversation_id(recipient, about),
+                conversation=conversation or conversation_id(recipient, about),
                 mode="visible",
                 body=text,
                 sent_at=self._clock(),

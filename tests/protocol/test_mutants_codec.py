@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from protocol import frames as f
+from protocol import group_frames as g
 from protocol import moderation
 from protocol.codec import (
     FrameError,
@@ -65,6 +66,14 @@ CLIENT_TYPES = {
     "mod_decide": moderation.ModDecide,
     "mod_preview": moderation.ModPreview,
     "mod_overview": moderation.ModOverview,
+    "group_create": g.GroupCreate,
+    "group_add": g.GroupAdd,
+    "group_remove": g.GroupRemove,
+    "group_leave": g.GroupLeave,
+    "group_rename": g.GroupRename,
+    "group_respond": g.GroupRespond,
+    "group_list": g.GroupList,
+    "group_send": g.GroupSend,
 }
 RELAY_TYPES = {
     "challenge": f.Challenge,
@@ -80,6 +89,8 @@ RELAY_TYPES = {
     "bundle": f.Bundle,
     "prekeys_low": f.PrekeysLow,
     "guardians": f.GuardiansResult,
+    "group": g.GroupResult,
+    "groups": g.GroupsResult,
     "mod_queues_result": moderation.ModQueuesResult,
     "mod_cases": moderation.ModCases,
     "mod_case_result": moderation.ModCaseResult,
@@ -298,9 +309,23 @@ def test_the_frame_size_boundary():
     assert isinstance(decode_relay_frame(padded(MAX_WEBSOCKET_MESSAGE_BYTES)), f.Synced)
     too_big = refused(decode_relay_frame, padded(MAX_WEBSOCKET_MESSAGE_BYTES + 1))
     assert too_big.code == "frame_too_large"
-    assert (client_frames._max_bytes, relay_frames._max_bytes) == (
+    assert (client_frames._default_limit, relay_frames._max_bytes) == (
         MAX_FRAME_BYTES,
         MAX_WEBSOCKET_MESSAGE_BYTES,
+    )
+    # A `group_send` (one envelope per member) may use the whole WebSocket limit; any other
+    # client frame that large is refused, and nothing over the WebSocket limit is read.
+    copy = g.GroupCopy(to="ben", body="x" * 40_000, commitment=b"\x01" * 32)
+    group_send = encode_frame(
+        g.GroupSend(id="group-msg-1", group="g" * 22, mode="e2ee", copies=[copy] * 4)
+    )
+    assert MAX_FRAME_BYTES < len(group_send) < MAX_WEBSOCKET_MESSAGE_BYTES
+    assert isinstance(decode_client_frame(group_send), g.GroupSend)
+    send = encode_frame(f.Send(id="message-1", to="ben", mode="visible", body="é" * 40_000))
+    assert len(send.encode()) > MAX_FRAME_BYTES
+    assert refused(decode_client_frame, send).code == "frame_too_large"
+    assert refused(decode_client_frame, padded(MAX_WEBSOCKET_MESSAGE_BYTES + 1)).code == (
+        "frame_too_large"
     )
 
 

@@ -79,6 +79,7 @@ async def answer(ws, rid: str) -> object:
         lambda f: (
             (isinstance(f, Error) and f.ref == rid)
             or (isinstance(f, Done | Bundle) and f.rid == rid)
+            or (not isinstance(f, Error) and getattr(f, "rid", None) == rid)
             or (isinstance(f, Accepted) and f.id == rid)
         ),
     )

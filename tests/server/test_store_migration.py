@@ -15,9 +15,11 @@ from server.delivery.store import (
     _SCHEMA_V4,
     _SCHEMA_V5,
     _SCHEMA_V6,
+    _SCHEMA_V7,
     SCHEMA_VERSION,
     SqliteStore,
 )
+from server.groups.store import Group, GroupStore, Member
 from server.safety.audit import AuditLog
 from server.social.guardian_store import GuardianStore, LinkRow
 
@@ -43,7 +45,7 @@ async def test_a_v3_store_migrates_and_keeps_its_queue(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 7
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 8
         (old,) = await store.pending_for("ben", 0, 10)
         assert (old.msg_id, old.body, old.sent_at, old.commitment) == (
             "old-message-1",
@@ -100,7 +102,7 @@ async def test_a_v6_store_migrates_to_guardian_links(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 7
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 8
         async with store.reader.execute("SELECT low, high, state FROM contacts") as cur:
             assert await cur.fetchall() == [("dana", "tia", "connected")]
         guardians = GuardianStore(store)
@@ -113,5 +115,38 @@ async def test_a_v6_store_migrates_to_guardian_links(tmp_path):
         assert await guardians.connected_since("tia") == {"dana": SENT}
         count, _, problem = await AuditLog(store).verify()
         assert (count, problem) == (1, None)  # the link is the chain's first entry
+    finally:
+        await store.close()
+
+
+def make_v7(path) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    scripts = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6, _SCHEMA_V7)
+    for version, script in enumerate(scripts, start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db.execute(
+        "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, sent_at) "
+        "VALUES ('ana', 'old-message-1', 'ben', 'dm:ana:ben', 'visible', 'hi', ?)",
+        (SENT.timestamp(),),
+    )
+    db.close()
+
+
+async def test_a_v7_store_migrates_to_groups(tmp_path):
+    path = tmp_path / "relay.sqlite3"
+    make_v7(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        async with store.reader.execute("PRAGMA user_version") as cur:
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 8
+        kept = await store.find_message("ana", "old-message-1")
+        assert kept is not None and kept.body == "hi"
+        groups = GroupStore(store)
+        assert await groups.load() == {}
+        group = Group("g" * 22, "Robotics", "ana", SENT, "visible")
+        group.members["ana"] = Member("ana", "admin", "member", "ana", SENT)
+        await groups.create(group)
+        assert await groups.load() == {group.id: group}
     finally:
         await store.close()
