@@ -85,6 +85,8 @@ class Decrypted:
     franking_key: bytes
     #: The attachment's key, digest, name, type and size, when the message carries a file.
     attachment: AttachmentKey | None = None
+    #: The group it was sent to (from inside the ciphertext), for a group message.
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,9 +325,10 @@ class EndToEnd:
         text: str,
         bundle: Bundle | None,
         attachment: AttachmentKey | None = None,
+        group: str | None = None,
     ) -> Outgoing:
         """Encrypt ``text`` (and an attachment's key) for ``peer``; ``bundle`` is needed
-        when no session exists."""
+        when no session exists. ``group``: a group message's group id, sealed inside."""
         async with self._lock:
             record = await self.store.peer(peer)
             if record is not None and record.send_blocked:
@@ -364,7 +367,7 @@ class EndToEnd:
                     random=self._random,
                 )
                 sid, initial = None, pack_initial(started.header)
-            franked = frank(text, E2EE, attachment=attachment, random=self._random)
+            franked = frank(text, E2EE, attachment=attachment, group=group, random=self._random)
             message = session.encrypt(franked.plaintext)
             header = None if initial is None else unpack_initial(initial)
             # Saved before the ciphertext can leave: a crash must not reuse this chain key.
@@ -414,7 +417,7 @@ class EndToEnd:
                     failure = exc
                     continue
                 inner = unfrank(plaintext, commitment, E2EE)
-                result = Decrypted(inner.text, inner.franking_key, inner.attachment)
+                result = Decrypted(inner.text, inner.franking_key, inner.attachment, inner.group)
                 await keep(result)
                 # A reply on a session we initiated also ends its initial phase (initial=None).
                 await self.store.save_session(
@@ -461,7 +464,7 @@ class EndToEnd:
         active = next((s for s in sessions if s.active), None)
         ours_pending = active is not None and active.initial is not None and not key_changed
         activate = not ours_pending or not keep_own_session(self.handle, sender)
-        result = Decrypted(inner.text, inner.franking_key, inner.attachment)
+        result = Decrypted(inner.text, inner.franking_key, inner.attachment, inner.group)
         await keep(result)
         await self.store.save_session(
             sender,

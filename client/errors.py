@@ -34,6 +34,8 @@ LOCAL_ERRORS: Final[dict[str, str]] = {
     "upload_failed": "The file's upload broke off; sending it again retries.",
     "download_failed": "The file's download broke off.",
     "download_too_large": "The file is larger than its message said.",
+    # Groups (issue #15)
+    "ambiguous_group": "Several of your groups have that name: use the group's id.",
 }
 
 

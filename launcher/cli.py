@@ -6,6 +6,7 @@ This is the one place (with tests and the demo) where both sides meet (docs/ARCH
 from __future__ import annotations
 
 from client.cli import cli
+from client.group_cli import group
 from client.guardian_cli import guardian
 from client.mod_cli import mod, moderate
 from launcher.demo import demo_command
@@ -18,6 +19,7 @@ cli.add_command(demo_command)
 cli.add_command(mod)
 cli.add_command(moderate)
 cli.add_command(guardian)
+cli.add_command(group)
 
 
 def main() -> None:

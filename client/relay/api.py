@@ -30,6 +30,7 @@ from client.profile import Identity, Profile
 from client.relay.blobs import BlobTransfer
 from client.relay.connection import HANDSHAKE_TIMEOUT, Connection
 from client.relay.e2ee_path import EndToEndPath
+from client.relay.groups import Groups
 from client.relay.guardians import Guardians
 from client.relay.moderation import Moderation
 from client.relay.outbox import Outbox, new_message_id
@@ -121,6 +122,8 @@ class RelayClient:
         self.moderation = Moderation(self._connection)
         #: Guardian links: invite, accept, unlink, list, approvals (PROTOCOL.md §6.7).
         self.guardians = Guardians(self._connection)
+        #: Groups (PROTOCOL.md §6.8): membership requests; messages go by ``send_group``.
+        self.groups = Groups(self._connection)
         self._outbox = Outbox(
             profile.handle,
             history,
@@ -129,6 +132,7 @@ class RelayClient:
             connection=self._connection,
             clock=clock,
             profile_dir=profile.directory,
+            group_view=self.groups.get,
         )
         # The one routing table for the relay's frames (answers to requests, `synced` and
         # errors about the connection itself are the connection's own).
@@ -227,6 +231,11 @@ class RelayClient:
         Returns at once; ``wait_accepted`` waits for the relay to store it.
         """
         return await self._outbox.add(to, text)
+
+    async def send_group(self, group: str, text: str) -> HistoryMessage:
+        """Put a message to a group in the outbox, like ``send``: each member gets one copy,
+        in the group's mode when it leaves (PROTOCOL.md §6.8)."""
+        return await self._outbox.add_group(group, text)
 
     async def send_file(self, to: str, path: Path, text: str = "") -> HistoryMessage:
         """Put a message with the file at ``path`` in the outbox: the file is copied under

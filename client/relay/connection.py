@@ -39,6 +39,7 @@ from protocol.frames import (
     SearchResult,
 )
 from protocol.frames import Synced as SyncedFrame
+from protocol.group_frames import GroupResult, GroupsResult
 from protocol.limits import MAX_WEBSOCKET_MESSAGE_BYTES
 from protocol.moderation import (
     ModCaseResult,
@@ -66,6 +67,8 @@ ANSWERS = (
     SearchResult,
     Bundle,
     GuardiansResult,
+    GroupResult,
+    GroupsResult,
     ModQueuesResult,
     ModCases,
     ModCaseResult,

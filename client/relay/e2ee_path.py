@@ -44,7 +44,9 @@ from protocol.frames import (
     SignedPrekey,
     conversation_id,
 )
-from protocol.policy import band
+from protocol.group_frames import GroupCopy, GroupSend, GroupView
+from protocol.groups import group_of
+from protocol.policy import band, is_minor
 
 log = logging.getLogger("agechat.client")
 
@@ -165,6 +167,55 @@ class EndToEndPath:
         )
         return send if ref is None else msgspec.structs.replace(send, attachment=ref)
 
+    async def outbound_group(self, message: HistoryMessage, view: GroupView) -> GroupSend:
+        """The `group_send` for an outbox message to a group, in the group's mode now
+        (PROTOCOL.md §6.8): `visible` only after checking, where it can, that a member under
+        18 says so themselves; `e2ee` as one envelope per other member, each for that
+        member's pairwise session with the group sealed inside."""
+        others = [m for m in view.members if m.handle != self.handle and m.state == "member"]
+        if view.mode == "visible":
+            await self._check_group_visible(view)
+            await self._history.set_mode(message.msg_id, self.handle, "visible")
+            return GroupSend(id=message.msg_id, group=view.id, mode="visible", body=message.body)
+        if view.hidden_members:
+            # An e2ee group has no minor in it: a member hidden from us is a relay's lie.
+            raise ClientError("protocol_error", "an encrypted group with hidden members")
+        copies = []
+        for member in others:
+            bundle = await self._bundle_if_needed(member.handle)
+            out = await self.e2ee.encrypt(member.handle, message.body, bundle, group=view.id)
+            copies.append(GroupCopy(to=member.handle, body=out.body, commitment=out.commitment))
+        await self._history.set_mode(message.msg_id, self.handle, "e2ee")
+        return GroupSend(id=message.msg_id, group=view.id, mode="e2ee", copies=copies)
+
+    async def _bundle_if_needed(self, peer: str) -> Bundle | None:
+        record = await self.e2ee.peer(peer)
+        if record is not None and record.send_blocked:
+            raise ClientError("safety_number_changed")
+        if record is not None and await self.e2ee.has_session(peer):
+            return None
+        bundle = await self._requests.fetch_bundle(peer, one_time_prekey=True)
+        await self.e2ee.learn_bundle(peer, bundle)
+        return bundle
+
+    async def _check_group_visible(self, view: GroupView) -> None:
+        """Fail closed where we can: a group is `visible` because someone in it is under 18,
+        so one of them must say so in their own signed declaration. A minor we can't look
+        up (hidden from us, or not a contact) can't be checked: the relay's word stands
+        for them (docs/THREAT_MODEL.md "Groups")."""
+        if is_minor(band(self._profile.data.birthdate, self._clock().date())):
+            return
+        for member in view.members:
+            if not member.minor or member.handle == self.handle:
+                continue
+            try:
+                bundle = await self._requests.fetch_bundle(member.handle, one_time_prekey=False)
+            except ClientError:
+                continue  # not ours to look up: try another
+            record = await self.e2ee.learn_bundle(member.handle, bundle)
+            self.e2ee.check_visible(record)  # a "minor" who never said so: refused
+            return
+
     # --- arriving -------------------------------------------------------------------
 
     async def on_deliver(self, frame: Deliver) -> None:
@@ -192,10 +243,14 @@ class EndToEndPath:
             return None
         if await self._history.get(frame.sender, frame.id) is not None:
             return None  # a redelivery of what is already stored
-        # The conversation is always ours with the sender, whatever the relay labels it.
-        conversation = conversation_id(self.handle, frame.sender)
+        group = group_of(frame.conversation)
+        # The conversation is ours with the sender, or the group the relay says (an e2ee
+        # copy's own plaintext must name the same group).
+        conversation = frame.conversation if group else conversation_id(self.handle, frame.sender)
         if frame.mode == "visible":
-            if self.e2ee.expects_encryption(await self.e2ee.peer(frame.sender)):
+            # A visible group message: the group's mode is the relay's to decide (and ours
+            # to check when we write), not the pair's.
+            if not group and self.e2ee.expects_encryption(await self.e2ee.peer(frame.sender)):
                 await self._drop(
                     frame,
                     "plaintext_refused",
@@ -209,8 +264,12 @@ class EndToEndPath:
             await self._drop(frame, "undecryptable", "came without its franking data")
             return None
         stored: list[HistoryMessage | None] = []
+        misplaced: list[bool] = []
 
         async def keep(result: Decrypted) -> None:
+            if result.group != group:
+                misplaced.append(True)  # a copy moved to another conversation: not stored
+                return
             evidence = FrankingEvidence(result.franking_key, commitment, tag, frame.sent_at)
             # Fetched before anything is stored: a download that breaks off raises, and the
             # session state stays as it was for the redelivery.
@@ -226,11 +285,17 @@ class EndToEndPath:
         except CryptoError as exc:
             await self._drop(frame, "undecryptable", f"could not be decrypted ({exc.code})")
             return None
-        await self.e2ee.note_mode(frame.sender, "e2ee")
+        if misplaced:
+            await self._drop(frame, "misplaced", "was not for the conversation it arrived in")
+            return None
+        if not group:
+            await self.e2ee.note_mode(frame.sender, "e2ee")
         return stored[0] if stored else None
 
     async def _incoming_event(self, frame: Deliver) -> HistoryMessage | None:
         peer = peer_of(frame.conversation, self.handle)
+        if frame.sender == RELAY_HANDLE and group_of(frame.conversation):
+            return await self._store_incoming(frame, frame.conversation, frame.body, None)
         if frame.sender != RELAY_HANDLE or peer is None:
             log.warning("dropped a malformed relay event from=%s", frame.sender)
             return None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -27,7 +27,9 @@ from client.relay.connection import HANDSHAKE_TIMEOUT, Connection
 from client.relay.e2ee_path import EndToEndPath
 from protocol.codec import encode_frame
 from protocol.frames import Accepted, Delivered, Error, Send, conversation_id
-from protocol.limits import MAX_BODY_CHARS, MAX_FRAME_BYTES
+from protocol.group_frames import GroupSend, GroupView
+from protocol.groups import group_conversation, group_of
+from protocol.limits import MAX_BODY_CHARS, MAX_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
 
 #: The one refusal after which a resend may succeed (nothing was stored); every other
 #: refusal of a message is final and the message is marked failed, not retried.
@@ -60,8 +62,11 @@ class Outbox:
         connection: Connection,
         clock: Callable[[], datetime],
         profile_dir: Path,
+        group_view: Callable[[str], Awaitable[GroupView]] | None = None,
     ) -> None:
         self._handle = handle
+        #: A group as the relay has it now (to know its mode and members before sending).
+        self._group_view = group_view
         self._profile_dir = profile_dir
         self._history = history
         self._events = events
@@ -111,6 +116,23 @@ class Outbox:
             body=text,
             created_at=self._clock(),
             attachment=attachment,
+        )
+        self._future_for(message.msg_id)
+        self._wake.set()
+        return message
+
+    async def add_group(self, group: str, text: str) -> HistoryMessage:
+        """Put a message to a group in the outbox; returns at once (PROTOCOL.md §6.8)."""
+        if len(text) > MAX_BODY_CHARS or len(text.encode()) > MAX_E2EE_TEXT_BYTES:
+            raise ClientError("message_too_large", "The message is too long.")
+        message = await self._history.add_outgoing(
+            sender=self._handle,
+            msg_id=new_message_id(),
+            recipient=group,
+            conversation=group_conversation(group),
+            mode="visible",  # decided when it leaves, from the group's mode then
+            body=text,
+            created_at=self._clock(),
         )
         self._future_for(message.msg_id)
         self._wake.set()
@@ -191,11 +213,20 @@ class Outbox:
                 self._sent_here.add(message.msg_id)
             await self._wake.wait()
 
-    async def _outbound(self, message: HistoryMessage) -> Send | None:
+    async def _outbound(self, message: HistoryMessage) -> Send | GroupSend | None:
         """The frame for ``message``, or None if it can't leave now (refused: marked failed;
         relay unreachable: stays pending)."""
         try:
-            return await self._path.outbound(message)
+            group = group_of(message.conversation)
+            if group is None:
+                return await self._path.outbound(message)
+            if self._group_view is None:
+                raise ClientError("unknown_group")
+            frame = await self._path.outbound_group(message, await self._group_view(group))
+            if len(encode_frame(frame).encode()) > MAX_WEBSOCKET_MESSAGE_BYTES:
+                # One envelope per member must fit one frame (§6.8): shorter, or fewer.
+                raise ClientError("message_too_large", "Too long for a group this size.")
+            return frame
         except ClientError as exc:
             if exc.code in TRANSIENT_CODES:
                 return None
@@ -229,10 +260,13 @@ class Outbox:
         message = await self._history.get(self._handle, frame.ref)
         if message is None:
             return
-        if frame.code == "mode_mismatch" and frame.ref not in self._mode_retried:
-            # The conversation's mode changed under us: ask the relay again, resend once.
+        changed = frame.code in ("mode_mismatch", "group_members_changed")
+        if changed and frame.ref not in self._mode_retried:
+            # The conversation's mode (or the group's members) changed under us: ask the
+            # relay again, resend once.
             self._mode_retried.add(frame.ref)
-            await self._path.forget_mode(message.recipient)
+            if group_of(message.conversation) is None:
+                await self._path.forget_mode(message.recipient)
             self._sent_here.discard(frame.ref)
             self._wake.set()
             return

@@ -57,6 +57,9 @@ class FrankedPlaintext(msgspec.Struct, forbid_unknown_fields=True, omit_defaults
         bytes, msgspec.Meta(min_length=FRANKING_KEY_BYTES, max_length=FRANKING_KEY_BYTES)
     ]
     attachment: AttachmentKey | None = None
+    #: A group message's group id (PROTOCOL.md §6.8): inside the ciphertext, so the relay
+    #: can't move a member's copy into another conversation. Absent in a direct message.
+    group: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +105,15 @@ def frank(
     mode: str,
     *,
     attachment: AttachmentKey | None = None,
+    group: str | None = None,
     random: Random = os.urandom,
 ) -> Franked:
     """Sender side: a fresh franking key, the inner plaintext carrying it (and the
-    attachment's key, if any), the commitment (to the text and the file's digest)."""
+    attachment's key, if any, and the group a group message is for), the commitment (to
+    the text and the file's digest)."""
     fk = check_size(random(FRANKING_KEY_BYTES), FRANKING_KEY_BYTES, "random output")
     inner = msgspec.msgpack.encode(
-        FrankedPlaintext(text=text, franking_key=fk, attachment=attachment)
+        FrankedPlaintext(text=text, franking_key=fk, attachment=attachment, group=group)
     )
     digest = None if attachment is None else attachment.sha256
     return Franked(inner, commitment(fk, text, mode, digest))
