@@ -523,11 +523,21 @@ async def accept_key(options: Options, handle: str) -> None:
     show_default=True,
     help="Attach the last N messages of your conversation with them.",
 )
+@click.option(
+    "--group",
+    "group_ref",
+    default=None,
+    metavar="GROUP",
+    help="Attach the last N messages they sent in this group instead (its id or name).",
+)
 @command
-async def report(options: Options, handle: str, reason: str, last: int) -> None:
+async def report(
+    options: Options, handle: str, reason: str, last: int, group_ref: str | None
+) -> None:
     """Report HANDLE to the relay's safety team, with the last N messages as you have them."""
     async with connected_client(options) as client:
-        attached = await client.report(handle, reason, last)
+        group = None if group_ref is None else (await client.groups.find(group_ref)).id
+        attached = await client.report(handle, reason, last, group=group)
     emit(
         options,
         {"handle": handle, "outcome": "reported", "messages": len(attached)},

@@ -30,18 +30,7 @@ def _json(value: object) -> Any:
 
 
 async def _find(client: RelayClient, group: str) -> GroupView:
-    """A group of yours by id or name; an ambiguous name is refused, never guessed."""
-    views = await client.groups.list()
-    for view in views:
-        if view.id == group:
-            return view
-    named = [v for v in views if v.name.casefold() == group.casefold()]
-    if len(named) == 1:
-        return named[0]
-    if named:
-        ids = ", ".join(v.id for v in named)
-        raise ClientError("ambiguous_group", f"Several of your groups are called that: {ids}.")
-    raise ClientError("unknown_group")
+    return await client.groups.find(group)
 
 
 def _outcome_line(o: AddOutcome) -> str:

@@ -65,6 +65,7 @@ from protocol.frames import (
     UploadPrekeys,
     conversation_id,
 )
+from protocol.groups import group_conversation
 
 
 class RelayClient:
@@ -294,10 +295,18 @@ class RelayClient:
         rid = new_message_id()
         return await self._done(Unblock(rid=rid, handle=handle), rid)
 
-    async def report(self, handle: str, reason: str, last: int = 5) -> list[HistoryMessage]:
+    async def report(
+        self, handle: str, reason: str, last: int = 5, group: str | None = None
+    ) -> list[HistoryMessage]:
         """Report ``handle``, attaching the last ``last`` messages of our conversation as this
-        client has them. Returns what was attached."""
-        messages = await self.history.last_messages(conversation_id(self.handle, handle), last)
+        client has them — or, with ``group``, the last ``last`` that ``handle`` sent us in
+        that group (each a pairwise copy, verified like a direct message). Returns what was
+        attached."""
+        if group is None:
+            messages = await self.history.last_messages(conversation_id(self.handle, handle), last)
+        else:
+            recent = await self.history.last_messages(group_conversation(group), 500)
+            messages = [m for m in recent if m.sender == handle and m.kind == "message"][-last:]
         evidence = [
             _reported(m, await self.history.franking_evidence(m.sender, m.msg_id)) for m in messages
         ]

@@ -75,6 +75,21 @@ class Groups:
         assert isinstance(reply, GroupsResult)
         return reply.groups
 
+    async def find(self, ref: str) -> GroupView:
+        """One of your groups by id or name (any case); an ambiguous name is refused
+        (``ambiguous_group``), never guessed."""
+        views = await self.list()
+        for view in views:
+            if view.id == ref:
+                return view
+        named = [v for v in views if v.name.casefold() == ref.casefold()]
+        if len(named) == 1:
+            return named[0]
+        if named:
+            ids = ", ".join(v.id for v in named)
+            raise ClientError("ambiguous_group", f"Several of your groups are called that: {ids}.")
+        raise ClientError("unknown_group")
+
     async def get(self, group: str) -> GroupView:
         """One of your groups, as the relay has it now."""
         for view in await self.list():

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import sqlite3
 
 from client.events import MessageReceived
 from protocol.groups import group_conversation
@@ -232,5 +233,27 @@ async def test_the_group_commands_from_the_cli(tmp_path):
         assert (code, left["outcome"]) == (0, "left")
         code, missing, _ = await run(dan, "group", "send", gid, "hello?")
         assert code == 1 and missing["error"]["code"] == "unknown_group"
+    finally:
+        await relay.stop()
+
+
+async def test_a_group_message_is_reported_and_verified_like_a_direct_one(tmp_path):
+    """Each e2ee copy is franked for its recipient: reporting it from the group attaches it
+    with its franking evidence, and the relay verifies it (a tampered one would be refused)."""
+    relay = await Relay(tmp_path / "relay").start()
+    try:
+        ana = await make_profile(tmp_path, relay.url, "ana", ADULT)
+        ben = await make_profile(tmp_path, relay.url, "ben", ADULT2)
+        async with open_clients(ana, ben) as (a, b):
+            await connect(b, a)
+            view, _ = await a.groups.create("Neighbours", ["ben"])
+            sent = await b.send_group(view.id, "your car is blocking my drive, move it now")
+            await b.wait_accepted(sent.msg_id)
+            await group_messages(a, view.id, 1)
+            attached = await a.report("ben", "harassment", last=5, group=view.id)
+            assert [m.body for m in attached] == ["your car is blocking my drive, move it now"]
+        with sqlite3.connect(relay.config.database_path) as db:
+            rows = db.execute("SELECT sender, recipient, mode, franking FROM evidence").fetchall()
+        assert rows == [("ben", "ana", "e2ee", "verified")]
     finally:
         await relay.stop()
