@@ -87,7 +87,22 @@ async def test_every_mod_command_with_json(world):
     rc, out, _ = await mod(base, "cs_mod", "case", CASE)
     assert rc == 0 and set(out) == {"case"}
     view = out["case"]
-    assert set(view) == {"summary", "subject", "findings", "evidence", "decisions", "prior_cases"}
+    assert set(view) == {
+        "summary",
+        "subject",
+        "findings",
+        "evidence",
+        "decisions",
+        "prior_cases",
+        "guardians",
+    }
+    # vic has no guardian links: the context is there, empty.
+    assert view["guardians"] == {
+        "guardians": [],
+        "wards": [],
+        "pending_approvals": [],
+        "activity": [],
+    }
     assert view["subject"]["handle"] == "vic" and view["subject"]["band"] == "adult"
     assert view["subject"]["minor_contacts"] == 1
     (finding,) = view["findings"]
