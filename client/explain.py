@@ -60,6 +60,7 @@ NOTICE_TITLES = {
     "contact_restricted": "Safety notice",
     "message_request": "Message request from someone you don't know",
     "contact_request": "Contact request",
+    "guardian_invite": "Someone asks to be your guardian",
 }
 #: Grooming-risk notices (``risk_<rule>``, docs/SIGNALS.md): the rule's own words say what
 #: happened; the title says what to do.

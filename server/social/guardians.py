@@ -32,6 +32,7 @@ from protocol.guardians import (
     ward_disclosure,
 )
 from protocol.policy import Decision, LinkFacts, LinkState
+from server.social.bands import pair_refused
 from server.social.guardian_store import (
     TOLD_BLOCK,
     TOLD_REPORT,
@@ -221,8 +222,6 @@ class GuardianService:
         )
 
     def _can_talk(self, a: str, b: str) -> str:
-        from server.social.bands import pair_refused
-
         if pair_refused(self._social, a, b):
             return "This relay's policy doesn't let you message each other."
         return "You can message each other."

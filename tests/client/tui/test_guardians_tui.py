@@ -8,12 +8,13 @@ from pathlib import Path
 
 from textual.widgets import Button, Input
 
+from client.profile import Profile
 from client.tui.screens.dialogs import AccountDialog, ConfirmDialog
 from client.tui.screens.guardians import GuardiansDialog
 from client.tui.screens.main import MainScreen
 from server.policy.loader import PRESETS_DIR
 from tests.client.tui.test_app import SIZE, app_for, screen_text, settle, text_of
-from tests.support import Relay, make_profile, open_clients, years_ago
+from tests.support import Relay, drain, make_profile, open_clients, years_ago
 
 
 async def open_guardians(app, pilot) -> GuardiansDialog:
@@ -23,8 +24,10 @@ async def open_guardians(app, pilot) -> GuardiansDialog:
     app.screen.query_one("#guardians", Button).press()
     await settle(
         pilot,
-        lambda: isinstance(app.screen, GuardiansDialog)
-        and "Loading" not in text_of(app, "#guardian-intro"),
+        lambda: (
+            isinstance(app.screen, GuardiansDialog)
+            and "Loading" not in text_of(app, "#guardian-intro")
+        ),
     )
     return app.screen
 
@@ -91,3 +94,18 @@ async def test_a_parent_accepts_and_approves_a_new_adult_contact(tmp_path: Path)
             assert states["coach"] == "connected"
     finally:
         await relay.stop()
+
+
+async def test_an_adults_invitation_reaches_a_teen_as_a_safety_notice(relay, tmp_path):
+    app = await app_for(tmp_path, relay, "maya", years_ago(14))
+    dana = await make_profile(tmp_path, relay.url, "dana", years_ago(41))
+    async with open_clients(Profile.load(tmp_path / "maya"), dana) as (m, d):
+        await m.contact_request("dana")
+        await d.respond("maya", accept=True)
+        assert await d.guardians.invite("maya") == "invited"
+        await drain(m)  # stored in her history, as the app will find it
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot, lambda: "asks to be your guardian" in screen_text(app))
+        shown = screen_text(app)
+        assert "Someone asks to be your guardian" in shown
+        assert "really are your parent or carer" in shown  # wrapped in the banner
