@@ -239,12 +239,13 @@ class GuardianService:
             )
             if row is None or hidden:
                 return Decision("refuse", "not_linked")
-            self._drop(row)
             if row.state == "invited":
                 await self.store.withdraw(row.guardian, row.ward)
+                self._drop(row)
                 return Decision("allow", "cancelled")
             who = "guardian" if actor == row.guardian else "ward"
-            await self.store.unlink(row, actor, who, social.now())
+            await self.store.unlink(row, actor, who, social.now())  # with its audit entry
+            self._drop(row)
             if not self.guardians_of(row.ward, active=False):
                 await self._cancel_all(row.ward, actor)
         log.info("guardian unlinked guardian=%s ward=%s by=%s", row.guardian, row.ward, who)
@@ -285,11 +286,12 @@ class GuardianService:
                     social.band_of(guardian)
                 ):
                     continue
-                self._drop(row)
                 if row.state == "invited":
                     await self.store.withdraw(guardian, ward)
+                    self._drop(row)
                     continue
                 await self.store.unlink(row, "agechat", "band_changed", social.now())
+                self._drop(row)
                 ended.append(row)
                 if not self.guardians_of(ward, active=False):
                     await self._cancel_all(ward, "agechat")
