@@ -366,6 +366,7 @@ STATE_WORDS = {
     "outgoing_request": "request sent",
     "declined": "declined your request",
     "declined_by_you": "you declined",
+    "awaiting_guardian": "waiting for a guardian's approval",
     "blocked": "blocked by you",
 }
 MODE_WORDS = MODE_BADGE
@@ -398,9 +399,13 @@ async def _contact_action(options: Options, handle: str, action: str) -> None:
         "connected": "Connected with",
         "declined": "Declined the request from",
     }
-    emit(
-        options, {"handle": handle, "outcome": outcome}, f"{words.get(outcome, outcome)} @{handle}."
-    )
+    human = f"{words.get(outcome, outcome)} @{handle}."
+    if outcome == "awaiting_guardian":
+        human = (
+            f"Accepted @{handle}'s request. It waits for a guardian's approval; until then "
+            "neither of you can write."
+        )
+    emit(options, {"handle": handle, "outcome": outcome}, human)
 
 
 @contacts.command("request")
