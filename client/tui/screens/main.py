@@ -380,12 +380,24 @@ class MainScreen(Screen[None]):
         if self.current is None:
             return
         handle = self.current.handle
-        if await self._run(self.session.respond(handle, True), f"You're connected with @{handle}."):
-            await self.refresh_conversations()
-            fresh = next((c for c in self._conversations if c.handle == handle), None)
-            if fresh is not None:
-                await self.open_conversation(fresh)
-            self._focus_compose()
+        try:
+            outcome = await self.session.respond(handle, True)
+        except ClientError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        if outcome == "awaiting_guardian":
+            self.notify(
+                f"Accepted. Your contact with @{handle} waits for a guardian's approval; "
+                "until then neither of you can write.",
+                title="Waiting for a guardian",
+            )
+        else:
+            self.notify(f"You're connected with @{handle}.")
+        await self.refresh_conversations()
+        fresh = next((c for c in self._conversations if c.handle == handle), None)
+        if fresh is not None:
+            await self.open_conversation(fresh)
+        self._focus_compose()
 
     @on(Button.Pressed, "#decline")
     def action_decline(self) -> None:

@@ -109,3 +109,42 @@ async def test_an_adults_invitation_reaches_a_teen_as_a_safety_notice(relay, tmp
         shown = screen_text(app)
         assert "Someone asks to be your guardian" in shown
         assert "really are your parent or carer" in shown  # wrapped in the banner
+
+
+async def test_accepting_an_adult_waits_for_the_guardian_and_the_chat_says_so(tmp_path):
+    text = (PRESETS_DIR / "default.toml").read_text()
+    adult_may_ask = 'search = "connected_only"\ninitiate = "refused"'
+    assert adult_may_ask in text
+    text = text.replace(adult_may_ask, 'search = "connected_only"\ninitiate = "request"')
+    policy = tmp_path / "supervised.toml"
+    policy.write_text(text.replace('approvals = "never"', 'approvals = "adults_only"'))
+    relay = await Relay(tmp_path / "relay", policy=str(policy)).start()
+    try:
+        app = await app_for(tmp_path, relay, "maya", years_ago(14))
+        dana = await make_profile(tmp_path, relay.url, "dana", years_ago(41))
+        coach = await make_profile(tmp_path, relay.url, "coach", years_ago(35))
+        async with open_clients(Profile.load(tmp_path / "maya"), dana, coach) as (m, d, c):
+            assert await m.guardians.invite("dana") == "invited"
+            assert await d.guardians.accept("maya") == "linked"
+            assert await c.contact_request("maya") == "requested"
+            await drain(m)
+        async with open_clients(dana, coach) as (d, c), app.run_test(size=SIZE) as pilot:
+            await settle(
+                pilot,
+                lambda: (
+                    isinstance(app.screen, MainScreen)
+                    and app.screen.current is not None
+                    and app.screen.current.handle == "coach"
+                    and app.screen.current.is_request
+                ),
+            )
+            await pilot.press("ctrl+y")
+            main = app.screen
+            await settle(pilot, lambda: main.current.state == "awaiting_guardian")
+            compose = main.query_one("#compose", Input)
+            assert compose.disabled
+            assert "guardian's approval" in compose.placeholder
+            (waiting,) = (await d.guardians.view()).approvals
+            assert (waiting.ward, waiting.contact) == ("maya", "coach")
+    finally:
+        await relay.stop()
