@@ -10,6 +10,7 @@ import pytest_asyncio
 
 from client.errors import ClientError
 from server.admin.roles import change_role
+from server.app_keys import SIGNALS
 from tests.support import (
     Relay,
     drain,
@@ -57,17 +58,26 @@ async def test_a_minors_report_becomes_a_child_safety_case_a_moderator_acts_on(r
         await drain(t)
         await t.report("vic", "he asks me to keep secrets", last=2)
         await t.report("vic", "still messaging", last=1)
+        # Her report is also pushback the grooming signals count (docs/SIGNALS.md): with
+        # the flattery and the secrecy, it crosses the finding threshold.
+        await relay.app[SIGNALS].drain()
 
-        # The child-safety moderator sees one case with both reports and their messages.
+        # The child-safety moderator sees one case with both reports and their messages,
+        # and the signals' finding beside them.
         queues = {q.name: q for q in await c.moderation.queues()}
         assert queues["child_safety"].pending == 1
         (summary,) = await c.moderation.queue("child_safety")
-        assert (summary.subject, summary.findings, summary.sources) == ("vic", 2, ["user_report"])
+        assert (summary.subject, summary.findings) == ("vic", 3)
+        assert sorted(summary.sources) == ["signals", "user_report"]
         case = await c.moderation.case(summary.id)
         assert case.subject.band == "adult" and case.subject.minor_contacts == 1
-        assert all(f.involves_minor and f.reporter == "tia" for f in case.findings)
+        reports = [f for f in case.findings if f.source == "user_report"]
+        assert len(reports) == 2
+        assert all(f.involves_minor and f.reporter == "tia" for f in reports)
+        (signals,) = [f for f in case.findings if f.source == "signals"]
+        assert "pushback_here" in signals.explanation and "secrecy" in signals.explanation
         assert [e.sender for e in case.evidence] == ["vic", "vic", "vic"]
-        assert "keep secrets" in case.findings[0].explanation
+        assert "keep secrets" in reports[0].explanation
 
         # A general moderator can't see the child-safety queue or its case.
         assert [q.name for q in await m.moderation.queues()] == ["general"]
