@@ -15,6 +15,7 @@ import secrets
 from dataclasses import dataclass
 
 from protocol import policy as rules
+from protocol.e2ee import is_envelope, is_opaque_blob
 from protocol.frames import RELAY_HANDLE
 from protocol.group_frames import AddOutcome, GroupMemberView, GroupSend, GroupView
 from protocol.groups import (
@@ -385,12 +386,12 @@ class GroupService:
                     "sender_restricted",
                     "a moderator restricted your account from contact with people under 18",
                 )
+            if (problem := _shape_problem(frame)) is not None:
+                raise GroupRefused("mode_mismatch", problem)
             copies = {c.to: c for c in frame.copies}
-            if frame.mode == "e2ee":
-                if len(copies) != len(frame.copies) or set(copies) != set(others):
-                    raise GroupRefused("group_members_changed", ",".join(others))
-            elif frame.copies:
-                raise GroupRefused("mode_mismatch", "a visible group message has no copies")
+            exact = len(copies) == len(frame.copies) and set(copies) == set(others)
+            if frame.mode == "e2ee" and not exact:
+                raise GroupRefused("group_members_changed", ",".join(others))
             ids = {h: copy_id(frame.id, h) for h in others}
             if await self.store.sent_before(sender, list(ids.values())):
                 return Fanout(group, [], resend=True)
@@ -417,6 +418,23 @@ class GroupService:
         crash stores all or none and the sender's resend completes it."""
         futures = [self._committer.submit_message(m) for m in fanout.copies]
         return asyncio.ensure_future(_all_stored(futures))
+
+
+def _shape_problem(frame: GroupSend) -> str | None:
+    """Why the payload contradicts the frame's own mode (PROTOCOL.md §6.1, as for `send`)."""
+    if frame.mode == "e2ee":
+        if frame.body:
+            return "an e2ee group message carries its text in copies"
+        if any(not is_envelope(c.body) for c in frame.copies):
+            return "an e2ee copy's body must be an envelope"
+        return None
+    if frame.copies:
+        return "a visible group message has no copies"
+    if is_envelope(frame.body):
+        return "a visible body must not be an e2ee envelope"
+    if is_opaque_blob(frame.body):
+        return "a visible body must be readable text, not encoded binary data"
+    return None
 
 
 async def _all_stored(futures: list[asyncio.Future[StoredMessage | None]]) -> list[StoredMessage]:

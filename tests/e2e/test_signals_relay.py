@@ -212,3 +212,40 @@ async def test_a_time_zone_out_of_range_is_refused_at_login(relay):
         assert refusal.code == "invalid_frame"
         await ws.send_str(encode_frame(Auth(handle="zed", signature=person.sign(signed))))
         assert isinstance(await receive(ws), Ready)  # the connection lives on
+
+
+async def test_in_a_group_each_adult_minor_pair_is_scored_and_the_notice_lands_in_the_group(
+    relay, tmp_path
+):
+    """A group is no way around the signals: the adult's lines to the group reach the teen
+    as pairwise copies, scored for that pair, and her notice is in the group's chat."""
+    from protocol.groups import group_conversation
+
+    teen = await make_profile(tmp_path, relay.url, "ivy", TEEN)
+    adult = await make_profile(tmp_path, relay.url, "ned", ADULT)
+    parent = await make_profile(tmp_path, relay.url, "mom", years_ago(44))
+    async with open_clients(teen, adult, parent) as (t, n, m):
+        await connect(t, m)
+        await connect(t, n)
+        await n.contact_request("mom")
+        await m.respond("ned", accept=True)
+        view, _ = await m.groups.create("Carpool", ["ivy", "ned"])
+        assert view.mode == "visible"
+        for line in (
+            "how old are you now? which school is it?",
+            "let's keep this between us, don't tell your parents",
+        ):
+            sent = await n.send_group(view.id, line)
+            await n.wait_accepted(sent.msg_id)
+        await relay.app[SIGNALS].drain()
+        got = notices(await drain(t))
+        assert [g.code for g in got if g.code.startswith("risk_")]
+        assert all(
+            g.conversation == group_conversation(view.id) for g in got if g.code.startswith("risk_")
+        )
+        # The parent, an adult, is told nothing; the pair (ned, ivy) has its own score.
+        assert not [g for g in notices(await drain(m)) if (g.code or "").startswith("risk_")]
+        low, high = sorted(("ivy", "ned"))
+        with sqlite3.connect(relay.config.database_path) as db:
+            keys = [k for (k,) in db.execute("SELECT conversation FROM conversation_risk")]
+        assert f"grp:{view.id}:{low}:{high}" in keys

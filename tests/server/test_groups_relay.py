@@ -8,9 +8,11 @@ import contextlib
 
 import pytest_asyncio
 
+from protocol.e2ee import MIN_RATCHET_MESSAGE, Envelope, encode_body, is_envelope
 from protocol.frames import ContactRequest, ContactRespond, Deliver, Done, Error
 from protocol.group_frames import (
     GroupAdd,
+    GroupCopy,
     GroupCreate,
     GroupLeave,
     GroupList,
@@ -158,3 +160,68 @@ async def test_lists_show_only_ones_own_groups(world):
         got = await request(ws[h], GroupList(rid=new_id()))
         assert isinstance(got, GroupsResult)
         assert {g.name for g in got.groups} == expected, h
+
+
+BAD_GROUP_FRAMES = [
+    # Wrong types and sizes: refused as frames, with the request's id where it can be read.
+    ('{"type": "group_create", "rid": "req-00001", "name": ""}', "invalid_frame"),
+    ('{"type": "group_create", "rid": "req-00002", "name": "a\\nb"}', "invalid_frame"),
+    (
+        '{"type": "group_create", "rid": "req-00003", "name": "x", "members": "ben"}',
+        "invalid_frame",
+    ),
+    (
+        '{"type": "group_add", "rid": "req-00004", "group": "short", "handle": "ben"}',
+        "invalid_frame",
+    ),
+    (
+        '{"type": "group_send", "id": "msg-00005", "group": "' + "g" * 22 + '", "mode": "nope"}',
+        "invalid_frame",
+    ),
+    (
+        '{"type": "group_send", "id": "'
+        + "m" * 60
+        + '", "group": "'
+        + "g" * 22
+        + '", "mode": "visible"}',
+        "invalid_frame",
+    ),
+    # Well-formed, about a group that doesn't exist (or isn't ours): the same code either way.
+    ('{"type": "group_leave", "rid": "req-00007", "group": "' + "g" * 22 + '"}', "unknown_group"),
+    (
+        '{"type": "group_send", "id": "msg-00008", "group": "'
+        + "g" * 22
+        + '", "mode": "visible", "body": "hi"}',
+        "unknown_group",
+    ),
+]
+
+
+async def test_malformed_and_misdirected_group_frames_get_codes_and_the_connection_lives(world):
+    _, ws = world
+    a = ws["ana"]
+    for raw, code in BAD_GROUP_FRAMES:
+        await a.send_str(raw)
+        reply = await wait_for(a, lambda f: isinstance(f, Error))
+        assert reply.code == code, raw[:60]
+        assert reply.ref is not None, raw[:60]
+    # An e2ee group message whose copies don't name exactly the members, or twice the same.
+    made = await request(a, GroupCreate(rid=new_id(), name="Pair", members=["ben"]))
+    gid = made.group.id
+    plain = GroupCopy(to="ben", body="not an envelope", commitment=b"\x01" * 32)
+    wrong = await request(a, GroupSend(id=new_id(), group=gid, mode="e2ee", copies=[plain]))
+    assert wrong.code == "mode_mismatch"
+    envelope = encode_body(Envelope(b"\x01" + b"\x00" * (MIN_RATCHET_MESSAGE + 8), None))
+    assert is_envelope(envelope)
+    copy = GroupCopy(to="cal", body=envelope, commitment=b"\x01" * 32)
+    wrong = await request(a, GroupSend(id=new_id(), group=gid, mode="e2ee", copies=[copy]))
+    assert (wrong.code, "ben" in wrong.message) == ("group_members_changed", True)
+    twice = GroupCopy(to="ben", body=envelope, commitment=b"\x01" * 32)
+    wrong = await request(a, GroupSend(id=new_id(), group=gid, mode="e2ee", copies=[twice, twice]))
+    assert wrong.code == "group_members_changed"
+    # A visible send with copies, and the connection still answers.
+    wrong = await request(
+        a, GroupSend(id=new_id(), group=gid, mode="visible", body="x", copies=[copy])
+    )
+    assert wrong.code == "mode_mismatch"
+    assert isinstance(await request(a, GroupList(rid=new_id())), GroupsResult)
