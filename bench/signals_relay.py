@@ -13,7 +13,8 @@ block and report; lines the relay refuses (after a block) are not counted as see
 The relay runs a copy of the chosen policy with only what a replay needs changed: an adult
 may ask a minor for contact (the corpus has adults who reached out first), registration
 from age 10 (the corpus has under-13s), no automatic restriction and no daily limits (the
-adult's made-up history must not stop the conversation). The signals settings are the
+adult's made-up history must not stop the conversation, nor its many registrations from
+one address). The signals settings are the
 chosen ones.
 """
 
@@ -68,6 +69,9 @@ def replay_policy(base: Policy, settings: Signals, mode: ConversationMode) -> Po
         contact_requests_per_day=10_000,
         contact_requests_to_minors_per_day=10_000,
         lookups_per_day=10_000,
+        registrations_per_address_per_hour=100_000,  # every persona comes from loopback
+        searches_per_minute=100_000,
+        bundle_fetches_per_minute=100_000,
     )
     return replace(
         base,

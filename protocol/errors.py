@@ -110,6 +110,14 @@ WIRE_ERRORS: Final[dict[str, str]] = {
     "queue_empty": "No case is waiting in that queue.",
     "replayed_request": "That request id was already used on this connection.",
     "account_suspended": "This account is suspended.",
+    # Abuse limits (docs/POLICY.md "Limits")
+    "registration_limited": "Too many accounts were registered from your network. Try later.",
+    "search_limited": "You're searching too fast. Wait a minute and try again.",
+    "bundle_limited": "You're looking up keys too fast. Wait a minute and try again.",
+    "quota_exceeded": (
+        "Too much is already waiting for them at the relay: try again once they have "
+        "caught up."
+    ),
     # Groups (PROTOCOL.md §6.8)
     "unknown_group": "There is no such group, or you aren't in it.",
     "not_group_member": "Accept the invitation to this group first.",

@@ -108,6 +108,22 @@ class Limits(_Section):
     #: Bytes of attachments one account may have on the relay at once (uploaded and not yet
     #: delivered, or kept by retention).
     attachment_quota_bytes: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 256 * 1024 * 1024
+    # Abuse limits (issue #10), each with its own code; optional in a policy file.
+    #: Registrations from one network address per hour (`registration_limited`).
+    registrations_per_address_per_hour: Annotated[int, msgspec.Meta(ge=1, le=10**6)] = 20
+    #: Directory searches per account per minute (`search_limited`).
+    searches_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10**6)] = 30
+    #: Key-bundle fetches per account per minute (`bundle_limited`); lookups of strangers
+    #: are also counted per day (`lookups_per_day`).
+    bundle_fetches_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10**6)] = 120
+    #: The most accounts one search answers with.
+    max_search_results: Annotated[int, msgspec.Meta(ge=1, le=100)] = 20
+    #: Messages and bytes waiting (stored, not yet acknowledged) for one recipient, and
+    #: from one sender to one recipient (`quota_exceeded`; nothing accepted is dropped).
+    messages_waiting_per_recipient: Annotated[int, msgspec.Meta(ge=1, le=10**9)] = 10_000
+    bytes_waiting_per_recipient: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 100 * 2**20
+    messages_waiting_per_pair: Annotated[int, msgspec.Meta(ge=1, le=10**9)] = 1_000
+    bytes_waiting_per_pair: Annotated[int, msgspec.Meta(ge=1, le=2**40)] = 10 * 2**20
 
 
 class Restriction(_Section):

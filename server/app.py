@@ -22,8 +22,10 @@ from server.app_keys import (
     GROUPS,
     HUB,
     KEY_DIRECTORY,
+    LIMITS,
     MATCHER,
     POLICY,
+    QUOTA,
     RELAY_ID,
     SAFETY,
     SIGNALS,
@@ -35,7 +37,8 @@ from server.attachments.store import BlobStore
 from server.config import RelayConfig
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
-from server.delivery.records import AckRecord
+from server.delivery.quota import WaitingQuota
+from server.delivery.records import AckRecord, StoredMessage
 from server.delivery.store import SqliteStore
 from server.edge.http_errors import error_response
 from server.edge.registration import register
@@ -44,6 +47,7 @@ from server.groups.service import GroupService
 from server.keys.directory import KeyDirectory
 from server.keys.franking import load_or_create_secret
 from server.policy.loader import load_policy
+from server.rate_limits import RelayLimits
 from server.safety.evidence import EvidenceSealer
 from server.safety.hashing import HashMatcher, banks_dir
 from server.safety.retention import RETENTION_META, sweep
@@ -109,8 +113,17 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         HashMatcher.load, banks_dir(config.data_dir), app[POLICY].hash_matching
     )
     releases: set[asyncio.Task[None]] = set()
+    quota = WaitingQuota(app[POLICY].limits)
+    await quota.load(store)
+    app[QUOTA] = quota
+    app[LIMITS] = RelayLimits(app[POLICY].limits)
+
+    def stored(messages: list[StoredMessage]) -> None:
+        quota.stored(messages)
+        hub.deliver(messages)
 
     def acked(acks: list[AckRecord]) -> None:
+        quota.acked(acks)
         hub.delivered(acks)
         # An attachment goes with its message on acknowledgement (server/attachments/).
         task = asyncio.create_task(blobs.release_acked(acks))
@@ -120,7 +133,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     committer = GroupCommitter(
         store,
         config.clock,
-        hub.deliver,
+        stored,
         acked,
         keep_visible=lambda: retention.visible_days > 0,
     )
@@ -144,7 +157,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     social.on_band_changed = groups.bands_changed
     social.on_restricted = safety.on_restricted
     social.on_refusals_to_minors = safety.on_refusals_to_minors
-    pruner = asyncio.create_task(_prune_forever(store, config, social, blobs))
+    pruner = asyncio.create_task(_prune_forever(store, config, social, blobs, quota))
     watcher = asyncio.create_task(_watch_forever(store, social, safety))
     scrubber = asyncio.create_task(_scrub_forever(store, committer))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
@@ -160,7 +173,11 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _prune_forever(
-    store: SqliteStore, config: RelayConfig, social: SocialService, blobs: BlobStore
+    store: SqliteStore,
+    config: RelayConfig,
+    social: SocialService,
+    blobs: BlobStore,
+    quota: WaitingQuota,
 ) -> None:
     while True:
         try:
@@ -168,6 +185,7 @@ async def _prune_forever(
             # Retention (and the resend window's end) for messages, evidence and logins.
             await sweep(store, social.policy.retention, now, config.data_dir / "outbox")
             await blobs.sweep(now)  # attachments nothing needs, unfinished uploads
+            await quota.load(store)  # recount what waits (withdrawn messages have no ack)
             # Rate limits look back a day, restriction its window: older events count no more.
             keep = max(1, social.policy.restriction.window_days)
             await social.social.prune_events(now - timedelta(days=keep))

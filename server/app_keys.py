@@ -9,9 +9,11 @@ from server.attachments.store import BlobStore
 from server.config import RelayConfig
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.hub import Hub
+from server.delivery.quota import WaitingQuota
 from server.delivery.store import Store
 from server.groups.service import GroupService
 from server.keys.directory import KeyDirectory
+from server.rate_limits import RelayLimits
 from server.safety.hashing import HashMatcher
 from server.safety.service import SafetyService
 from server.safety.signals_service import SignalsService
@@ -28,6 +30,10 @@ KEY_DIRECTORY = web.AppKey("key_directory", KeyDirectory)
 RELAY_ID = web.AppKey("relay_id", str)
 #: The relay's franking secret (PROTOCOL.md §6.4; server/keys/franking.py). Never logged.
 FRANKING_SECRET = web.AppKey("franking_secret", bytes)
+#: What waits for each recipient and pair (server/delivery/quota.py).
+QUOTA = web.AppKey("quota", WaitingQuota)
+#: Per-minute and per-hour limits (server/rate_limits.py).
+LIMITS = web.AppKey("limits", RelayLimits)
 #: Groups and their members, and the fan-out of group messages (server/groups/).
 GROUPS = web.AppKey("groups", GroupService)
 #: Cases, queues, roles, evidence and the audit log (server/safety/).

@@ -27,6 +27,11 @@ class RelayConfig:
     #: The relay operator as a CyberTipline report names its reporter (never sent anywhere).
     reporter_name: str = "agechat relay operator"
     reporter_email: str = "operator@agechat.invalid"
+    #: Registrations from a loopback address are not rate-limited unless this is set: on
+    #: loopback they come from this machine (tests, the demo, a simulator run). A relay
+    #: behind a reverse proxy would see every address as loopback; it would have to read
+    #: the forwarded address first, which the prototype doesn't (docs/POLICY.md "Limits").
+    limit_loopback_registrations: bool = False
     #: Injected so tests can move time (birthdays, declaration freshness).
     clock: Callable[[], datetime] = field(default=utc_now)
 

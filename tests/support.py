@@ -47,9 +47,10 @@ class Relay:
         clock: Callable[[], datetime] | None = None,
         port: int | None = None,
         policy: str = "default",
+        **config: object,
     ) -> None:
         self.port = port or free_port()
-        kwargs = {"clock": clock} if clock else {}
+        kwargs: dict[str, object] = {"clock": clock, **config} if clock else dict(config)
         self.config = RelayConfig(data_dir=data_dir, port=self.port, policy=policy, **kwargs)
         self.app = create_app(self.config)
         self.runner = web.AppRunner(self.app)

@@ -27,7 +27,7 @@ from protocol.group_frames import (
     GroupsResult,
 )
 from protocol.groups import group_conversation
-from server.app_keys import CONFIG, GROUPS, SIGNALS
+from server.app_keys import CONFIG, GROUPS, QUOTA, SIGNALS
 from server.delivery.records import StoredMessage
 from server.groups.service import GroupRefused
 
@@ -117,6 +117,11 @@ class GroupHandlers:
         except GroupRefused as refused:
             await s.refuse(refused.code, refused.detail, ref=frame.id)
             return
+        quota = s.app[QUOTA]
+        for copy in fanout.copies:  # every member's queue has room, or nothing is stored
+            if quota.refusal(copy.sender, copy.recipient, len(copy.body.encode())) is not None:
+                await s.refuse("quota_exceeded", f"@{copy.recipient}", ref=frame.id)
+                return
         if fanout.resend:
             done: asyncio.Future[list[StoredMessage]] = asyncio.get_running_loop().create_future()
             done.set_result([])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from datetime import timedelta
 
@@ -14,7 +15,7 @@ from protocol.frames import RESERVED_HANDLES
 from protocol.names import display_name_problem, impersonates_staff
 from protocol.policy import band, may_register
 from protocol.registration import Account, RegisterRequest
-from server.app_keys import CONFIG, POLICY, SOCIAL, STORE
+from server.app_keys import CONFIG, LIMITS, POLICY, SOCIAL, STORE
 from server.delivery.records import AccountRecord
 from server.delivery.store import HandleTakenError
 from server.edge.http_errors import error_response
@@ -44,9 +45,21 @@ def _validation_code(detail: str) -> str:
     return "invalid_request"
 
 
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a Unix socket, or unknown: counted
+        return False
+
+
 async def register(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     store = request.app[STORE]
+    # Every attempt counts, valid or not: a flood of junk costs as much as one of accounts.
+    address = request.remote or "?"
+    counted = config.limit_loopback_registrations or not _loopback(address)
+    if counted and not request.app[LIMITS].registrations.allow(address, config.clock()):
+        return error_response(429, "registration_limited")
     # The app's client_max_size bounds this; the middleware turns the overflow into 413.
     raw = await request.read()
     try:

@@ -64,6 +64,8 @@ from server.app_keys import (
     FRANKING_SECRET,
     HUB,
     KEY_DIRECTORY,
+    LIMITS,
+    QUOTA,
     RELAY_ID,
     SAFETY,
     SIGNALS,
@@ -109,8 +111,8 @@ class _Session:
         # Sends are pipelined: the read loop queues them for the group commit and reads on;
         # this queue answers `accepted` in order as their commits finish. Its bound is the
         # back-pressure: a client with this many sends in flight is not read further.
-        self._accepts: asyncio.Queue[tuple[Send | GroupSend, asyncio.Future[Any]]] = (
-            asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
+        self._accepts: asyncio.Queue[tuple[Send | GroupSend, asyncio.Future[Any]]] = asyncio.Queue(
+            maxsize=MAX_SENDS_IN_FLIGHT
         )
         self.accept_task: asyncio.Task[None] | None = None
         # One dispatch table: every client frame type has exactly one handler.
@@ -238,6 +240,11 @@ class _Session:
             # message, in order, and never delivered; the sender is not told why
             # (POLICY.md "Block", MODERATION.md "Hash matching").
             await self._answer_as_stored(frame, sender, conversation)
+            return
+        if (
+            full := self.app[QUOTA].refusal(sender, frame.to, len(frame.body.encode()))
+        ) is not None:
+            await self.refuse(full, ref=frame.id)  # before anything is claimed or stored
             return
         if (taken := await claim(self.app, sender, screened)) is not None:
             await self.refuse(taken, ref=frame.id)
@@ -372,6 +379,9 @@ class _Session:
 
     async def _on_search(self, frame: Search) -> None:
         assert self.connection is not None
+        if not self.app[LIMITS].searches.allow(self.connection.handle, self.app[CONFIG].clock()):
+            await self.refuse("search_limited", ref=frame.rid)
+            return
         results = self.app[SOCIAL].search(self.connection.handle, frame.query)
         await self.send(SearchResult(rid=frame.rid, results=results))
 
@@ -495,6 +505,9 @@ class _Session:
         me = self.connection.handle
         if frame.handle == me:
             await self.refuse("cannot_target_self", ref=frame.rid)
+            return
+        if not self.app[LIMITS].bundles.allow(me, self.app[CONFIG].clock()):
+            await self.refuse("bundle_limited", ref=frame.rid)
             return
         # Only someone who may write to the account gets its keys (and its declaration);
         # strangers' lookups are counted and limited (the answer says minor or adult).

@@ -17,13 +17,13 @@ from datetime import date, datetime, timedelta
 
 from protocol import policy as rules
 from protocol.frames import RELAY_HANDLE, ContactEntry, Kind, Person, conversation_id
-from protocol.limits import MAX_SEARCH_RESULTS
 from protocol.policy import Band, Decision, Facts, Policy, Relationship
 from server.delivery.group_commit import GroupCommitter
 from server.delivery.records import NewMessage
 from server.delivery.store import SqliteStore
 from server.social import bands
 from server.social.guardians import GuardianService
+from server.social.search_index import SearchIndex
 from server.social.store import (
     BLOCKED_BY_MINOR,
     DECLINED_BY_MINOR,
@@ -38,6 +38,9 @@ from server.social.store import (
 )
 
 log = logging.getLogger("agechat.relay.policy")
+#: Index matches one search looks at, at most: the work per query stays bounded however
+#: many accounts share a prefix (most of them may be hidden from the one searching).
+SEARCH_WALK_LIMIT = 500
 
 #: Refusals that count towards restricting an adult when the target is a minor.
 _COUNTED_REFUSALS = frozenset({"contact_not_allowed", "sender_restricted", "rate_limited"})
@@ -59,6 +62,7 @@ class SocialService:
         self.accounts: dict[str, AccountInfo] = {}
         self._contacts: dict[tuple[str, str], ContactRow] = {}
         self._blocks: set[tuple[str, str]] = set()
+        self._index = SearchIndex()
         self.restricted: set[str] = set()
         #: Restrictions a moderator decided, with their reason (server/safety/).
         self.moderator_restricted: dict[str, str] = {}
@@ -88,6 +92,7 @@ class SocialService:
 
     def add_account(self, handle: str, display_name: str, birthdate: date) -> None:
         self.accounts[handle] = AccountInfo(display_name, birthdate)
+        self._index.add(handle, display_name)
         self._announced[handle] = self.band_of(handle)
 
     async def record_new_account(self, handle: str) -> None:
@@ -564,20 +569,30 @@ class SocialService:
         return [entries[h] for h in sorted(entries)]
 
     def search(self, actor: str, query: str) -> list[Person]:
-        """Prefix search on handle or display name, filtered by ``may_find`` for each hit."""
+        """Prefix search on handle or display name through the index, filtered by
+        ``may_find`` for each hit; the exact handle first, then in order, at most the
+        policy's `limits.max_search_results`. Walks at most a bounded number of matches, so
+        a one-letter query costs the same at 6,000 accounts as at 60."""
         q = query.strip().lower().lstrip("@").strip()
         if not q:
             return []  # an empty query would list everyone
-        hits = []
-        for handle, info in self.accounts.items():
-            if handle == actor or not (
-                handle.startswith(q) or info.display_name.lower().startswith(q)
-            ):
+        if len(self._index) != len(self.accounts):
+            self._index.rebuild({h: i.display_name for h, i in self.accounts.items()})
+        wanted = self.policy.limits.max_search_results
+        hits: list[Person] = []
+        for n, handle in enumerate(self._index.prefixed(q)):
+            if n >= SEARCH_WALK_LIMIT or len(hits) >= wanted:
+                break
+            if handle == actor or handle not in self.accounts:
                 continue
             if rules.may_find(self.policy, self.quick_facts(actor, handle)).allowed:
-                hits.append(Person(handle=handle, display_name=info.display_name))
+                hits.append(Person(handle=handle, display_name=self.accounts[handle].display_name))
+        # The exact handle is always looked at, however many names share its prefix.
+        exact = q in self.accounts and q != actor and all(p.handle != q for p in hits)
+        if exact and rules.may_find(self.policy, self.quick_facts(actor, q)).allowed:
+            hits.insert(0, Person(handle=q, display_name=self.accounts[q].display_name))
         hits.sort(key=lambda p: (p.handle != q, p.handle))
-        return hits[:MAX_SEARCH_RESULTS]
+        return hits[:wanted]
 
     # --- ages (server/social/bands.py) ----------------------------------------------------
 
