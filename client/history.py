@@ -15,10 +15,13 @@ from pathlib import Path
 from typing import Literal
 
 import aiosqlite
+import msgspec
 
 from client import attachments
 from client.attachments import LocalAttachment
 from client.local_db import open_profile_db
+from protocol.group_frames import GroupView
+from protocol.groups import group_of
 
 Direction = Literal["in", "out"]
 State = Literal["pending", "sent", "delivered", "failed", "received"]
@@ -72,6 +75,18 @@ _SCHEMA_V5 = """
 ALTER TABLE messages ADD COLUMN attachment TEXT;
 """
 
+# v6 (issue #15): the groups the relay last listed (protocol GroupView as JSON), so the app
+# can show a group's name, mode and members while the relay is unreachable. ``current`` is 0
+# once a list from the relay no longer has it (you left, or were removed).
+_SCHEMA_V6 = """
+CREATE TABLE groups (
+    id TEXT PRIMARY KEY,
+    view TEXT NOT NULL,
+    current INTEGER NOT NULL DEFAULT 1,
+    updated_at REAL NOT NULL
+);
+"""
+
 _COLUMNS = (
     "rowid, sender, msg_id, recipient, conversation, kind, mode, body, direction, state, "
     "error_code, created_at, sent_at, code, request, error_text, attachment"
@@ -113,10 +128,24 @@ class FrankingEvidence:
 
 @dataclass(frozen=True, slots=True)
 class ConversationSummary:
+    #: The conversation's key in a list of conversations (``conversation_key``): the other
+    #: handle of a one-to-one conversation, or the conversation id of a group.
     peer: str
     conversation: str
     unread: int
     last: HistoryMessage
+
+    @property
+    def is_group(self) -> bool:
+        return group_of(self.conversation) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class CachedGroup:
+    """A group as the relay last listed it; ``current`` is False once it no longer does."""
+
+    view: GroupView
+    current: bool
 
 
 def peer_of(conversation: str, me: str) -> str | None:
@@ -125,6 +154,15 @@ def peer_of(conversation: str, me: str) -> str | None:
     if len(parts) != 3 or parts[0] != "dm" or me not in parts[1:]:
         return None
     return parts[2] if parts[1] == me else parts[1]
+
+
+def conversation_key(conversation: str, me: str) -> str | None:
+    """How a front end names a conversation: the other handle of a one-to-one
+    conversation, the conversation id itself (``grp:<id>``) for a group — never a handle,
+    as a handle has no colon — else None."""
+    if group_of(conversation) is not None:
+        return conversation
+    return peer_of(conversation, me)
 
 
 def _ts(moment: datetime | None) -> float | None:
@@ -174,7 +212,7 @@ class History:
         return self._db
 
     async def open(self) -> None:
-        migrations = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5]
+        migrations = [_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6]
         self._db = await open_profile_db(self._path, migrations)
 
     async def close(self) -> None:
@@ -372,10 +410,41 @@ class History:
         summaries = []
         for row in rows:
             last = _row(row[:-1])
-            peer = peer_of(last.conversation, me)
-            if peer is not None:
-                summaries.append(ConversationSummary(peer, last.conversation, int(row[-1]), last))
+            key = conversation_key(last.conversation, me)
+            if key is not None:
+                summaries.append(ConversationSummary(key, last.conversation, int(row[-1]), last))
         return summaries
+
+    # --- groups as the relay last listed them (v6) -------------------------------------------
+
+    async def save_groups(self, views: list[GroupView], at: datetime) -> None:
+        """Keep the relay's list of groups: those in it are current, the others not."""
+        async with self._lock:
+            await self.db.execute("UPDATE groups SET current = 0")
+            await self.db.executemany(
+                "INSERT INTO groups (id, view, current, updated_at) VALUES (?, ?, 1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET view = excluded.view, current = 1, "
+                "updated_at = excluded.updated_at",
+                [(v.id, msgspec.json.encode(v).decode(), _ts(at)) for v in views],
+            )
+            await self.db.commit()
+
+    async def saved_groups(self) -> dict[str, CachedGroup]:
+        """Every group the relay ever listed here, by id (a row that no longer decodes is
+        skipped: it is only a cache)."""
+        async with (
+            self._lock,
+            self.db.execute("SELECT view, current FROM groups") as cur,
+        ):
+            rows = list(await cur.fetchall())
+        saved = {}
+        for view, current in rows:
+            try:
+                decoded = msgspec.json.decode(view, type=GroupView)
+            except msgspec.DecodeError:  # malformed or an older shape
+                continue
+            saved[decoded.id] = CachedGroup(decoded, bool(current))
+        return saved
 
     async def last_messages(self, conversation: str, count: int) -> list[HistoryMessage]:
         """The last ``count`` messages (not events) of a conversation, oldest first."""

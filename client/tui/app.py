@@ -109,6 +109,13 @@ class AgechatApp(App[None]):
                     "Compare keys with the person in the open chat (Ctrl+S)",
                     screen.action_safety_number,
                 ),
+                ("New group", "Start a group chat (F2)", screen.action_new_group),
+                (
+                    "Group members",
+                    "In a group chat: who is in it and why its mode; add, remove, block, "
+                    "report, leave (Ctrl+G)",
+                    screen.action_members,
+                ),
                 ("Help", "The intro and the keys (F1)", screen.action_help),
             ):
                 commands.append(SystemCommand(label, help_text, action))

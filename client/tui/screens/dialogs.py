@@ -13,6 +13,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, ListItem, ListView, Static
 
+from client.cli import printable
 from client.errors import ClientError
 from client.explain import BAND_WORDS, protections
 from client.history import HistoryMessage
@@ -133,19 +134,34 @@ class ConfirmDialog(Dialog):
 
 
 class ReportDialog(Dialog):
-    """Shows exactly what will be sent (the reason and the last N messages) before sending."""
+    """Shows exactly what will be sent (the reason and the last N messages) before sending.
+    With ``group``, a member of that group is reported with the last messages they sent in
+    it (``group_name`` titles the dialog)."""
 
     LAST = 5
 
-    def __init__(self, session: ChatSession, handle: str, mode: str) -> None:
+    def __init__(
+        self,
+        session: ChatSession,
+        handle: str,
+        mode: str,
+        *,
+        group: str | None = None,
+        group_name: str | None = None,
+    ) -> None:
         super().__init__()
         self.session = session
         self.handle = handle
         self.mode = mode
+        self.group = group
+        self.group_name = group_name
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(f"Report @{self.handle}", classes="dialog-title")
+            title = f"Report @{self.handle}"
+            if self.group is not None:
+                title += f" in “{printable(self.group_name or 'this group')}”"
+            yield Label(Text(title), classes="dialog-title")
             yield Label("What happened? (a few words)")
             yield Input(
                 placeholder="e.g. asked for photos, harassment, spam", id="reason", max_length=200
@@ -159,8 +175,9 @@ class ReportDialog(Dialog):
                 yield Button("Cancel", id="cancel")
 
     async def on_mount(self) -> None:
-        messages = await self.session.report_preview(self.handle, self.LAST)
-        self.query_one("#attach-label", Label).update(Text(attachment_line(len(messages))))
+        messages = await self.session.report_preview(self.handle, self.LAST, self.group)
+        line = attachment_line(len(messages), self.group is not None)
+        self.query_one("#attach-label", Label).update(Text(line))
         disclosure = self.query_one("#disclosure", Static)
         if messages and (self.mode == "e2ee" or any(m.mode == "e2ee" for m in messages)):
             disclosure.update(Text(e2ee_disclosure(messages), style="bold yellow"))
@@ -179,7 +196,7 @@ class ReportDialog(Dialog):
             status.update(Text("Please say in a few words what happened."))
             return
         try:
-            attached = await self.session.report(self.handle, reason, self.LAST)
+            attached = await self.session.report(self.handle, reason, self.LAST, self.group)
         except ClientError as exc:
             status.update(Text(f"{exc.message} [{exc.code}]"))
             return
@@ -190,12 +207,15 @@ class ReportDialog(Dialog):
         self.dismiss(None)
 
 
-def attachment_line(count: int) -> str:
+def attachment_line(count: int, group: bool = False) -> str:
     if count == 0:
+        if group:
+            return "No messages will be attached: your device has none they sent in this group."
         return "No messages will be attached: your device has none from this chat."
+    theirs = " they sent in this group" if group else ""
     if count == 1:
-        return "This message will be attached, as your device has it:"
-    return f"These {count} messages will be attached, as your device has them:"
+        return f"This message{theirs} will be attached, as your device has it:"
+    return f"These {count} messages{theirs} will be attached, as your device has them:"
 
 
 def e2ee_disclosure(messages: list[HistoryMessage]) -> str:
@@ -237,7 +257,8 @@ class Intro:
 
 KEY_TIPS = (
     ("Ctrl+F", "find people", "Ctrl+L", "your conversations (Tab: to the message box)"),
-    ("Ctrl+Y", "accept a request", "Ctrl+N", "decline one (asks first)"),
+    ("Ctrl+Y", "accept a request or invitation", "Ctrl+N", "decline one (asks first)"),
+    ("F2", "new group", "Ctrl+G", "in a group: members (add, remove, block, report, leave)"),
     ("Ctrl+B", "block or unblock (both ask first)", "Ctrl+R", "report"),
     ("Ctrl+S", "safety number (encrypted chats)", "Ctrl+O", "your account and what protects you"),
     ("Ctrl+T", "send a file", "Ctrl+G", "the chat's files: save a copy, show where (or click one)"),

@@ -14,6 +14,7 @@ from textual.css.query import NoMatches
 from textual.screen import Screen
 from textual.widgets import Button, Footer, Header, Input, ListView, Static
 
+from client.cli import printable
 from client.errors import ClientError
 from client.events import (
     Connected,
@@ -25,8 +26,9 @@ from client.events import (
     RelayError,
 )
 from client.explain import MODE_BADGE, mode_reason
-from client.history import HistoryMessage, peer_of
+from client.history import HistoryMessage, conversation_key
 from client.session import ChatSession, Conversation
+from client.tui.group_words import group_reason, quoted
 from client.tui.screens.dialogs import (
     AccountDialog,
     ConfirmDialog,
@@ -36,6 +38,7 @@ from client.tui.screens.dialogs import (
     SafetyNumberDialog,
 )
 from client.tui.screens.files import AttachDialog, FilesDialog, SendFile
+from client.tui.screens.groups import MembersDialog, NewGroupDialog
 from client.tui.screens.guardians import GuardiansDialog
 from client.tui.widgets.connection_indicator import ConnectionIndicator
 from client.tui.widgets.conversation_list import ConversationItem, ConversationList
@@ -43,6 +46,10 @@ from client.tui.widgets.message_item import MessageItem
 from client.tui.widgets.message_log import PAGE, MessageLog
 from client.tui.widgets.notice_banner import NoticeBanner
 from protocol.policy import is_minor
+
+#: What acts on the one other person of a chat: hidden in a group chat (no files in groups
+#: yet; block and report are per member, in Members).
+ONE_TO_ONE_ACTIONS = frozenset({"block", "unblock", "report", "attach", "safety_number", "files"})
 
 
 class MainScreen(Screen[None]):
@@ -59,8 +66,13 @@ class MainScreen(Screen[None]):
         Binding("ctrl+r", "report", "Report", tooltip="Report the open conversation"),
         # Shown only where the message box is (not on a request, nor a blocked chat).
         Binding("ctrl+t", "attach", "Attach", tooltip="Send a file in the open conversation"),
-        # Also a click on a file's line in the chat; in the palette and the help (F1).
+        # In a group chat, Ctrl+G is its members (groups have no files yet); elsewhere it is
+        # the chat's files (also a click on a file's line; in the palette and the help).
+        Binding("ctrl+g", "members", "Members", tooltip="Who is in this group, and why its mode"),
         Binding("ctrl+g", "files", "Files", show=False),
+        # Not in the footer (it would push Quit off at 100 columns): the sidebar's title says
+        # it, and it is in the palette and the help (F1).
+        Binding("f2", "new_group", "New group", key_display="F2", show=False),
         Binding("ctrl+s", "safety_number", "Safety number", show=False),
         Binding("ctrl+o", "account", "Account", tooltip="Your age group and what protects you"),
         Binding("f1", "help", "Help", key_display="F1", tooltip="The intro and the keys"),
@@ -80,7 +92,10 @@ class MainScreen(Screen[None]):
         with Horizontal(id="main"):
             with Vertical(id="sidebar"):
                 yield ConnectionIndicator(id="connection")
-                yield Static("Conversations", classes="sidebar-title")
+                yield Static(
+                    Text.assemble("Conversations   ", ("F2", "bold"), (" new group", "")),
+                    classes="sidebar-title",
+                )
                 yield ConversationList(id="conversations")
             with Vertical(id="chat"):
                 # Docked at the bottom, but first in the focus order after the list, so
@@ -157,6 +172,9 @@ class MainScreen(Screen[None]):
             compose.focus()
 
     def _show_header(self, c: Conversation) -> None:
+        if c.is_group:
+            self._show_group_header(c)
+            return
         title = Text.assemble((c.display_name, "bold"), f" @{c.handle}   ")
         title.append(
             MODE_BADGE.get(c.mode, c.mode),
@@ -193,6 +211,38 @@ class MainScreen(Screen[None]):
             )
         self.refresh_bindings()
 
+    def _show_group_header(self, c: Conversation) -> None:
+        view = c.group
+        title = Text.assemble("👥 ", (printable(c.display_name), "bold"), "   ")
+        title.append(
+            MODE_BADGE.get(c.mode, c.mode),
+            style="bold green" if c.mode == "e2ee" else "bold yellow",
+        )
+        self.query_one("#chat-title", Static).update(title)
+        reason = group_reason(view, c.mode, self.session.band)
+        if c.state == "member":
+            reason += " Ctrl+G: who is in it and why."
+        self.query_one("#chat-reason", Static).update(Text(reason))
+        compose = self.query_one("#compose", Input)
+        compose.disabled = c.state != "member"
+        if c.state == "invited":
+            compose.placeholder = "Accept the invitation to write here"
+        elif c.state == "left":
+            compose.placeholder = "You're not in this group any more"
+        else:
+            compose.placeholder = f"Write to everyone in {quoted(c.display_name)} and press Enter"
+        actions = self.query_one("#request-actions")
+        actions.display = c.is_request
+        if c.is_request:
+            who = f"@{view.invited_by}" if view is not None and view.invited_by else "Someone"
+            self.query_one("#request-text", Static).update(
+                Text(
+                    f"{who} invited you to the group {quoted(c.display_name)}. Only accept if "
+                    "you know the people in it. If you decline, they won't be told."
+                )
+            )
+        self.refresh_bindings()
+
     async def _show_notices(self, handle: str) -> None:
         box = self.query_one("#notices")
         await box.remove_children()
@@ -203,7 +253,7 @@ class MainScreen(Screen[None]):
             m
             for m in await self.session.history.unseen()
             if m.kind == "notice"
-            and peer_of(m.conversation, self.session.handle) == handle
+            and conversation_key(m.conversation, self.session.handle) == handle
             and m.code not in stale  # a request notice once the request was accepted
         ]
         for notice in notices[-3:]:
@@ -216,7 +266,8 @@ class MainScreen(Screen[None]):
         if notice.rowid in self._shown_notices:
             return
         self._shown_notices.add(notice.rowid)
-        banner = NoticeBanner(notice.code or "notice", notice.body)
+        in_group = self.current is not None and self.current.is_group
+        banner = NoticeBanner(notice.code or "notice", notice.body, in_group=in_group)
         banner.rowid = notice.rowid  # type: ignore[attr-defined]
         await box.mount(banner)
 
@@ -237,7 +288,7 @@ class MainScreen(Screen[None]):
             return
         event.input.clear()
         first_contact = self.current.state == "stranger"
-        try:
+        try:  # to a person, or to everyone in a group
             message = await self.session.send(self.current.handle, text)
         except ClientError as exc:
             self.notify(exc.message, title="Not sent", severity="error")
@@ -249,6 +300,9 @@ class MainScreen(Screen[None]):
 
     def action_attach(self) -> None:
         if self.current is None or not self._can_write():
+            return
+        if self.current.is_group:
+            self.notify("Files can't be sent in group chats yet.", title="Not in groups")
             return
         handle, mode = self.current.handle, self.current.mode
         self.app.push_screen(AttachDialog(self.session, handle, mode, self._file_sender(handle)))
@@ -267,6 +321,9 @@ class MainScreen(Screen[None]):
 
     def action_files(self, selected: HistoryMessage | None = None) -> None:
         if self.current is None:
+            return
+        if self.current.is_group:
+            self.notify("Group chats have no files yet.", title="Not in groups")
             return
         self.app.push_screen(FilesDialog(self.session, self.current.handle, selected))
 
@@ -301,8 +358,8 @@ class MainScreen(Screen[None]):
                 self.notify(event.message, title=event.code, severity="warning")
 
     async def _received(self, message: HistoryMessage) -> None:
-        peer = peer_of(message.conversation, self.session.handle)
-        if self.current is not None and peer == self.current.handle:
+        key = conversation_key(message.conversation, self.session.handle)
+        if self.current is not None and key == self.current.handle:
             await self.query_one(MessageLog).add(message)
             if message.kind == "notice":
                 await self._mount_notice(message)
@@ -310,7 +367,8 @@ class MainScreen(Screen[None]):
                 await self.session.mark_read(self.current.handle)
         elif message.kind == "notice":
             self.notify(message.body, title="Safety notice", severity="warning", timeout=10)
-        # Events and message requests change contact states: ask the relay again.
+        # Events and message requests change contact states, and a group's lines its
+        # members or mode: ask the relay again.
         await self.refresh_conversations(from_relay=message.kind != "message" or message.request)
 
     # --- actions ----------------------------------------------------------------------
@@ -318,6 +376,11 @@ class MainScreen(Screen[None]):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action in ("accept", "decline"):
             return self.current is not None and self.current.is_request
+        group = self.current is not None and self.current.is_group
+        if action == "members":
+            return group and self.current is not None and self.current.state == "member"
+        if group and action in ONE_TO_ONE_ACTIONS:
+            return False  # a person's (Members has Block and Report for each member)
         if action == "block":
             return self.current is not None and self.current.state != "blocked"
         if action == "unblock":
@@ -331,7 +394,7 @@ class MainScreen(Screen[None]):
     def _can_write(self) -> bool:
         """Where the message box is enabled (see _show_header)."""
         c = self.current
-        silent = ("blocked", "awaiting_guardian")
+        silent = ("blocked", "awaiting_guardian", "left", "invited")
         return c is not None and not c.is_request and c.state not in silent
 
     def action_chats(self) -> None:
@@ -379,6 +442,9 @@ class MainScreen(Screen[None]):
     async def action_accept(self) -> None:
         if self.current is None:
             return
+        if self.current.is_group:
+            await self._answer_invitation(self.current, True)
+            return
         handle = self.current.handle
         try:
             outcome = await self.session.respond(handle, True)
@@ -403,12 +469,64 @@ class MainScreen(Screen[None]):
     def action_decline(self) -> None:
         if self.current is None:
             return
+        if self.current.is_group:
+            invitation = self.current
+            name = quoted(invitation.display_name)
+            self.app.push_screen(  # one key away from Accept: ask first
+                ConfirmDialog(
+                    f"Decline the invitation to {name}?",
+                    "Whoever invited you won't be told. To join later, an admin has to add "
+                    "you again.",
+                    "Decline",
+                ),
+                lambda answer: self._decline_invitation(invitation) if answer else None,
+            )
+            return
         handle = self.current.handle
         body = f"@{handle} won't be able to message you or ask again."
         self.app.push_screen(  # one key away from Accept: ask first
             ConfirmDialog(f"Decline @{handle}'s request?", body, "Decline"),
             lambda answer: self._decline(handle) if answer else None,
         )
+
+    async def _answer_invitation(self, c: Conversation, accept: bool) -> None:
+        name = quoted(c.display_name)
+        try:
+            await self.session.respond(c.handle, accept)
+        except ClientError as exc:
+            self.notify(exc.message, title="Refused", severity="error")
+            return
+        self.notify(f"You joined {name}." if accept else f"Declined the invitation to {name}.")
+        await self.refresh_conversations()
+        fresh = next((x for x in self._conversations if x.handle == c.handle), None)
+        if fresh is not None:
+            await self.open_conversation(fresh)
+        elif self._conversations:  # a declined invitation leaves the list
+            await self.open_conversation(self._conversations[0])
+        else:
+            await self._close_conversation()
+        self._focus_compose()
+
+    async def _close_conversation(self) -> None:
+        """Nothing open: the open conversation left the list (a declined invitation)."""
+        self.current = None
+        self.query_one("#chat-title", Static).update(
+            "Pick a conversation, or press Ctrl+F to find people."
+        )
+        self.query_one("#chat-reason", Static).update("")
+        self.query_one("#request-actions").display = False
+        await self.query_one("#notices").remove_children()
+
+        async def nothing(before: int | None, after: int | None) -> list[HistoryMessage]:
+            return []
+
+        await self.query_one(MessageLog).show(nothing)
+        self.query_one("#compose", Input).disabled = True
+        self.refresh_bindings()
+
+    @work
+    async def _decline_invitation(self, c: Conversation) -> None:
+        await self._answer_invitation(c, False)
 
     @work
     async def _decline(self, handle: str) -> None:
@@ -418,6 +536,9 @@ class MainScreen(Screen[None]):
 
     def action_block(self) -> None:
         if self.current is None:
+            return
+        if self.current.is_group:  # from the palette: a person's, so each member's
+            self._members_for("block")
             return
         handle = self.current.handle
         if self.current.state == "blocked":  # from the palette's "Block or unblock"
@@ -460,6 +581,9 @@ class MainScreen(Screen[None]):
     def action_report(self) -> None:
         if self.current is None:
             return
+        if self.current.is_group:  # from the palette: a person's, so each member's
+            self._members_for("report")
+            return
 
         def reported(result: str | None) -> None:
             if result:
@@ -472,6 +596,12 @@ class MainScreen(Screen[None]):
     def action_safety_number(self) -> None:
         if self.current is None:
             return
+        if self.current.is_group:
+            self.notify(
+                "A safety number is between two people: compare it in your chat with each member.",
+                title="Not in groups",
+            )
+            return
         handle = self.current.handle
 
         async def done(result: str | None) -> None:
@@ -482,6 +612,37 @@ class MainScreen(Screen[None]):
             await self.refresh_conversations(from_relay=False)
 
         self.app.push_screen(SafetyNumberDialog(self.session, handle, self.current.mode), done)
+
+    # --- groups -------------------------------------------------------------------------
+
+    def action_new_group(self) -> None:
+        async def created(key: str | None) -> None:
+            await self.refresh_conversations()
+            fresh = next((c for c in self._conversations if c.handle == key), None)
+            if fresh is not None:
+                await self.open_conversation(fresh)
+
+        self.app.push_screen(NewGroupDialog(self.session), created)
+
+    def action_members(self) -> None:
+        c = self.current
+        if c is None or not c.is_group or c.group_id is None:
+            return
+        if c.state != "member":
+            self.notify("You're not in this group.", title="Members")
+            return
+
+        async def done(result: str | None) -> None:
+            await self.refresh_conversations()  # adds, removals and mode changes
+            if result == "left":
+                self.notify(f"You left {quoted(c.display_name)}.")
+
+        self.app.push_screen(MembersDialog(self.session, c.group_id), done)
+
+    def _members_for(self, what: str) -> None:
+        """Block or report asked for in a group chat: they are per person, in Members."""
+        self.notify(f"In a group, {what} someone from Members (Ctrl+G).", title="Members")
+        self.action_members()
 
     def action_account(self) -> None:
         def then(choice: str | None) -> None:

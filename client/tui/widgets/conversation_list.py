@@ -1,12 +1,15 @@
-"""The conversation list: requests first, then chats, each with its mode in words."""
+"""The conversation list: requests and group invitations first, then chats and groups,
+each with its mode in words."""
 
 from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import ListItem, ListView, Static
 
+from client.cli import printable
 from client.explain import MODE_BADGE
 from client.session import Conversation
+from client.tui.group_words import size_text
 
 STATE_NOTE = {
     "incoming_request": "wants to connect",
@@ -18,7 +21,30 @@ STATE_NOTE = {
 }
 
 
+def describe_group(c: Conversation) -> Text:
+    line = Text()
+    if c.is_request:
+        line.append("● invitation  ", style="bold yellow")
+    line.append("👥 ")
+    line.append(printable(c.display_name), style="bold")
+    if c.unread:
+        line.append(f"  ({c.unread} new)", style="bold magenta")
+    view = c.group
+    if c.state == "invited":
+        who = f"@{view.invited_by} " if view is not None and view.invited_by else ""
+        line.append(f"\n  {who}invited you", style="dim")
+    elif c.state == "left":
+        line.append("\n  you're not in it any more", style="dim")
+    elif view is not None:
+        line.append(f"\n  group · {size_text(view, short=True)}", style="dim")
+    line.append("\n  ")
+    line.append(MODE_BADGE.get(c.mode, c.mode), style="green" if c.mode == "e2ee" else "yellow")
+    return line
+
+
 def describe(c: Conversation) -> Text:
+    if c.is_group:
+        return describe_group(c)
     line = Text()
     if c.is_request:
         line.append("● request  ", style="bold yellow")

@@ -1,6 +1,10 @@
 """A safety notice for a minor: hard to miss, easy to dismiss (Enter or click ✕). A notice
 about the person in the chat (a grooming-risk notice, ``risk_*``) puts block and report one
-key away: buttons that do what Ctrl+B and Ctrl+R do, with the key on them."""
+key away: buttons that do what Ctrl+B and Ctrl+R do, with the key on them.
+
+In a group chat the notice doesn't say which member it is about (the relay's notice names
+nobody on the wire), so instead of Block and Report it offers Members (Ctrl+G), where each
+member can be blocked or reported."""
 
 from __future__ import annotations
 
@@ -20,13 +24,14 @@ class NoticeBanner(Horizontal):
             super().__init__()
             self.banner = banner
 
-    def __init__(self, code: str, text: str) -> None:
+    def __init__(self, code: str, text: str, *, in_group: bool = False) -> None:
         about = code.startswith("risk_")
         # With actions, the words take the full width and the buttons go in a row below.
         super().__init__(classes="notice with-actions" if about else "notice")
         self.code = code
         self.text = text
         self.about_this_person = about
+        self.in_group = in_group
 
     def compose(self) -> ComposeResult:
         title = notice_title(self.code)
@@ -39,9 +44,16 @@ class NoticeBanner(Horizontal):
             return
         yield text
         with Horizontal(classes="notice-actions"):
-            yield Button("Block  Ctrl+B", id="notice-block", variant="error")
-            yield Button("Report  Ctrl+R", id="notice-report", variant="error")
+            if self.in_group:
+                yield Button("Block or report: Members  Ctrl+G", id="notice-members")
+            else:
+                yield Button("Block  Ctrl+B", id="notice-block", variant="error")
+                yield Button("Report  Ctrl+R", id="notice-report", variant="error")
             yield got_it
+
+    @on(Button.Pressed, "#notice-members")
+    async def _members(self) -> None:
+        await self.run_action("screen.members")
 
     @on(Button.Pressed, "#notice-block")
     async def _block(self) -> None:

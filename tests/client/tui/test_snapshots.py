@@ -21,6 +21,8 @@ from client.profile import Profile, ProfileData
 from client.session import ProfileSessions
 from client.tui.app import AgechatApp
 from client.tui.widgets.connection_indicator import ConnectionIndicator
+from protocol.group_frames import GroupMemberView, GroupView
+from protocol.groups import group_conversation
 
 SIZE = (110, 32)
 PASSPHRASE = "snapshot"
@@ -95,6 +97,82 @@ async def fill(
             sent_at=T0,
             received_at=T0,
             code=code,
+        )
+    await history.close()
+
+
+GROUP_ID = "SaturdayPlans000000000"  # 22 characters, as the relay makes them
+
+
+async def fill_group(profile: Profile, notice: str | None = None) -> None:
+    """Maya's group with her mum and Leo (16): the relay's line, a few messages and the group
+    as the relay last listed it (kept in the history for when the relay is unreachable)."""
+    history = History(profile.history_path)
+    await history.open()
+    me, conversation = profile.handle, group_conversation(GROUP_ID)
+    view = GroupView(
+        id=GROUP_ID,
+        name="Saturday plans",
+        mode="visible",
+        role="member",
+        state="member",
+        members=[
+            GroupMemberView(handle="dana", display_name="Dana", role="admin", state="member"),
+            GroupMemberView(
+                handle="leo", display_name="Leo", role="member", state="member", minor=True
+            ),
+            GroupMemberView(
+                handle="maya", display_name="Maya", role="member", state="member", minor=True
+            ),
+        ],
+    )
+    await history.save_groups([view], T0)
+    lines = [
+        ("agechat", "You joined the group “Saturday plans”. It is visible to safety checks."),
+        ("dana", "Who's in for the climbing wall on Saturday?"),
+        ("leo", "me!"),
+        ("maya", "Me too! Can we go at 2?"),
+        ("dana", "2 it is. I'll drive."),
+    ]
+    for i, (who, text) in enumerate(lines):
+        at = T0 + timedelta(hours=1, minutes=i)
+        if who == me:
+            m = await history.add_outgoing(
+                sender=me,
+                msg_id=f"grp-out-{i:05d}",
+                recipient=GROUP_ID,
+                conversation=conversation,
+                mode="visible",
+                body=text,
+                created_at=at,
+            )
+            await history.mark_sent(m.msg_id, me, at)
+            continue
+        await history.add_incoming(
+            sender=who,
+            msg_id=f"grp-in-{i:05d}",
+            recipient=me,
+            conversation=conversation,
+            kind="system" if who == "agechat" else "message",
+            mode="visible",
+            body=text,
+            sent_at=at,
+            received_at=at,
+            code="group_joined" if who == "agechat" else None,
+        )
+    if notice:
+        at = T0 + timedelta(hours=2)
+        await history.add_incoming(
+            sender="agechat",
+            msg_id="grp-notice-0001",
+            recipient=me,
+            conversation=conversation,
+            kind="notice",
+            mode="visible",
+            body=notice,
+            sent_at=at,
+            received_at=at,
+            code="risk_secrecy",
         )
     await history.close()
 
@@ -190,3 +268,14 @@ def test_account_dialog(snap_compare, maya):
         await pilot.pause(0.2)
 
     assert snap_compare(app, terminal_size=SIZE, run_before=open_account)
+
+
+def test_a_group_chat_with_its_mode_explained(snap_compare, tmp_path):
+    """Maya (14) in a group with her mum and Leo, offline: the group from the last list the
+    relay gave, its mode and why in the header, Ctrl+G Members in the footer."""
+    profile = write_profile(tmp_path / "maya", "maya", "Maya", date(2012, 3, 1))
+    lines = [("dana", "Did you finish your homework?"), ("maya", "Almost!")]
+    asyncio.run(fill(profile, "dana", lines, notice=None))
+    asyncio.run(fill_group(profile))
+    app = AgechatApp(ProfileSessions(tmp_path / "maya", kdf=MINIMUM), passphrase=PASSPHRASE)
+    assert snap_compare(app, terminal_size=SIZE, run_before=until_offline)
