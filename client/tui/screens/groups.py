@@ -264,17 +264,22 @@ class MembersDialog(Dialog):
             )
         self.app.push_screen(
             ConfirmDialog(title, body, "Remove"),
-            lambda answer: self._do_remove(m.handle) if answer else None,
+            lambda answer: self._do_remove(m) if answer else None,
         )
 
     @work(exclusive=True, group="members-act")
-    async def _do_remove(self, handle: str) -> None:
+    async def _do_remove(self, m: GroupMemberView) -> None:
         try:
-            await self.session.remove_from_group(self.group, handle)
+            await self.session.remove_from_group(self.group, m.handle)
         except ClientError as exc:
             self._status(Text(f"{exc.message} [{exc.code}]", style="red"))
             return
-        self._status(Text(f"@{handle} is no longer in the group.", style="green"))
+        done = (
+            f"Withdrew @{m.handle}'s invitation."
+            if m.state == "invited"
+            else f"@{m.handle} is no longer in the group."
+        )
+        self._status(Text(done, style="green"))
         self.reload()
 
     # --- everyone ----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 else made appears in the list with its mode and its messages, and what the app sends reaches
 every member; New group (F2) shows each person's outcome, a refusal in words; Members
 (Ctrl+G) explains each member's bearing on the mode and counts the minors you can't see,
-and an admin adds and removes, anyone leaves; an invitation is answered like a request."""
+and an admin adds and removes, anyone leaves; an invitation is answered like a request; a
+grooming-risk notice in a group points to Members, which reports the adult."""
 
 from __future__ import annotations
 
@@ -11,13 +12,14 @@ from datetime import date
 from textual.widgets import Button, Input
 
 from client.keystore import MINIMUM
-from client.session import ProfileSessions
+from client.session import ChatSession, ProfileSessions
 from client.tui.app import AgechatApp
 from client.tui.screens.dialogs import ConfirmDialog
 from client.tui.screens.groups import MembersDialog, NewGroupDialog
 from client.tui.screens.main import MainScreen
 from client.tui.widgets.notice_banner import NoticeBanner
 from protocol.groups import group_conversation
+from server.app_keys import SIGNALS
 from tests.client.tui.test_app import (
     SIZE,
     footer_text,
@@ -170,7 +172,7 @@ async def test_new_group_shows_each_outcome_and_a_refusals_sentence(relay, tmp_p
         await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
         assert "Withdraw @dan's invitation?" in screen_text(app)
         app.screen.query_one("#confirm", Button).press()
-        await settle(pilot, lambda: "no longer in the group" in text_of(app, "#members-status"))
+        await settle(pilot, lambda: "Withdrew @dan's" in text_of(app, "#members-status"))
         assert await d.groups.list() == []
 
 
@@ -288,3 +290,52 @@ async def test_a_risk_notice_in_a_group_points_to_members_and_the_footer_fits(tm
         footer = footer_text(app)
         assert "^g Members" in footer and footer.rstrip().endswith("^p palette"), footer
         assert "^q Quit" in footer, footer
+
+
+async def test_a_risk_notice_from_a_group_lands_in_it_and_members_reports_the_adult(
+    relay, tmp_path
+):
+    """The relay's signals score each adult–minor pair in a group; the teen's notice arrives
+    in the group's chat, and Members reports the adult with what he sent in the group."""
+    await make_profile(tmp_path, relay.url, "tia", TEEN)
+    vic = await make_profile(tmp_path, relay.url, "vic", ADULT)
+    async with open_clients(vic) as (v,):
+        session = await ChatSession.open(tmp_path / "tia", PASSPHRASE)
+        await session.client.wait_connected()
+        await session.request("vic")  # she asked; he accepted
+        await session.close()
+        await v.respond("tia", accept=True)
+        view, _ = await v.groups.create("Gaming", ["tia"])
+        app = app_of(tmp_path, "tia")
+        async with app.run_test(size=SIZE) as pilot:
+            key = group_conversation(view.id)
+            screen = await open_chat(app, pilot, key)
+            for line in (
+                "how old are you? which school do you go to?",
+                "let's keep this between us, don't tell your parents",
+            ):
+                sent = await v.send_group(view.id, line)
+                await v.wait_accepted(sent.msg_id)
+            await relay.app[SIGNALS].drain()
+            await settle(pilot, lambda: screen.query(NoticeBanner))
+            banner = screen.query_one(NoticeBanner)
+            assert banner.code == "risk_secrecy" and screen.current.handle == key
+            assert not banner.query("#notice-block") and not banner.query("#notice-report")
+            banner.query_one("#notice-members", Button).press()
+            await settle(
+                pilot,
+                lambda: isinstance(app.screen, MembersDialog) and app.screen.view is not None,
+            )
+            members = app.screen
+            listing = members.query_one("#members")
+            listing.index = next(
+                i for i, item in enumerate(listing.children) if item.member.handle == "vic"
+            )
+            members.query_one("#report-member", Button).press()
+            await settle(pilot, lambda: "attached" in text_of(app, "#attach-label"))
+            shown = screen_text(app)
+            assert "Report @vic in “Gaming”" in shown
+            assert "These 2 messages they sent in this group will be attached" in shown
+            app.screen.query_one("#reason", Input).value = "asked me to keep secrets"
+            app.screen.query_one("#send", Button).press()
+            await settle(pilot, lambda: "report was sent" in text_of(app, "#members-status"))
