@@ -3,6 +3,7 @@ each one's `--smoke` mode (seconds, tiny sizes, no figures worth quoting) runs h
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,3 +28,15 @@ def test_signals_eval_runs_the_corpus_through_a_real_relay():
     assert "| relay: rules + behaviour, all | finding |" in out
     assert "| engine: rules + behaviour, all | finding |" in out
     assert "median messages until the first notice" in out
+
+
+def test_relay_throughput_smoke():
+    """The realistic load under `default` and `open` and the bare forwarder, at tiny sizes:
+    any frame the scenario doesn't expect, or a stall, fails the script (and so this test)."""
+    out = smoke("relay_throughput.py")
+    lines = out.strip().splitlines()
+    for policy in ("open", "default"):
+        assert re.search(rf"round 1 {policy} +bare ", out), out
+        assert re.search(rf"round 1 {policy} +agechat ", out), out
+    assert any(re.fullmatch(r"ratio agechat/bare \(open\) = \d+\.\d\d", ln) for ln in lines), out
+    assert re.fullmatch(r"ratio agechat/bare = \d+\.\d\d", lines[-1]), out
