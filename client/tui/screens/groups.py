@@ -143,7 +143,8 @@ class MembersDialog(Dialog):
         super().__init__()
         self.session = session
         self.group = group
-        self.view: GroupView | None = None
+        self.view: GroupView | None = None  # as shown
+        self.fresh = False  # what is shown is the relay's answer, not the list kept
         self.refuse = False  # the policy refuses a minor joining an encrypted group
 
     def compose(self) -> ComposeResult:
@@ -194,7 +195,6 @@ class MembersDialog(Dialog):
         await self._show(view, fresh=fresh)
 
     async def _show(self, view: GroupView, *, fresh: bool) -> None:
-        self.view = view
         me = self.session.handle
         title = Text.assemble((quoted(view.name), "bold"), f" — {size_text(view)}")
         self.query_one("#members-title", Label).update(title)
@@ -215,6 +215,7 @@ class MembersDialog(Dialog):
         hidden = self.query_one("#members-hidden", Static)
         hidden.display = view.hidden_members > 0
         hidden.update(Text(hidden_text(view)))
+        self.view, self.fresh = view, fresh  # once all of it is on screen
         self.query_one("#add-row").display = self.admin
         self.query_one("#remove").display = self.admin
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from pathlib import Path
 
@@ -86,6 +87,7 @@ class MainScreen(Screen[None]):
         self.current: Conversation | None = None
         self._conversations: list[Conversation] = []
         self._shown_notices: set[int] = set()
+        self._opening = asyncio.Lock()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -150,17 +152,20 @@ class MainScreen(Screen[None]):
             await self.open_conversation(event.item.conversation)
 
     async def open_conversation(self, conversation: Conversation) -> None:
-        self.current = conversation
-        self._show_header(conversation)
-        await self._show_notices(conversation.handle)
-        log = self.query_one(MessageLog)
+        # One at a time: a chat opened while another is still loading (a click during the
+        # first open) would otherwise mix the two chats' banners and lines.
+        async with self._opening:
+            self.current = conversation
+            self._show_header(conversation)
+            await self._show_notices(conversation.handle)
+            log = self.query_one(MessageLog)
 
-        async def page(before: int | None, after: int | None) -> list[HistoryMessage]:
-            return await self.session.messages(
-                conversation.handle, limit=PAGE, before_rowid=before, after_rowid=after
-            )
+            async def page(before: int | None, after: int | None) -> list[HistoryMessage]:
+                return await self.session.messages(
+                    conversation.handle, limit=PAGE, before_rowid=before, after_rowid=after
+                )
 
-        await log.show(page)
+            await log.show(page)
         await self.session.mark_read(conversation.handle)
         await self.refresh_conversations(from_relay=False)  # its unread count is now 0
         if not conversation.is_request and conversation.state != "blocked":

@@ -55,6 +55,20 @@ def conversation(app, key: str):
     return next((c for c in screen._conversations if c.handle == key), None)
 
 
+async def shows(app, pilot, *texts: str) -> str:
+    """The screen once it shows every one of ``texts`` (a dialog paints a moment after it
+    is pushed); fails naming what is missing."""
+    await settle(pilot, lambda: all(t in screen_text(app) for t in texts))
+    shown = screen_text(app)
+    for t in texts:
+        assert t in shown, (t, shown)
+    return shown
+
+
+def risk_banners(screen) -> list[NoticeBanner]:
+    return [b for b in screen.query(NoticeBanner) if b.code.startswith("risk_")]
+
+
 async def open_chat(app, pilot, key: str) -> MainScreen:
     await settle(pilot, lambda: conversation(app, key) is not None)
     screen = app.screen
@@ -80,8 +94,7 @@ async def test_a_group_made_by_someone_else_appears_and_talks_both_ways(relay, t
         await settle(pilot, lambda: conversation(app, key) is not None)
         listed = conversation(app, key)
         assert listed.is_group and listed.mode == "e2ee" and listed.display_name == "Book club"
-        sidebar = screen_text(app)
-        assert "👥 Book club" in sidebar and "group · 3 members" in sidebar
+        await shows(app, pilot, "👥 Book club", "group · 3 members")
         sent = await b.send_group(view.id, "chapter 3 tonight?")
         await b.wait_accepted(sent.msg_id)
         screen = await open_chat(app, pilot, key)
@@ -109,7 +122,7 @@ async def test_a_group_made_by_someone_else_appears_and_talks_both_ways(relay, t
         await screen.open_conversation(conversation(app, "ben"))
         again = await c.send_group(view.id, "see you all")
         await c.wait_accepted(again.msg_id)
-        await settle(pilot, lambda: "👥 Book club  (1 new)" in screen_text(app))
+        await shows(app, pilot, "👥 Book club  (1 new)")
         assert conversation(app, key).unread == 1
 
 
@@ -123,7 +136,7 @@ async def test_new_group_shows_each_outcome_and_a_refusals_sentence(relay, tmp_p
     app = app_of(tmp_path, "ana")
     async with open_clients(ben, dan) as (b, d), app.run_test(size=SIZE) as pilot:
         await settle(pilot, lambda: conversation(app, "ben") is not None)
-        assert "F2 new group" in screen_text(app)  # the key, where it fits (not the footer)
+        await shows(app, pilot, "F2 new group")  # the key, where it fits (not the footer)
         await pilot.press("f2")
         await settle(pilot, lambda: isinstance(app.screen, NewGroupDialog))
         dialog = app.screen
@@ -150,7 +163,7 @@ async def test_new_group_shows_each_outcome_and_a_refusals_sentence(relay, tmp_p
         await pilot.press("ctrl+g")
         await settle(
             pilot,
-            lambda: isinstance(app.screen, MembersDialog) and app.screen.view is not None,
+            lambda: isinstance(app.screen, MembersDialog) and app.screen.fresh,
         )
         members = app.screen
         members.query_one("#add-handle", Input).value = "dan"
@@ -170,7 +183,7 @@ async def test_new_group_shows_each_outcome_and_a_refusals_sentence(relay, tmp_p
         )
         members.query_one("#remove", Button).press()
         await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
-        assert "Withdraw @dan's invitation?" in screen_text(app)
+        await shows(app, pilot, "Withdraw @dan's invitation?")
         app.screen.query_one("#confirm", Button).press()
         await settle(pilot, lambda: "Withdrew @dan's" in text_of(app, "#members-status"))
         assert await d.groups.list() == []
@@ -200,10 +213,9 @@ async def test_members_explain_the_mode_per_member_and_count_hidden_minors(relay
         await pilot.press("ctrl+g")
         await settle(
             pilot,
-            lambda: isinstance(app.screen, MembersDialog) and app.screen.view is not None,
+            lambda: isinstance(app.screen, MembersDialog) and app.screen.fresh,
         )
-        shown = screen_text(app)
-        assert "“Climbing” — 3 members and 1 under 18 you can't see" in shown
+        shown = await shows(app, pilot, "“Climbing” — 3 members and 1 under 18 you can't see")
         assert "@tia is under 18, so this group is visible to safety checks." in shown
         assert "@ben is an adult: not the reason this group is visible." in shown
         assert "Tia @tia  (under 18)" in shown and "Ben @ben  (admin)" in shown
@@ -215,12 +227,12 @@ async def test_members_explain_the_mode_per_member_and_count_hidden_minors(relay
         # Leaving asks first; then the chat says so and the message box is closed.
         app.screen.query_one("#leave", Button).press()
         await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
-        assert "Leave “Climbing”?" in screen_text(app)
+        await shows(app, pilot, "Leave “Climbing”?")
         app.screen.query_one("#confirm", Button).press()
         await settle(pilot, lambda: isinstance(app.screen, MainScreen))
         await settle(pilot, lambda: conversation(app, key).state == "left")
         assert app.screen.query_one("#compose", Input).disabled
-        assert "you're not in it any more" in screen_text(app)
+        await shows(app, pilot, "you're not in it any more")
         lines = in_group(await drain(b), view.id)
         assert any(m.code == "group_member_left" for m in lines)
 
@@ -238,7 +250,7 @@ async def test_an_invitation_is_a_request_and_accept_joins(relay, tmp_path):
         screen = app.screen
         first = screen._conversations[0]
         assert first.handle == key and first.is_request  # listed first, like a request
-        assert "● invitation" in screen_text(app) and "@ana invited you" in screen_text(app)
+        await shows(app, pilot, "● invitation", "@ana invited you")
         await screen.open_conversation(first)
         await settle(pilot, lambda: "^y Accept" in footer_text(app))
         assert "@ana invited you to the group “Choir”" in text_of(app, "#request-text")
@@ -264,7 +276,7 @@ async def test_a_second_invitation_declined_asks_first_and_disappears(relay, tmp
         screen = await open_chat(app, pilot, key)
         await pilot.press("ctrl+n")
         await settle(pilot, lambda: isinstance(app.screen, ConfirmDialog))
-        assert "Whoever invited you won't be told." in screen_text(app)
+        await shows(app, pilot, "Whoever invited you won't be told.")
         app.screen.query_one("#confirm", Button).press()
         await settle(pilot, lambda: conversation(app, key) is None)
         assert screen.current is None or screen.current.handle != key
@@ -317,14 +329,14 @@ async def test_a_risk_notice_from_a_group_lands_in_it_and_members_reports_the_ad
                 sent = await v.send_group(view.id, line)
                 await v.wait_accepted(sent.msg_id)
             await relay.app[SIGNALS].drain()
-            await settle(pilot, lambda: screen.query(NoticeBanner))
-            banner = screen.query_one(NoticeBanner)
-            assert banner.code == "risk_secrecy" and screen.current.handle == key
+            await settle(pilot, lambda: risk_banners(screen))
+            (banner,) = risk_banners(screen)
+            assert screen.current.handle == key
             assert not banner.query("#notice-block") and not banner.query("#notice-report")
             banner.query_one("#notice-members", Button).press()
             await settle(
                 pilot,
-                lambda: isinstance(app.screen, MembersDialog) and app.screen.view is not None,
+                lambda: isinstance(app.screen, MembersDialog) and app.screen.fresh,
             )
             members = app.screen
             listing = members.query_one("#members")
@@ -333,9 +345,12 @@ async def test_a_risk_notice_from_a_group_lands_in_it_and_members_reports_the_ad
             )
             members.query_one("#report-member", Button).press()
             await settle(pilot, lambda: "attached" in text_of(app, "#attach-label"))
-            shown = screen_text(app)
-            assert "Report @vic in “Gaming”" in shown
-            assert "These 2 messages they sent in this group will be attached" in shown
+            await shows(
+                app,
+                pilot,
+                "Report @vic in “Gaming”",
+                "These 2 messages they sent in this group will be attached",
+            )
             app.screen.query_one("#reason", Input).value = "asked me to keep secrets"
             app.screen.query_one("#send", Button).press()
             await settle(pilot, lambda: "report was sent" in text_of(app, "#members-status"))
