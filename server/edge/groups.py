@@ -11,9 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, Protocol
 
-from aiohttp import web
-
-from protocol.frames import Accepted, Done, Frame
+from protocol.frames import Accepted, Done
 from protocol.group_frames import (
     GroupAdd,
     GroupCreate,
@@ -29,23 +27,13 @@ from protocol.group_frames import (
 from protocol.groups import group_conversation
 from server.app_keys import CONFIG, GROUPS, QUOTA, SIGNALS
 from server.delivery.records import StoredMessage
+from server.edge.session_base import SessionBase
 from server.groups.service import GroupRefused
 
 log = logging.getLogger("agechat.relay.groups")
 
 
-class _Session(Protocol):
-    app: web.Application
-
-    @property
-    def handle(self) -> str: ...
-
-    async def send(self, frame: Frame) -> None: ...
-
-    async def refuse(
-        self, code: str, detail: str | None = None, ref: str | None = None
-    ) -> None: ...
-
+class _Session(SessionBase, Protocol):
     async def queue_answer(self, frame: Any, future: asyncio.Future[Any]) -> None: ...
 
 

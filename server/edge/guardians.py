@@ -6,11 +6,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from protocol.frames import (
     Done,
-    Frame,
     GuardianAccept,
     GuardianDecide,
     GuardianInvite,
@@ -20,20 +17,10 @@ from protocol.frames import (
 )
 from protocol.policy import Decision
 from server.app_keys import SOCIAL
+from server.edge.session_base import SessionBase
 
 
-class _Session(Protocol):
-    app: web.Application
-
-    @property
-    def handle(self) -> str: ...
-
-    async def send(self, frame: Frame) -> None: ...
-
-    async def refuse(
-        self, code: str, detail: str | None = None, ref: str | None = None
-    ) -> None: ...
-
+class _Session(SessionBase, Protocol):
     async def refuse_decision(self, decision: Decision, ref: str) -> None: ...
 
     async def target_error(self, handle: str, *, counted: bool = False) -> str | None: ...

@@ -8,8 +8,6 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from aiohttp import web
-
 from protocol import identity
 from protocol.frames import Done, Frame
 from protocol.moderation import (
@@ -31,6 +29,7 @@ from protocol.moderation import (
     request_message,
 )
 from server.app_keys import CONFIG, HUB, RELAY_ID, SAFETY, STORE
+from server.edge.session_base import SessionBase
 from server.safety.actions import decide, preview_escalation
 from server.safety.case_view import case_view
 from server.safety.cybertip import Reporter
@@ -42,18 +41,8 @@ log = logging.getLogger("agechat.relay.moderation")
 MAX_SEEN_RIDS = 10_000
 
 
-class _Session(Protocol):
-    app: web.Application
+class _Session(SessionBase, Protocol):
     nonce: bytes
-
-    @property
-    def handle(self) -> str: ...
-
-    async def send(self, frame: Frame) -> None: ...
-
-    async def refuse(
-        self, code: str, detail: str | None = None, ref: str | None = None
-    ) -> None: ...
 
 
 class ModerationHandlers:
