@@ -6,11 +6,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 
-import pytest_asyncio
-
 from client.errors import ClientError
 from server.admin.roles import change_role
 from server.app_keys import SIGNALS
+from tests.e2e.test_e2ee import connect  # the first asks, the second accepts
 from tests.support import (
     Relay,
     drain,
@@ -24,19 +23,6 @@ from tests.support import (
 )
 
 ADULT, TEEN = years_ago(41), years_ago(15)
-
-
-@pytest_asyncio.fixture
-async def relay(tmp_path):
-    relay = await Relay(tmp_path / "relay").start()
-    yield relay
-    await relay.stop()
-
-
-async def connect(minor, adult) -> None:
-    await minor.contact_request(adult.handle)
-    await adult.respond(minor.handle, accept=True)
-    await drain(minor), await drain(adult)
 
 
 def audit_rows(relay: Relay) -> list[tuple[str, str, str]]:

@@ -11,7 +11,6 @@ import sqlite3
 from datetime import datetime, timedelta
 
 import aiohttp
-import pytest_asyncio
 
 from protocol.codec import encode_frame
 from protocol.frames import Auth, Ready
@@ -20,6 +19,7 @@ from server.admin.roles import change_role
 from server.app_keys import SAFETY, SIGNALS
 from server.safety.signals import FEATURES
 from tests.e2e.test_cli import agechat, create
+from tests.e2e.test_e2ee import connect  # the first asks, the second accepts
 from tests.server.raw import Person, receive
 from tests.support import (
     Clock,
@@ -33,19 +33,6 @@ from tests.support import (
 )
 
 ADULT, TEEN = years_ago(41), years_ago(14)
-
-
-@pytest_asyncio.fixture
-async def relay(tmp_path):
-    relay = await Relay(tmp_path / "relay").start()
-    yield relay
-    await relay.stop()
-
-
-async def connect(minor, adult) -> None:
-    await minor.contact_request(adult.handle)
-    await adult.respond(minor.handle, accept=True)
-    await drain(minor), await drain(adult)
 
 
 def notices(events) -> list:
