@@ -122,13 +122,13 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         quota.stored(messages)
         hub.deliver(messages)
 
-    def acked(acks: list[AckRecord]) -> None:
+    def acked(acks: list[AckRecord], released: list[tuple[str, str]]) -> None:
         quota.acked(acks)
         hub.delivered(acks)
-        # An attachment goes with its message on acknowledgement (server/attachments/).
-        task = asyncio.create_task(blobs.release_acked(acks))
-        releases.add(task)
-        task.add_done_callback(releases.discard)
+        if released:  # an attachment goes with its message's body (server/attachments/)
+            task = asyncio.create_task(blobs.release(released))
+            releases.add(task)
+            task.add_done_callback(releases.discard)
 
     committer = GroupCommitter(
         store,

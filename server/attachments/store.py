@@ -22,7 +22,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from protocol.attachments import UNATTACHED_HOURS
-from server.delivery.records import AckRecord
 from server.delivery.store import SqliteStore
 
 
@@ -186,22 +185,12 @@ class BlobStore:
                         leftover.unlink()
         return len(gone)
 
-    async def release_acked(self, acks: Sequence[AckRecord]) -> None:
+    async def release(self, released: Sequence[tuple[str, str]]) -> None:
         """Delete the blobs of acknowledged messages whose text went with the ack (when
         retention or a preservation kept the text, the blob stays with it, and the sweep
-        takes both later)."""
-        ids = list({a.msg_id for a in acks})
-        if not ids:
-            return
-        marks = ", ".join("?" for _ in ids)
-        async with self._store.reader.execute(
-            "SELECT sender, json_extract(attachment, '$.id') FROM messages "
-            f"WHERE attachment IS NOT NULL AND body IS NULL AND msg_id IN ({marks})",
-            tuple(ids),
-        ) as cur:
-            rows = await cur.fetchall()
-        for owner, blob_id in rows:
-            blob = await self.get(str(owner), str(blob_id))
+        takes both later). ``released`` comes from the ack's own transaction."""
+        for owner, blob_id in released:
+            blob = await self.get(owner, blob_id)
             if blob is not None and blob.state == "attached":
                 await self.delete(blob.owner, blob.id)
 

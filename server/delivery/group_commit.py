@@ -16,12 +16,13 @@ from datetime import datetime
 from typing import Any
 
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
-from server.delivery.store import Store
+from server.delivery.store import Store, Write
 
 log = logging.getLogger("agechat.relay.store")
 
 OnStored = Callable[[list[StoredMessage]], None]
-OnAcked = Callable[[list[AckRecord]], None]
+#: Called with the acks a batch applied and the (owner, blob id) of the attachments they freed.
+OnAcked = Callable[[list[AckRecord], list[tuple[str, str]]], None]
 
 
 class GroupCommitter:
@@ -44,6 +45,7 @@ class GroupCommitter:
         self._on_stored = on_stored
         self._messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]] = []
         self._acks: list[AckRecord] = []
+        self._writes: list[Write] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -79,6 +81,16 @@ class GroupCommitter:
         self._acks.extend(acks)
         self._wake.set()
 
+    def submit_write(self, sql: str, params: tuple[object, ...]) -> None:
+        """Queue a statement for the next flush's transaction (write-behind): for state the
+        relay keeps in memory and only needs on disk to survive a restart (the contact-event
+        log, conversations' risk state). Nobody waits; it is on disk no later than any
+        message submitted after it, and a failed batch is logged."""
+        if self._closing:
+            raise RuntimeError("the relay is shutting down")
+        self._writes.append((sql, params))
+        self._wake.set()
+
     def _enqueue(self, queue: list, item: object) -> asyncio.Future[Any]:
         if self._closing:
             raise RuntimeError("the relay is shutting down")
@@ -93,27 +105,35 @@ class GroupCommitter:
             self._wake.clear()
             messages, self._messages = self._messages, []
             acks, self._acks = self._acks, []
-            if messages or acks:
-                await self._flush(messages, acks)
-            if self._closing and not self._messages and not self._acks:
+            writes, self._writes = self._writes, []
+            if messages or acks or writes:
+                await self._flush(messages, acks, writes)
+            if self._closing and not (self._messages or self._acks or self._writes):
                 return
 
     async def _flush(
         self,
         messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]],
         acks: list[AckRecord],
+        writes: list[Write],
     ) -> None:
         futures = [f for _, f in messages]
         try:
-            stored = await self._store.write_batch(
-                [m for m, _ in messages], acks, self._clock(), self._keep_visible()
+            result = await self._store.write_batch(
+                [m for m, _ in messages], acks, self._clock(), self._keep_visible(), writes
             )
         except Exception as exc:  # the batch failed as a whole: every caller learns it
-            log.exception("write batch of %d messages, %d acks failed", len(messages), len(acks))
+            log.exception(
+                "write batch of %d messages, %d acks, %d writes failed",
+                len(messages),
+                len(acks),
+                len(writes),
+            )
             for f in futures:
                 if not f.done():
                     f.set_exception(exc)
             return
+        stored = result.stored
         self.batches += 1
         self.written += len(stored)
         self.acked += len(acks)
@@ -124,4 +144,4 @@ class GroupCommitter:
         if stored:
             self._on_stored(stored)
         if acks and self._on_acked is not None:
-            self._on_acked(acks)
+            self._on_acked(acks, result.released)

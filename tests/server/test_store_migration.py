@@ -71,7 +71,7 @@ async def test_a_commitment_is_stored_delivered_and_dropped_on_ack(tmp_path):
             sent_at=SENT,
             commitment=b"\x07" * 32,
         )
-        (stored,) = await store.write_batch([message], [], SENT)
+        (stored,) = (await store.write_batch([message], [], SENT)).stored
         assert stored.commitment == b"\x07" * 32
         (pending,) = await store.pending_for("ben", 0, 10)
         assert pending.commitment == b"\x07" * 32
