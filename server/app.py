@@ -148,7 +148,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
         store, social, EvidenceSealer.for_data_dir(config.data_dir), config.clock
     )
     app[SAFETY] = safety
-    app[SIGNALS] = SignalsService(store, social, safety, config.clock)
+    app[SIGNALS] = SignalsService(store, social, safety, config.clock, committer)
     groups = GroupService(store, social, committer)
     app[GROUPS] = groups
     await safety.load()  # before the social graph: moderator restrictions count from the start

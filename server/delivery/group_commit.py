@@ -46,6 +46,7 @@ class GroupCommitter:
         self._messages: list[tuple[NewMessage, asyncio.Future[StoredMessage | None]]] = []
         self._acks: list[AckRecord] = []
         self._writes: list[Write] = []
+        self._barriers: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -91,6 +92,16 @@ class GroupCommitter:
         self._writes.append((sql, params))
         self._wake.set()
 
+    async def barrier(self) -> None:
+        """Wait until everything submitted before this call is committed (or its batch
+        failed): for readers of the tables written behind (tests, admin reads)."""
+        if self._task is None or self._task.done():
+            return  # not running: nothing is queued that will ever be written
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._barriers.append(future)
+        self._wake.set()
+        await future
+
     def _enqueue(self, queue: list, item: object) -> asyncio.Future[Any]:
         if self._closing:
             raise RuntimeError("the relay is shutting down")
@@ -106,8 +117,12 @@ class GroupCommitter:
             messages, self._messages = self._messages, []
             acks, self._acks = self._acks, []
             writes, self._writes = self._writes, []
+            barriers, self._barriers = self._barriers, []
             if messages or acks or writes:
                 await self._flush(messages, acks, writes)
+            for barrier in barriers:
+                if not barrier.done():
+                    barrier.set_result(None)
             if self._closing and not (self._messages or self._acks or self._writes):
                 return
 

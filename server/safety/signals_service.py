@@ -22,12 +22,14 @@ from typing import Literal
 from protocol import policy as rules
 from protocol.frames import conversation_id
 from protocol.groups import group_of
+from server.delivery.group_commit import GroupCommitter
 from server.delivery.records import StoredMessage
 from server.delivery.store import SqliteStore
 from server.safety.service import Evidence, Finding, SafetyService
 from server.safety.signals import (
     ContactEvent,
     ContactFacts,
+    ConversationRisk,
     MessageEvent,
     Party,
     SignalEngine,
@@ -46,6 +48,9 @@ from server.social.store import (
 log = logging.getLogger("agechat.relay.signals")
 
 
+#: An event waiting for its conversation's state, with its message (None for pushback).
+_Waiting = tuple[MessageEvent | ContactEvent, StoredMessage | None]
+
 #: What a minor does to a contact that counts as pushback (docs/SIGNALS.md).
 PushbackKind = Literal["declined", "blocked", "reported"]
 
@@ -57,8 +62,14 @@ class SignalsService:
         social: SocialService,
         safety: SafetyService,
         clock: Callable[[], datetime],
+        committer: GroupCommitter,
     ) -> None:
         self._store = store
+        self._committer = committer
+        #: Conversations' risk states, read once and kept (written behind on each change).
+        self._states: dict[str, ConversationRisk] = {}
+        #: Events waiting for their conversation's state to be read, in order.
+        self._loading: dict[str, list[_Waiting]] = {}
         self._social = social
         self._safety = safety
         self._clock = clock
@@ -72,36 +83,28 @@ class SignalsService:
             SignalEngine(load_rules(settings.rules), settings) if settings.enabled else None
         )
 
-    async def _facts(self, a: str, b: str, adult: str | None, now: datetime) -> ContactFacts:
-        low, high = sorted((a, b))
-        async with self._store.reader.execute(
-            "SELECT state, requester, updated_at FROM contacts WHERE low = ? AND high = ?",
-            (low, high),
-        ) as cur:
-            row = await cur.fetchone()
+    def _facts(self, a: str, b: str, adult: str, now: datetime) -> ContactFacts:
+        """From memory: the contact row and the adult's recent outreach and pushback."""
+        row = self._social.contact_row(a, b)
         since = (
-            datetime.fromtimestamp(row[2], UTC)
-            if row is not None and row[0] == "connected"
+            datetime.fromtimestamp(row.updated_at, UTC)
+            if row is not None and row.state == "connected"
             else None
         )
-        outreach = pushback = 0
-        if adult is not None:
-            window = now - timedelta(days=self._social.policy.restriction.window_days)
-            events = self._social.social
-            outreach = await events.count_events(
+        window = (now - timedelta(days=self._social.policy.restriction.window_days)).timestamp()
+        events = self._social.social.events
+        return ContactFacts(
+            since=since,
+            initiator=None if row is None else row.requester,
+            adult_recent_minor_contacts=events.count(
                 adult, (NEW_CONTACT,), window, to_minors=True, distinct_targets=True
-            )
-            pushback = await events.count_events(
+            ),
+            adult_pushback_from_minors=events.count(
                 adult,
                 (DECLINED_BY_MINOR, BLOCKED_BY_MINOR, REPORTED_BY_MINOR),
                 window,
                 distinct_targets=True,
-            )
-        return ContactFacts(
-            since=since,
-            initiator=None if row is None else str(row[1]),
-            adult_recent_minor_contacts=outreach,
-            adult_pushback_from_minors=pushback,
+            ),
         )
 
     def saw_login(self, handle: str, utc_offset_minutes: int | None) -> None:
@@ -116,51 +119,9 @@ class SignalsService:
         return None if offset is None else (at.astimezone(UTC) + offset).time()
 
     def schedule(self, message: StoredMessage) -> None:
-        """Score ``message`` in the background: not in the sender's connection (closing it
-        must not cut the work short), one event at a time (each conversation's state is
-        read, changed and written back)."""
-        if self.engine is None or message.kind != "message" or message.seq == 0:
-            return
-        self._start(lambda: self.on_message(message))
-
-    def schedule_pushback(self, kind: PushbackKind, actor: str, target: str) -> None:
-        """``actor`` declined, blocked or reported ``target``: an event in their
-        conversation (it counts when a minor does it to an adult)."""
-        if self.engine is None:
-            return
-        at = self._clock()
-        self._start(lambda: self.on_pushback(kind, actor, target, at))
-
-    def _start(self, work: Callable[[], Awaitable[None]]) -> None:
-        task = asyncio.create_task(self._guarded(work))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _guarded(self, work: Callable[[], Awaitable[None]]) -> None:
-        async with self._one_at_a_time:
-            try:
-                await work()
-            except Exception:  # a signals failure must never cost a message
-                log.exception("grooming-risk signals failed for an event")
-
-    async def drain(self) -> None:
-        """Wait for scheduled work (shutdown, and tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def _parties(self, a: str, b: str) -> tuple[Party, Party, str | None] | None:
-        """Both parties, and the adult of an adult–minor pair (else None); None for an
-        account the relay doesn't know (deleted since)."""
-        social = self._social
-        if a not in social.accounts or b not in social.accounts:
-            return None
-        pa, pb = Party(a, social.band_of(a)), Party(b, social.band_of(b))
-        minors = rules.is_minor(pa.band) + rules.is_minor(pb.band)
-        adult = next((p.handle for p in (pa, pb) if not rules.is_minor(p.band)), None)
-        return pa, pb, adult if minors == 1 else None
-
-    async def on_message(self, message: StoredMessage) -> None:
-        """Score one stored message (never a relay event, never a dropped one)."""
+        """Score ``message``: at once when its conversation's state is in memory (no
+        await, so events of one conversation are scored in order and closing the sender's
+        connection can't cut it short), else once the state is read."""
         if self.engine is None or message.kind != "message" or message.seq == 0:
             return
         found = self._parties(message.sender, message.recipient)
@@ -175,21 +136,23 @@ class SignalsService:
             at=message.sent_at,
             # e2ee: no text reaches the engine at all (it couldn't read ciphertext anyway).
             text=message.body if message.mode == "visible" else None,
-            facts=await self._facts(sender.handle, recipient.handle, adult, message.sent_at),
+            facts=self._facts(sender.handle, recipient.handle, adult, message.sent_at),
             recipient_local_time=self.local_time(recipient.handle, message.sent_at),
         )
         key = message.conversation
         if group_of(key) is not None:  # a group: each pair in it has its own score
             low, high = sorted((sender.handle, recipient.handle))
             key = f"{key}:{low}:{high}"
-        await self._apply(key, event, message)
+        self._submit(key, event, message)
 
-    async def on_pushback(self, kind: PushbackKind, actor: str, target: str, at: datetime) -> None:
-        """``actor`` declined, blocked or reported ``target`` at ``at``."""
+    def schedule_pushback(self, kind: PushbackKind, actor: str, target: str) -> None:
+        """``actor`` declined, blocked or reported ``target``: an event in their
+        conversation (it counts when a minor does it to an adult)."""
         found = self._parties(actor, target)
         if self.engine is None or found is None:
             return
         a, b, adult = found
+        at = self._clock()
         event = ContactEvent(
             id=f"{kind}:{actor}:{int(at.timestamp())}",
             kind=kind,
@@ -197,37 +160,95 @@ class SignalsService:
             target=b,
             mode=self._social.mode(actor, target),
             at=at,
-            facts=await self._facts(actor, target, adult, at),
+            facts=self._facts(actor, target, adult, at),
         )
-        await self._apply(conversation_id(actor, target), event, None)
+        self._submit(conversation_id(actor, target), event, None)
 
-    async def _apply(
+    def _submit(
+        self, key: str, event: MessageEvent | ContactEvent, message: StoredMessage | None
+    ) -> None:
+        waiting = self._loading.get(key)
+        if waiting is not None:  # behind the read of the conversation's state
+            waiting.append((event, message))
+            return
+        state = self._states.get(key)
+        if state is not None:
+            self._apply(key, state, event, message)
+            return
+        self._loading[key] = [(event, message)]
+        self._start(lambda: self._load(key))
+
+    async def _load(self, key: str) -> None:
+        """Read a conversation's stored state, then score what waited for it, in order."""
+        try:
+            async with self._store.reader.execute(
+                "SELECT state FROM conversation_risk WHERE conversation = ?", (key,)
+            ) as cur:
+                row = await cur.fetchone()
+            state = decode_risk(None if row is None else bytes(row[0]))
+        except BaseException:
+            self._loading.pop(key, None)
+            raise
+        waiting = self._loading.pop(key)
+        for event, message in waiting:  # no await from here: nothing else interleaves
+            state = self._apply(key, state, event, message)
+
+    def _start(self, work: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.create_task(self._guarded(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _guarded(self, work: Callable[[], Awaitable[None]]) -> None:
+        async with self._one_at_a_time:
+            try:
+                await work()
+            except Exception:  # a signals failure must never cost a message
+                log.exception("grooming-risk signals failed for an event")
+
+    async def drain(self) -> None:
+        """Wait for scheduled work and for the states it wrote behind to be on disk
+        (shutdown, and tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._committer.barrier()
+
+    def _parties(self, a: str, b: str) -> tuple[Party, Party, str] | None:
+        """Both parties and the adult, for an adult–minor pair; None otherwise (and for an
+        account the relay doesn't know, deleted since). Only an adult–minor pair can bring
+        a notice or a finding, so only those are scored (docs/SIGNALS.md)."""
+        social = self._social
+        if a not in social.accounts or b not in social.accounts:
+            return None
+        pa, pb = Party(a, social.band_of(a)), Party(b, social.band_of(b))
+        if rules.is_minor(pa.band) == rules.is_minor(pb.band):
+            return None
+        return pa, pb, (pb if rules.is_minor(pa.band) else pa).handle
+
+    def _apply(
         self,
         conversation: str,
+        state: ConversationRisk,
         event: MessageEvent | ContactEvent,
         message: StoredMessage | None,
-    ) -> None:
-        """Score ``event`` against the conversation's stored state, keep the new state, and
-        send what it calls for: a notice to the minor, a finding to `child_safety`."""
+    ) -> ConversationRisk:
+        """Score ``event`` against the conversation's state, keep the new state (in memory,
+        and on disk with the next group commit), and send what it calls for: a notice to
+        the minor, a finding to `child_safety`."""
         assert self.engine is not None
         social = self._social
-        async with self._store.reader.execute(
-            "SELECT state FROM conversation_risk WHERE conversation = ?", (conversation,)
-        ) as cur:
-            row = await cur.fetchone()
-        result = self.engine.evaluate(decode_risk(None if row is None else bytes(row[0])), event)
-        async with self._store.transaction() as db:
-            await db.execute(
-                "INSERT INTO conversation_risk (conversation, state, updated_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (conversation) DO UPDATE SET state = excluded.state, "
-                "updated_at = excluded.updated_at",
-                (conversation, encode_risk(result.state), event.at.timestamp()),
-            )
+        result = self.engine.evaluate(state, event)
+        self._states[conversation] = result.state
+        self._committer.submit_write(
+            "INSERT INTO conversation_risk (conversation, state, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (conversation) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at",
+            (conversation, encode_risk(result.state), event.at.timestamp()),
+        )
         if result.notice is not None:
             notice = result.notice
             # In the chat where it happened: a group's notice goes in the group.
             where = message.conversation if message and group_of(message.conversation) else None
-            await social.emit(notice.to, "notice", notice.code, notice.text, notice.about, where)
+            social.emit_now(notice.to, "notice", notice.code, notice.text, notice.about, where)
             log.info("signals notice code=%s", notice.code)
         if result.finding is not None:
             draft = result.finding
@@ -247,7 +268,7 @@ class SignalsService:
                 and message.msg_id in draft.message_ids
                 else []
             )
-            await self._safety.open_or_join_case(
+            opening = self._safety.open_or_join_case(
                 draft.subject,
                 Finding(
                     source="signals",
@@ -258,4 +279,6 @@ class SignalsService:
                     evidence=evidence,
                 ),
             )
+            self._start(lambda: opening)
             log.info("signals finding subject score=%.1f", draft.score)
+        return result.state

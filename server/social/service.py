@@ -55,7 +55,7 @@ class SocialService:
         committer: GroupCommitter,
     ) -> None:
         self.policy = policy
-        self.social = SocialStore(store)
+        self.social = SocialStore(store, committer)
         self._store = store
         self._clock = clock
         self._committer = committer
@@ -80,6 +80,7 @@ class SocialService:
     # --- loading ---------------------------------------------------------------------------
 
     async def load(self) -> None:
+        await self.social.load_events()
         self.accounts = {h: AccountInfo(n, b) for h, n, b in await self.social.accounts()}
         self._contacts = {(r.low, r.high): r for r in await self.social.contacts()}
         self._blocks = set(await self.social.blocks())
@@ -202,6 +203,18 @@ class SocialService:
         Queued, not awaited: the group commit keeps the order, and nobody holds the policy
         lock across a disk flush.
         """
+        self.emit_now(recipient, kind, code, text, about, conversation)
+
+    def emit_now(
+        self,
+        recipient: str,
+        kind: Kind,
+        code: str,
+        text: str,
+        about: str,
+        conversation: str | None = None,
+    ) -> None:
+        """``emit`` for callers that must not await (it never suspends)."""
         future = self._committer.submit_message(
             NewMessage(
                 sender=RELAY_HANDLE,
@@ -350,7 +363,9 @@ class SocialService:
         self, actor: str, target: str, kind: str, *, tell: bool = True
     ) -> None:
         now = self._clock()
-        row = ContactRow(*pair_key(actor, target), state="requested", requester=actor)
+        row = ContactRow(
+            *pair_key(actor, target), state="requested", requester=actor, updated_at=_ts(now)
+        )
         await self.social.set_contact(row, now)
         self._contacts[(row.low, row.high)] = row
         minor = rules.is_minor(self.band_of(target))
@@ -432,8 +447,9 @@ class SocialService:
             await self._minor_notice("contact_accepted", me, them, self._adult_contact_words(them))
 
     async def _set_state(self, a: str, b: str, state: str, requester: str) -> None:
-        row = ContactRow(*pair_key(a, b), state=state, requester=requester)
-        await self.social.set_contact(row, self._clock())
+        now = self._clock()
+        row = ContactRow(*pair_key(a, b), state=state, requester=requester, updated_at=_ts(now))
+        await self.social.set_contact(row, now)
         self._contacts[(row.low, row.high)] = row
 
     # --- blocks and reports ----------------------------------------------------------------
@@ -606,6 +622,10 @@ class SocialService:
 
     async def check_bands(self, handles: list[str] | None = None) -> None:
         await bands.check_bands(self, handles)
+
+
+def _ts(moment: datetime) -> float:
+    return moment.timestamp()
 
 
 def _log_failure(future: asyncio.Future[object]) -> None:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Protocol
 
 from server.delivery.store import SqliteStore
+from server.social.event_log import ContactEventLog
 
 #: contact_events.event values (docs/POLICY.md "Restriction")
 NEW_CONTACT = "new_contact"  # the actor started a contact request or a message request
@@ -27,6 +29,8 @@ class ContactRow:
     high: str
     state: str  # requested | connected | declined
     requester: str
+    #: When the row last changed state (for `connected`: since when), a POSIX time.
+    updated_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +54,18 @@ def _ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
+class WriteBehind(Protocol):
+    """Where write-behind statements go (the group committer)."""
+
+    def submit_write(self, sql: str, params: tuple[object, ...]) -> None: ...
+
+
 class SocialStore:
-    def __init__(self, store: SqliteStore) -> None:
+    def __init__(self, store: SqliteStore, committer: WriteBehind) -> None:
         self._store = store
+        self._committer = committer
+        #: The contact-event log, answered from memory (server/social/event_log.py).
+        self.events = ContactEventLog()
 
     async def _write(self, sql: str, params: tuple = ()) -> None:
         async with self._store.write_lock:
@@ -98,7 +111,7 @@ class SocialStore:
     # --- contacts and blocks ---------------------------------------------------------------
 
     async def contacts(self) -> list[ContactRow]:
-        rows = await self._read("SELECT low, high, state, requester FROM contacts")
+        rows = await self._read("SELECT low, high, state, requester, updated_at FROM contacts")
         return [ContactRow(*r) for r in rows]
 
     async def set_contact(self, row: ContactRow, now: datetime) -> None:
@@ -123,7 +136,8 @@ class SocialStore:
             cur = await self._store.db.execute(
                 "DELETE FROM contact_events WHERE created_at < ?", (_ts(before),)
             )
-            return cur.rowcount
+        self.events.prune(_ts(before))
+        return cur.rowcount
 
     async def blocks(self) -> list[tuple[str, str]]:
         return [(a, b) for a, b in await self._read("SELECT blocker, blocked FROM blocks")]
@@ -141,22 +155,26 @@ class SocialStore:
 
     # --- the contact-event log (rate limits and restriction) -------------------------------
 
+    async def load_events(self) -> None:
+        """Read the log into memory (at start; server/social/event_log.py)."""
+        rows = await self._read(
+            "SELECT actor, target, event, target_minor, created_at FROM contact_events"
+        )
+        self.events.load((a, t, e, bool(m), float(at)) for a, t, e, m, at in rows)
+
     async def log_event(
         self, actor: str, target: str, event: str, target_minor: bool, now: datetime
     ) -> None:
-        await self._write(
+        """Counted at once; on disk with the next group commit (write-behind)."""
+        self.events.add(actor, target, event, target_minor, _ts(now))
+        self._committer.submit_write(
             "INSERT INTO contact_events (actor, target, event, target_minor, created_at) "
             "VALUES (?, ?, ?, ?, ?)",
             (actor, target, event, int(target_minor), _ts(now)),
         )
 
     async def has_event(self, actor: str, target: str, event: str, since: datetime) -> bool:
-        rows = await self._read(
-            "SELECT 1 FROM contact_events WHERE actor = ? AND event = ? AND target = ? "
-            "AND created_at >= ? LIMIT 1",
-            (actor, event, target, _ts(since)),
-        )
-        return bool(rows)
+        return self.events.has(actor, target, event, _ts(since))
 
     async def count_events(
         self,
@@ -167,15 +185,9 @@ class SocialStore:
         to_minors: bool = False,
         distinct_targets: bool = False,
     ) -> int:
-        what = "COUNT(DISTINCT target)" if distinct_targets else "COUNT(*)"
-        marks = ", ".join("?" for _ in events)
-        minors = " AND target_minor = 1" if to_minors else ""
-        rows = await self._read(
-            f"SELECT {what} FROM contact_events WHERE actor = ? AND event IN ({marks}) "
-            f"AND created_at >= ?{minors}",
-            (actor, *events, _ts(since)),
+        return self.events.count(
+            actor, events, _ts(since), to_minors=to_minors, distinct_targets=distinct_targets
         )
-        return int(rows[0][0])
 
     # --- reports and audit -----------------------------------------------------------------
 

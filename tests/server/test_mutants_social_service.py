@@ -41,6 +41,16 @@ class Events:
 
     def __init__(self) -> None:
         self.sent: list[NewMessage] = []
+        self.writes: list[tuple[str, tuple[object, ...]]] = []
+
+    def submit_write(self, sql: str, params: tuple[object, ...]) -> None:
+        self.writes.append((sql, params))
+
+    async def flush(self, store: SqliteStore) -> None:
+        """What the group commit would have written behind (before a restart)."""
+        for sql, params in self.writes:
+            await store.db.execute(sql, params)
+        self.writes.clear()
 
     def submit_message(self, message: NewMessage) -> asyncio.Future[None]:
         self.sent.append(message)
@@ -667,6 +677,7 @@ async def test_a_restart_keeps_names_blocks_unblocks_and_restrictions_without_a_
             (handle, info.display_name, b"k" * 32, b"d" * 32, info.birthdate.isoformat(),
              b"{}", NOW.timestamp()),
         )  # fmt: skip
+    await events.flush(world)
     await world.db.commit()
     events.take()
     again, events, _ = await service(world)
