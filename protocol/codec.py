@@ -62,10 +62,16 @@ class _FrameDecoder(Generic[T]):
         self._max_bytes = max_bytes
         self._default_limit = default_limit or max_bytes
         self._limits = limits or {}
+        self._smallest = min([max_bytes, self._default_limit, *self._limits.values()])
 
     def decode(self, data: str | bytes) -> T:
         """Parse and validate one frame or raise FrameError with the matching code."""
-        size = len(data.encode() if isinstance(data, str) else data)
+        if isinstance(data, str):
+            # A character is at most 4 bytes of UTF-8: text this short is under every limit,
+            # and its exact size is never needed (most frames; encoding costs a copy).
+            size = len(data) if 4 * len(data) <= self._smallest else len(data.encode())
+        else:
+            size = len(data)
         if size > self._max_bytes:
             raise FrameError("frame_too_large", f"{size} bytes, limit {self._max_bytes}")
         too_large = FrameError("frame_too_large", f"{size} bytes, limit {self._default_limit}")
@@ -131,6 +137,11 @@ def decode_relay_frame(data: str | bytes) -> RelayFrame:
 def encode_frame(frame: Frame) -> str:
     """Serialise a frame as the JSON text of one WebSocket text message."""
     return _encoder.encode(frame).decode()
+
+
+def encode_frame_bytes(frame: Frame) -> bytes:
+    """``encode_frame`` as the UTF-8 bytes a WebSocket text frame carries."""
+    return _encoder.encode(frame)
 
 
 def encode(value: object) -> bytes:

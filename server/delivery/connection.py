@@ -14,9 +14,9 @@ import contextlib
 import logging
 from collections import deque
 
-from aiohttp import web
+from aiohttp import WSMsgType, web
 
-from protocol.codec import encode_frame
+from protocol.codec import encode_frame_bytes
 from protocol.frames import Delivered, Frame, Synced
 from server.config import utc_now
 from server.delivery.records import AckRecord, StoredMessage
@@ -48,7 +48,6 @@ class Connection:
         self._transport = transport
         self._store = store
         self._franking_secret = franking_secret  # tags e2ee deliveries (PROTOCOL.md §6.4)
-        self._send_lock = asyncio.Lock()
         self._live: deque[StoredMessage] = deque()
         self._receipts: deque[AckRecord] = deque()
         self._resync = False
@@ -60,10 +59,11 @@ class Connection:
         """Send one frame; silently skipped when the socket is already closing."""
         if self.ws.closed:
             return
-        async with self._send_lock:
-            # The peer may have gone away; the handler task notices and cleans up.
-            with contextlib.suppress(ConnectionResetError, RuntimeError):
-                await self.ws.send_str(encode_frame(frame))
+        # No lock: aiohttp writes an uncompressed frame to the transport whole, before any
+        # await, so frames from this connection's tasks never interleave; the await is only
+        # its flow control. The peer may have gone away: the handler task cleans up.
+        with contextlib.suppress(ConnectionResetError, RuntimeError):
+            await self.ws.send_frame(encode_frame_bytes(frame), WSMsgType.TEXT)
 
     async def close(self, code: int, reason: str, notice: Frame | None = None) -> None:
         """Say why (if the peer still reads) and close; cut the transport if that stalls.

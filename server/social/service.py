@@ -72,6 +72,9 @@ class SocialService:
         #: Called with a handle whose age band changed (groups re-derive their mode).
         self.on_band_changed: Callable[[str], Awaitable[None]] | None = None
         self._announced: dict[str, str] = {}
+        #: Bands by birth date, for ``_bands_day`` (band_of).
+        self._bands_day: date | None = None
+        self._bands: dict[date, Band] = {}
         # Read-modify-write of the social graph happens one at a time.
         self._lock = asyncio.Lock()
         #: Guardian links, approvals and what guardians are told (server/social/guardians.py).
@@ -147,7 +150,15 @@ class SocialService:
         return self._clock().date()
 
     def band_of(self, handle: str) -> Band:
-        return rules.band(self.accounts[handle].birthdate, self.today())
+        # Several times per message: each birth date's band is worked out once a day.
+        today = self._clock().date()
+        if today != self._bands_day:
+            self._bands_day, self._bands = today, {}
+        born = self.accounts[handle].birthdate
+        found = self._bands.get(born)
+        if found is None:
+            found = self._bands[born] = rules.band(born, today)
+        return found
 
     def relationship(self, actor: str, target: str) -> Relationship:
         row = self._contacts.get(pair_key(actor, target))
@@ -261,14 +272,14 @@ class SocialService:
             if decision.outcome == "refuse":  # rare: e.g. a moderator's restriction
                 async with self._lock:
                     await self._note_refusal(sender, recipient, decision)
-            return self._with_mode(decision, sender, recipient, mode)
+            return self._with_mode(decision, quick, mode)
         async with self._lock:
             # A stranger's first message answers "adult or minor" as a bundle lookup would.
             if (limited := await self._count_lookup(sender, recipient)) is not None:
                 return limited
             facts = await self.facts(sender, recipient)
             decision = rules.may_message(self.policy, facts)
-            decision = self._with_mode(decision, sender, recipient, mode)
+            decision = self._with_mode(decision, facts, mode)
             await self._note_refusal(sender, recipient, decision)
             if decision.outcome == "request":
                 await self._start_request(sender, recipient, "message_request")
@@ -332,8 +343,10 @@ class SocialService:
         )
         return rules.may_message(self.policy, unblocked).outcome == "request"
 
-    def _with_mode(self, decision: Decision, sender: str, recipient: str, mode: str) -> Decision:
-        if decision.outcome != "refuse" and mode != self.mode(sender, recipient):
+    def _with_mode(self, decision: Decision, facts: Facts, mode: str) -> Decision:
+        if decision.outcome == "refuse":
+            return decision
+        if mode != rules.conversation_mode(self.policy, [facts.actor, facts.target]):
             return Decision("refuse", "mode_mismatch")
         return decision
 
