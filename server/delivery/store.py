@@ -309,15 +309,23 @@ CREATE INDEX group_members_by_handle ON group_members (handle);
 #: A statement and its parameters, written in a batch's transaction (write-behind).
 Write = tuple[str, tuple[object, ...]]
 
-_ACK_SQL = (
+_ACK_WHERE = "WHERE recipient = ? AND sender = ? AND msg_id = ? AND acked_at IS NULL "
+_ACK_KEEPING_SQL = (
     "UPDATE messages SET body = CASE WHEN mode = 'visible' AND kind = 'message' "
     "AND (? OR EXISTS (SELECT 1 FROM preservations p WHERE p.until > ? "
     "AND p.handle IN (messages.sender, messages.recipient))) "
     "THEN body ELSE NULL END, commitment = NULL, acked_at = ? "
-    "WHERE recipient = ? AND sender = ? AND msg_id = ? AND acked_at IS NULL "
-    "RETURNING sender, CASE WHEN body IS NULL AND attachment IS NOT NULL "
+    + _ACK_WHERE
+    + "RETURNING sender, CASE WHEN body IS NULL AND attachment IS NOT NULL "
     "THEN json_extract(attachment, '$.id') END"
 )
+_ACK_SQL = (
+    "UPDATE messages SET body = NULL, commitment = NULL, acked_at = ? "
+    + _ACK_WHERE
+    + "RETURNING sender, CASE WHEN attachment IS NOT NULL "
+    "THEN json_extract(attachment, '$.id') END"
+)
+_PRESERVING_SQL = "SELECT 1 FROM preservations WHERE until > ? LIMIT 1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -390,6 +398,26 @@ def _message(row: sqlite3.Row | tuple) -> StoredMessage:
     )
 
 
+def _as_stored(seq: int, m: NewMessage) -> StoredMessage:
+    """The row just written for ``m``, as ``_message`` would read it back (the time goes
+    through the column's float, so a later read gives the very same value)."""
+    return StoredMessage(
+        seq,
+        m.sender,
+        m.msg_id,
+        m.recipient,
+        m.conversation,
+        m.mode,
+        m.body,
+        _dt(_ts(m.sent_at)),
+        m.kind,
+        m.code,
+        m.request,
+        m.commitment,
+        m.attachment,
+    )
+
+
 _MESSAGE_COLUMNS = (
     "seq, sender, msg_id, recipient, conversation, mode, body, sent_at, kind, code, request, "
     "commitment, attachment"
@@ -411,7 +439,7 @@ class SqliteStore:
         # The group commit's own connection and thread (``write_batch``). It writes only
         # under the write lock, so the two writers never contend.
         self._batch_db: sqlite3.Connection | None = None
-        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-batch")
+        self._batch_thread: ThreadPoolExecutor | None = None
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -444,6 +472,7 @@ class SqliteStore:
         await self._migrate()
         self._reader = await aiosqlite.connect(self._path, isolation_level=None)
         await self._reader.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-batch")
         loop = asyncio.get_running_loop()
         self._batch_db = await loop.run_in_executor(self._batch_thread, self._connect_batch)
         async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages") as cur:
@@ -498,9 +527,12 @@ class SqliteStore:
         return db
 
     async def close(self) -> None:
-        if self._batch_db is not None:
-            db, self._batch_db = self._batch_db, None
-            await asyncio.get_running_loop().run_in_executor(self._batch_thread, db.close)
+        if self._batch_thread is not None:
+            thread, self._batch_thread = self._batch_thread, None
+            if self._batch_db is not None:
+                db, self._batch_db = self._batch_db, None
+                await asyncio.get_running_loop().run_in_executor(thread, db.close)
+            thread.shutdown(wait=False)
         if self._reader is not None:
             await self._reader.close()
             self._reader = None
@@ -602,6 +634,8 @@ class SqliteStore:
         The whole transaction is one call on the batch writer's own thread: one hand-off per
         batch, not one per statement (bench/RESULTS.md, "Where the time goes").
         """
+        if self._batch_thread is None:
+            raise RuntimeError("store is not open")
         async with self._write_lock:
             work = asyncio.get_running_loop().run_in_executor(
                 self._batch_thread,
@@ -667,21 +701,38 @@ class SqliteStore:
                     ],
                 )
             released: list[tuple[str, str]] = []
+            # Without retention of visible text or a preservation in force (the usual
+            # case), every acknowledged body goes: the plain statement, not the one that
+            # looks for a preservation once per ack.
+            keeps = keep_visible or db.execute(_PRESERVING_SQL, (now,)).fetchone() is not None
             for a in acks:
                 # RETURNING names the blob of a message whose body went with the ack (the
                 # blob goes too: server/attachments/), found by the (sender, id) key here
                 # instead of by a scan of the table afterwards.
-                params = (int(keep_visible), now, now, a.recipient, a.sender, a.msg_id)
-                for sender, blob_id in db.execute(_ACK_SQL, params):
+                if keeps:
+                    sql, params = _ACK_KEEPING_SQL, (int(keep_visible), now, now)
+                else:
+                    sql, params = _ACK_SQL, (now,)
+                for sender, blob_id in db.execute(sql, (*params, a.recipient, a.sender, a.msg_id)):
                     if blob_id is not None:
                         released.append((str(sender), str(blob_id)))
             stored: list[StoredMessage] = []
             if messages:
+                # Only the new rows' keys are read back: the rest is what was just written.
+                sent = {(m.sender, m.msg_id): m for m in messages}
                 rows = db.execute(
-                    f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq > ? ORDER BY seq",
+                    "SELECT seq, sender, msg_id FROM messages WHERE seq > ? ORDER BY seq",
                     (self._max_seq,),
                 )
-                stored = [_message(r) for r in rows]
+                for seq, sender, msg_id in rows.fetchall():
+                    m = sent.get((sender, msg_id))
+                    if m is None:  # not from this batch (no other writer does this today)
+                        row = db.execute(
+                            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq = ?", (seq,)
+                        ).fetchone()
+                        stored.append(_message(row))
+                    else:
+                        stored.append(_as_stored(seq, m))
         except BaseException:
             with contextlib.suppress(sqlite3.OperationalError):
                 db.execute("ROLLBACK")

@@ -219,10 +219,11 @@ class SignalsService:
         social = self._social
         if a not in social.accounts or b not in social.accounts:
             return None
-        pa, pb = Party(a, social.band_of(a)), Party(b, social.band_of(b))
-        if rules.is_minor(pa.band) == rules.is_minor(pb.band):
+        band_a, band_b = social.band_of(a), social.band_of(b)
+        a_minor = rules.is_minor(band_a)
+        if a_minor == rules.is_minor(band_b):
             return None
-        return pa, pb, (pb if rules.is_minor(pa.band) else pa).handle
+        return Party(a, band_a), Party(b, band_b), b if a_minor else a
 
     def _apply(
         self,

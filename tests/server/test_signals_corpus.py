@@ -109,3 +109,25 @@ def test_metrics():
     assert s.f1 == pytest.approx(2 / 3)
     assert confusion([]).f1 == 0
     assert median([None, 3, 1, None]) == 2 and median([None]) is None
+
+
+def test_the_ascii_patterns_match_exactly_what_the_rules_patterns_match(corpus):
+    """The faster case-sensitive copies of the patterns (for ASCII text) must find what the
+    IGNORECASE originals find, on every corpus line and on some near misses."""
+    rules = load_rules(load_policy("default").signals.rules)
+    texts = [t for c in corpus for _who, _when, t in c.spec.messages]
+    texts += ["", "ok", "S3CR3T!!!", "Don't TELL your MUM", "meet me after SCHOOL", "ᴋeep it"]
+    for text in texts:
+        for form in rules.normalizer.forms(text):
+            for rule in rules.content:
+                for slow, fast in zip(rule.patterns, rule.ascii_patterns, strict=True):
+                    if form.isascii():
+                        assert bool(slow.search(form)) == bool(fast.search(form)), (rule.id, form)
+
+
+def test_a_pattern_that_could_match_differently_keeps_ignorecase():
+    from server.safety.signals.rules import _case_free
+
+    assert _case_free(re.compile(r"\bsecret\b", re.I)) is not None
+    for source in (r"Secret", r"\x53ecret", r"(s)\1", "ſecret", r"\N{LATIN SMALL LETTER S}"):
+        assert _case_free(re.compile(source, re.I)) is None, source

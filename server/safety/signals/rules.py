@@ -161,6 +161,25 @@ FEATURES: tuple[str, ...] = tuple(BehaviourSpec.__struct_fields__)
 # --- normalising text -----------------------------------------------------------------------
 
 _APOSTROPHES = str.maketrans({"’": "'", "‘": "'", "`": "'", "´": "'", "ʼ": "'"})
+#: Escapes that can spell a letter (hex, Unicode, names, octal) or refer to a group.
+_LETTER_ESCAPE = re.compile(r"\\[xuUN0-9]")
+_ANY_ESCAPE = re.compile(r"\\.")
+
+
+def _case_free(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """``pattern`` without IGNORECASE, if that matches exactly the same in case-folded ASCII
+    text: every letter it names is a lower-case ASCII one (IGNORECASE lets a few non-ASCII
+    letters, such as the Kelvin sign, match ASCII ones, and upper-case letters match lower
+    case), and no escape spells a letter."""
+    source = pattern.pattern
+    if not pattern.flags & re.IGNORECASE or _LETTER_ESCAPE.search(source):
+        return None
+    letters = _ANY_ESCAPE.sub("", source)  # \b, \w, \. and the like name no letter
+    if not letters.isascii() or letters != letters.lower():
+        return None
+    return re.compile(source, pattern.flags & ~re.IGNORECASE)
+
+
 _SQUEEZE = re.compile(r"([^\W\d_])\1{2,}")
 _TOKEN = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
@@ -224,15 +243,27 @@ class ContentRule:
     notice: str
     patterns: tuple[re.Pattern[str], ...]
     unless: tuple[re.Pattern[str], ...]
+    #: The patterns for ASCII text: each compiled without IGNORECASE where that can't change
+    #: what it matches there (forms are case-folded), which is faster; else the pattern.
+    ascii_patterns: tuple[re.Pattern[str], ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        fast = tuple(_case_free(p) or p for p in self.patterns)
+        object.__setattr__(self, "ascii_patterns", fast)
 
     def match(self, forms: Sequence[str]) -> int | None:
         """The number (from 1) of the first pattern that matches any form, or None; None as
         well when an ``unless`` pattern matches."""
-        if any(u.search(f) for u in self.unless for f in forms):
-            return None
-        for number, pattern in enumerate(self.patterns, start=1):
-            if any(pattern.search(f) for f in forms):
-                return number
+        # Plain loops: this runs for every rule on every adult-to-minor visible message.
+        per_form = [(f, self.ascii_patterns if f.isascii() else self.patterns) for f in forms]
+        for index in range(len(self.patterns)):
+            for form, patterns in per_form:
+                if patterns[index].search(form) is None:
+                    continue
+                # ``unless`` only now: most text matches no pattern, and then it is moot.
+                if any(u.search(f) for u in self.unless for f in forms):
+                    return None
+                return index + 1
         return None
 
 
