@@ -11,7 +11,6 @@ when a minor would join an encrypted group.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import hashlib
 from collections.abc import Iterable
 from typing import Annotated, Literal
@@ -111,7 +110,7 @@ def may_add(
         return Decision("refuse", "request_declined")
     # Any other state (a pending request either way, none) is a new contact: the invitation
     # obeys what a contact request would, whatever request is already pending between them.
-    decision = may_request(policy, dataclasses.replace(f, relationship="none"))
+    decision = may_request(policy, msgspec.structs.replace(f, relationship="none"))
     if decision.outcome == "request":
         return Decision("request", "group_invite")
     return decision

@@ -8,7 +8,6 @@ every decision carries a reason code (docs/POLICY.md lists them all).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
@@ -346,8 +345,7 @@ RELATIONSHIPS: tuple[Relationship, ...] = (
 Outcome = Literal["allow", "request", "refuse", "drop"]
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(msgspec.Struct, frozen=True):
     """What the relay knows about an actor reaching a target, gathered before deciding."""
 
     actor: Band
@@ -617,7 +615,7 @@ def may_look_up(policy: Policy, f: Facts) -> Decision:
         return limited
     # Decided as if the actor had blocked nobody: their own block is no reason to refuse
     # keys, and must not be a way around the pair rules either.
-    decision = _message(policy, dataclasses.replace(f, actor_blocked_target=False))
+    decision = _message(policy, msgspec.structs.replace(f, actor_blocked_target=False))
     if decision.outcome == "refuse":
         return decision
     return Decision("allow", "you_blocked") if f.actor_blocked_target else decision
@@ -727,7 +725,7 @@ def _invite(policy: Policy, lf: LinkFacts) -> Decision:
         return refusal
     if not is_minor(f.actor):
         # The adult starts it: as they could start contact (the guardian hook isn't on yet).
-        unlinked = dataclasses.replace(f, guardian_approved=False)
+        unlinked = msgspec.structs.replace(f, guardian_approved=False)
         refusal = _pair_refusal(policy, unlinked, connected=f.relationship == "connected")
         if refusal is not None:
             return refusal

@@ -1,4 +1,7 @@
-"""The relay's stored records, independent of the storage backend."""
+"""The relay's stored records, independent of the storage backend.
+
+The per-message records are msgspec Structs rather than frozen dataclasses: several are
+made for every message, and a Struct is made in a tenth of the time."""
 
 from __future__ import annotations
 
@@ -23,8 +26,7 @@ class AccountRecord:
     created_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class NewMessage:
+class NewMessage(msgspec.Struct, frozen=True):
     """A `send` the relay has validated and is about to store."""
 
     sender: str
@@ -43,8 +45,7 @@ class NewMessage:
     attachment: AttachmentRef | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
+class StoredMessage(msgspec.Struct, frozen=True):
     """A message as stored: ``seq`` orders one recipient's queue."""
 
     seq: int
@@ -92,8 +93,7 @@ class StoredMessage:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class AckRecord:
+class AckRecord(msgspec.Struct, frozen=True):
     """The recipient stored the message ``(sender, msg_id)``."""
 
     recipient: str

@@ -3,10 +3,11 @@ change means for each conversation (announced at once, with the pair's rules re-
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import date
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from protocol import policy as rules
 from protocol.policy import Band, Decision, Facts
@@ -84,7 +85,7 @@ def pair_refused(social: SocialService, a: str, b: str) -> bool:
     """Do the pair's rules (not a block: that is never told) keep ``a`` and ``b`` apart now,
     in either direction?"""
     for actor, target in ((a, b), (b, a)):
-        facts = dataclasses.replace(
+        facts = msgspec.structs.replace(
             social.quick_facts(actor, target),
             actor_blocked_target=False,
             target_blocked_actor=False,

@@ -16,10 +16,11 @@ but loses what it gives: no view, no approvals, nothing told.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from protocol import policy as rules
 from protocol.guardians import (
@@ -365,7 +366,7 @@ class GuardianService:
                 # The request checked again as if accepted now: the adult may have been
                 # restricted since (then it stays pending; the guardian can decline).
                 accepter = contact if row.requester == ward else ward
-                now_facts = dataclasses.replace(
+                now_facts = msgspec.structs.replace(
                     social.quick_facts(accepter, row.requester),
                     relationship="incoming_request",
                     supervised=False,

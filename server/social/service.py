@@ -9,11 +9,12 @@ path decides from memory), and tells people what changed through durable `system
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
+
+import msgspec
 
 from protocol import policy as rules
 from protocol.frames import RELAY_HANDLE, ContactEntry, Kind, Person, conversation_id
@@ -192,7 +193,7 @@ class SocialService:
         since = self._clock() - timedelta(days=1)
         total = await self.social.count_events(actor, (NEW_CONTACT,), since)
         minors = await self.social.count_events(actor, (NEW_CONTACT,), since, to_minors=True)
-        return dataclasses.replace(quick, requests_today=total, requests_to_minors_today=minors)
+        return msgspec.structs.replace(quick, requests_today=total, requests_to_minors_today=minors)
 
     def mode(self, a: str, b: str) -> rules.ConversationMode:
         return rules.conversation_mode(self.policy, [self.band_of(a), self.band_of(b)])
@@ -291,7 +292,7 @@ class SocialService:
 
     def _would_request(self, facts: Facts) -> bool:
         """Would this message have gone as a request had the target not blocked the actor?"""
-        unblocked = dataclasses.replace(facts, target_blocked_actor=False)
+        unblocked = msgspec.structs.replace(facts, target_blocked_actor=False)
         return rules.may_message(self.policy, unblocked).outcome == "request"
 
     async def _count_lookup(self, actor: str, handle: str) -> Decision | None:
@@ -338,7 +339,7 @@ class SocialService:
     def would_be_request(self, sender: str, recipient: str) -> bool:
         """Would this message go as a request if the recipient hadn't blocked the sender?
         (A dropped message is answered as that, so the block doesn't show.)"""
-        unblocked = dataclasses.replace(
+        unblocked = msgspec.structs.replace(
             self.quick_facts(sender, recipient), target_blocked_actor=False
         )
         return rules.may_message(self.policy, unblocked).outcome == "request"
