@@ -40,3 +40,15 @@ def test_relay_throughput_smoke():
         assert re.search(rf"round 1 {policy} +agechat ", out), out
     assert any(re.fullmatch(r"ratio agechat/bare \(open\) = \d+\.\d\d", ln) for ln in lines), out
     assert re.fullmatch(r"ratio agechat/bare = \d+\.\d\d", lines[-1]), out
+
+
+def test_relay_search_smoke():
+    """Search over a seeded relay at two sizes and sends under pipelined searches, small: a
+    wrong answer, an error frame or a stall fails the script (and so this test)."""
+    out = smoke("relay_search.py")
+    lines = out.strip().splitlines()
+    assert re.search(r"round 1 +\d+ accounts: relay listening", out), out
+    assert re.fullmatch(r"search p50 at \d+ accounts = \d+\.\d\d ms", lines[-2]), out
+    assert re.fullmatch(
+        r"send p50 increase under 10 pipelined searches = -?\d+\.\d\d ms", lines[-1]
+    ), out
