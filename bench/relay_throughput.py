@@ -1404,7 +1404,8 @@ def rate_line(r: Result) -> str:
     pct = Result.percentile
     return (
         f"{r.offered or 0:7.0f} msg/s for {r.span:5.1f} s  {latencies(r)}  server "
-        f"{r.server_cpu / r.messages * 1e6:4.0f} µs/msg ({r.server_cpu / r.seconds:4.0%}) + tail "
+        f"{r.server_cpu / r.messages * 1e6:4.0f} µs/msg ({r.server_cpu / r.seconds:4.0%}, "
+        f"{r.thread_share:3.0%} off the loop) + tail "
         f"{r.tail_cpu / r.messages * 1e6:4.0f} µs/msg ({r.tail_seconds:4.1f} s)  generator late "
         f"p50 {pct(r.late_ms, 0.5):4.1f} p99 {pct(r.late_ms, 0.99):5.1f} max "
         f"{max(r.late_ms, default=0.0):5.1f} ms, load gen {r.load_cpu / r.seconds:4.0%}"
