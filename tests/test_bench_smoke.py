@@ -31,13 +31,17 @@ def test_signals_eval_runs_the_corpus_through_a_real_relay():
 
 
 def test_relay_throughput_smoke():
-    """The realistic load under `default` and `open` and the bare forwarder, at tiny sizes:
-    any frame the scenario doesn't expect, or a stall, fails the script (and so this test)."""
+    """The realistic load under `default` and `open` and the bare forwarder, at tiny sizes,
+    closed loop and then on a fixed schedule at half the relay's rate: any frame the
+    scenario doesn't expect, or a stall, fails the script (and so this test)."""
     out = smoke("relay_throughput.py")
     lines = out.strip().splitlines()
     for policy in ("open", "default"):
-        assert re.search(rf"round 1 {policy} +bare ", out), out
-        assert re.search(rf"round 1 {policy} +agechat ", out), out
+        assert re.search(rf"^  round 1 {policy} +bare ", out, re.M), out
+        assert re.search(rf"^  round 1 {policy} +agechat ", out, re.M), out
+        assert re.search(rf"^  fixed-rate round 1 {policy} +agechat ", out, re.M), out
+        p99 = rf"p99 at half saturation \({policy}\) = \d+\.\d ms"
+        assert any(re.fullmatch(p99, ln) for ln in lines), out
     assert any(re.fullmatch(r"ratio agechat/bare \(open\) = \d+\.\d\d", ln) for ln in lines), out
     assert re.fullmatch(r"ratio agechat/bare = \d+\.\d\d", lines[-1]), out
 
