@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -94,6 +94,8 @@ CLOSE_REPLACED = 4003
 MAX_SENDS_IN_FLIGHT = 256
 
 
+_F = TypeVar("_F")
+
 #: Tasks that outlive the handler that started them (kept so they aren't garbage-collected).
 _background: set[asyncio.Task[None]] = set()
 
@@ -115,31 +117,23 @@ class _Session:
             maxsize=MAX_SENDS_IN_FLIGHT
         )
         self.accept_task: asyncio.Task[None] | None = None
-        # One dispatch table: every client frame type has exactly one handler.
-        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-            Auth: self._on_auth,
-            Send: self._on_send,
-            Ack: self._on_ack,
-            ContactRequest: self._on_contact_request,
-            ContactRespond: self._on_contact_respond,
-            ContactsList: self._on_contacts_list,
-            Search: self._on_search,
-            Block: self._on_block,
-            Unblock: self._on_unblock,
-            Report: self._on_report,
-            SetBirthdate: self._on_set_birthdate,
-            Redeclare: self._on_redeclare,
-            UploadPrekeys: self._on_upload_prekeys,
-            FetchBundle: self._on_fetch_bundle,
-            **GuardianHandlers(self).table(),
-            **GroupHandlers(self).table(),
-            **ModerationHandlers(self).table(),
-        }
+        # The groups, guardians and moderation handlers of this connection, each made when
+        # its first frame comes (most connections never send one).
+        self._features: dict[type, Any] | None = None
 
     @property
     def handle(self) -> str:
         assert self.connection is not None
         return self.connection.handle
+
+    def feature(self, kind: type[_F]) -> _F:
+        """This connection's handler object of one feature, made on first use."""
+        if self._features is None:
+            self._features = {}
+        handlers = self._features.get(kind)
+        if handlers is None:
+            handlers = self._features[kind] = kind(self)
+        return handlers
 
     async def send(self, frame: Frame) -> None:
         if self.connection is not None:
@@ -169,7 +163,7 @@ class _Session:
         if self.connection is None and not isinstance(frame, Auth):
             await self.refuse("not_authenticated")
             return
-        await self._handlers[type(frame)](frame)
+        await _HANDLERS[type(frame)](self, frame)
 
     async def _on_auth(self, frame: Auth) -> None:
         if self.connection is not None:
@@ -544,6 +538,40 @@ class _Session:
         owner = self.app[HUB].connection(frame.handle)
         if remaining < PREKEYS_LOW_WATER and owner is not None:
             await owner.send(PrekeysLow(remaining=remaining))
+
+
+def _feature_table(
+    kind: type[GroupHandlers | GuardianHandlers | ModerationHandlers],
+) -> dict[type, Callable[[_Session, Any], Awaitable[None]]]:
+    def on(
+        method: Callable[[Any, Any], Awaitable[None]],
+    ) -> Callable[[_Session, Any], Awaitable[None]]:
+        return lambda session, frame: method(session.feature(kind), frame)
+
+    return {frame_type: on(method) for frame_type, method in kind.table().items()}
+
+
+#: One dispatch table, shared by every connection: each client frame type has exactly one
+#: handler, called with the session and the frame.
+_HANDLERS: dict[type, Callable[[_Session, Any], Awaitable[None]]] = {
+    Auth: _Session._on_auth,
+    Send: _Session._on_send,
+    Ack: _Session._on_ack,
+    ContactRequest: _Session._on_contact_request,
+    ContactRespond: _Session._on_contact_respond,
+    ContactsList: _Session._on_contacts_list,
+    Search: _Session._on_search,
+    Block: _Session._on_block,
+    Unblock: _Session._on_unblock,
+    Report: _Session._on_report,
+    SetBirthdate: _Session._on_set_birthdate,
+    Redeclare: _Session._on_redeclare,
+    UploadPrekeys: _Session._on_upload_prekeys,
+    FetchBundle: _Session._on_fetch_bundle,
+    **_feature_table(GuardianHandlers),
+    **_feature_table(GroupHandlers),
+    **_feature_table(ModerationHandlers),
+}
 
 
 def _shape_problem(frame: Send) -> str | None:
