@@ -95,6 +95,8 @@ MAX_SENDS_IN_FLIGHT = 256
 
 
 _F = TypeVar("_F")
+#: A send waiting for its answer, and what its commit will resolve to.
+_Answer = tuple[Send | GroupSend, asyncio.Future[Any]]
 
 #: Tasks that outlive the handler that started them (kept so they aren't garbage-collected).
 _background: set[asyncio.Task[None]] = set()
@@ -110,12 +112,7 @@ class _Session:
         self.transport = request.transport
         self.nonce = secrets.token_bytes(NONCE_BYTES)
         self.connection: Connection | None = None
-        # Sends are pipelined: the read loop queues them for the group commit and reads on;
-        # this queue answers `accepted` in order as their commits finish. Its bound is the
-        # back-pressure: a client with this many sends in flight is not read further.
-        self._accepts: asyncio.Queue[tuple[Send | GroupSend, asyncio.Future[Any]]] = asyncio.Queue(
-            maxsize=MAX_SENDS_IN_FLIGHT
-        )
+        self._accept_queue: asyncio.Queue[_Answer] | None = None
         self.accept_task: asyncio.Task[None] | None = None
         # The groups, guardians and moderation handlers of this connection, each made when
         # its first frame comes (most connections never send one).
@@ -125,6 +122,18 @@ class _Session:
     def handle(self) -> str:
         assert self.connection is not None
         return self.connection.handle
+
+    @property
+    def _accepts(self) -> asyncio.Queue[_Answer]:
+        """Sends are pipelined: the read loop queues them for the group commit and reads on;
+        this queue answers `accepted` in order as their commits finish (``answer_accepts``).
+        Its bound is the back-pressure: a client with this many sends in flight is not read
+        further. Made, with its task, on the connection's first send: an idle one has neither.
+        """
+        if self._accept_queue is None:
+            self._accept_queue = asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
+            self.accept_task = asyncio.create_task(self.answer_accepts())
+        return self._accept_queue
 
     def feature(self, kind: type[_F]) -> _F:
         """This connection's handler object of one feature, made on first use."""
@@ -193,7 +202,6 @@ class _Session:
             task = asyncio.create_task(previous.close(CLOSE_REPLACED, "session_replaced", notice))
             _background.add(task)
             task.add_done_callback(_background.discard)
-        self.accept_task = asyncio.create_task(self.answer_accepts())
         self.app[SIGNALS].saw_login(frame.handle, frame.utc_offset_minutes)
         log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
         # Kept for a CyberTipline report's IP capture events (docs/THREAT_MODEL.md).
