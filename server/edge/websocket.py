@@ -604,11 +604,17 @@ def _declaration(raw: bytes) -> AgeDeclaration:
     return msgspec.json.decode(raw, type=AgeDeclaration)
 
 
-async def _auth_deadline(session: _Session) -> None:
-    await asyncio.sleep(AUTH_TIMEOUT_SECONDS)
+def _auth_deadline(session: _Session) -> None:
+    """A timer's callback (not a task per connection): close a socket still not logged in."""
     if session.connection is None and not session.ws.closed:
-        await session.refuse("auth_timeout")
-        await session.ws.close(code=CLOSE_AUTH_TIMEOUT, message=b"auth_timeout")
+        task = asyncio.create_task(_close_unauthenticated(session))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+async def _close_unauthenticated(session: _Session) -> None:
+    await session.refuse("auth_timeout")
+    await session.ws.close(code=CLOSE_AUTH_TIMEOUT, message=b"auth_timeout")
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -618,7 +624,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     session = _Session(request, ws)
-    deadline = asyncio.create_task(_auth_deadline(session))
+    deadline = asyncio.get_running_loop().call_later(AUTH_TIMEOUT_SECONDS, _auth_deadline, session)
     try:
         await session.send(
             Challenge(
