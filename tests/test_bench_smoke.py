@@ -40,3 +40,12 @@ def test_relay_throughput_smoke():
         assert re.search(rf"round 1 {policy} +agechat ", out), out
     assert any(re.fullmatch(r"ratio agechat/bare \(open\) = \d+\.\d\d", ln) for ln in lines), out
     assert re.fullmatch(r"ratio agechat/bare = \d+\.\d\d", lines[-1]), out
+
+
+def test_relay_memory_smoke():
+    """A real relay with 20 sockets opened, logged in and held idle, and the bare server: a
+    frame the clients don't expect, a closed socket or a stall fails the script."""
+    out = smoke("relay_memory.py")
+    lines = out.strip().splitlines()
+    assert re.search(r"round 1: bare +-?\d+\.\d KB, relay before login .* logged in and idle", out)
+    assert re.fullmatch(r"memory per idle connection = -?\d+\.\d KB", lines[-1]), out
