@@ -276,6 +276,13 @@ def search_policy(directory: Path) -> Path:
     return path
 
 
+class _NoWriteBehind:
+    """Seeding writes accounts only: nothing goes through the relay's group commit."""
+
+    def submit_write(self, sql: str, params: tuple[object, ...]) -> None:
+        raise RuntimeError("seeding writes nothing behind")
+
+
 async def seed(data_dir: Path, people: list[Account]) -> None:
     from server.config import RelayConfig
     from server.delivery.records import AccountRecord
@@ -286,8 +293,8 @@ async def seed(data_dir: Path, people: list[Account]) -> None:
     database = RelayConfig(data_dir=data_dir).database_path
     store = SqliteStore(database, synchronous="OFF")  # a setup step: no fsync per row
     await store.open()
-    social = SocialStore(store)
-    try:
+    try:  # closed on any failure: an open store's threads would keep the process alive
+        social = SocialStore(store, _NoWriteBehind())
         await store.db.execute("BEGIN IMMEDIATE")
         for p in people:
             key = nacl.signing.SigningKey(hashlib.sha256(p.handle.encode()).digest())

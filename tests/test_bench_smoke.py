@@ -56,3 +56,12 @@ def test_relay_search_smoke():
     assert re.fullmatch(
         r"send p50 increase under 10 pipelined searches = -?\d+\.\d\d ms", lines[-1]
     ), out
+
+
+def test_relay_memory_smoke():
+    """A real relay with 20 sockets opened, logged in and held idle, and the bare server: a
+    frame the clients don't expect, a closed socket or a stall fails the script."""
+    out = smoke("relay_memory.py")
+    lines = out.strip().splitlines()
+    assert re.search(r"round 1: bare +-?\d+\.\d KB, relay before login .* logged in and idle", out)
+    assert re.fullmatch(r"memory per idle connection = -?\d+\.\d KB", lines[-1]), out

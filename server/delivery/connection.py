@@ -5,6 +5,10 @@ backlog from the store, then live messages pushed after each commit, skipping an
 sent. If live messages pile up (a slow reader) the in-memory queue is dropped and the loop
 re-reads from the store: the store, not memory, is the source of truth, so this bounds
 memory without losing anything (back-pressure).
+
+The loop runs only while there is something to send: once it has sent everything it ends,
+and the next push starts it again. An idle connection holds no task and no queue (most
+connections are idle most of the time, and a relay holds thousands).
 """
 
 from __future__ import annotations
@@ -48,12 +52,13 @@ class Connection:
         self._transport = transport
         self._store = store
         self._franking_secret = franking_secret  # tags e2ee deliveries (PROTOCOL.md §6.4)
-        self._live: deque[StoredMessage] = deque()
-        self._receipts: deque[AckRecord] = deque()
+        # Made when something is pushed, dropped when the delivery loop has sent it all.
+        self._live: deque[StoredMessage] | None = None
+        self._receipts: deque[AckRecord] | None = None
         self._resync = False
-        self._wake = asyncio.Event()
         self._last_seq = 0
-        self._task: asyncio.Task[None] | None = None
+        self._delivering = False  # from start_delivery to stop_delivery
+        self._task: asyncio.Task[None] | None = None  # the delivery loop, while it has work
 
     async def send(self, frame: Frame) -> None:
         """Send one frame; silently skipped when the socket is already closing."""
@@ -88,23 +93,35 @@ class Connection:
         """
         if self._resync:
             pass  # the store will supply it
+        elif self._live is None:
+            self._live = deque((message,))
         elif len(self._live) >= LIVE_QUEUE_LIMIT:
-            self._live.clear()
+            self._live = None
             self._resync = True
         else:
             self._live.append(message)
-        self._wake.set()
+        self._wake()
 
     def push_receipt(self, ack: AckRecord) -> None:
         """The recipient of one of this account's messages acknowledged it."""
+        if self._receipts is None:
+            self._receipts = deque()
         if len(self._receipts) < LIVE_QUEUE_LIMIT * 16:  # receipts are best effort
             self._receipts.append(ack)
-            self._wake.set()
+            self._wake()
 
     def start_delivery(self) -> None:
-        self._task = asyncio.create_task(self._deliver(), name=f"deliver-{self.handle}")
+        """The backlog from the store, `synced`, then whatever was pushed meanwhile."""
+        self._delivering = True
+        self._task = asyncio.create_task(self._deliver(True), name=f"deliver-{self.handle}")
+
+    def _wake(self) -> None:
+        """Start the delivery loop unless it is running (or delivery hasn't started yet)."""
+        if self._task is None and self._delivering and not self.ws.closed:
+            self._task = asyncio.create_task(self._deliver(False), name=f"deliver-{self.handle}")
 
     async def stop_delivery(self) -> None:
+        self._delivering = False
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -119,18 +136,20 @@ class Connection:
             if len(page) < BACKLOG_PAGE:
                 return
 
-    async def _deliver(self) -> None:
+    async def _deliver(self, backlog: bool) -> None:
         try:
-            await self._drain_store()
-            await self.send(Synced())
+            if backlog:
+                await self._drain_store()
+                await self.send(Synced())
             while not self.ws.closed:
-                await self._wake.wait()
-                self._wake.clear()
                 if self._resync:
                     self._resync = False
-                    self._live.clear()
+                    self._live = None
                     await self._drain_store()
                     continue
+                if not self._receipts and not self._live:
+                    self._live = self._receipts = None
+                    return  # all sent: the next push starts the loop again
                 while self._receipts:
                     ack = self._receipts.popleft()
                     await self.send(
@@ -147,3 +166,5 @@ class Connection:
         except Exception:
             log.exception("delivery to %s failed; closing its connection", self.handle)
             await self.ws.close()
+        finally:
+            self._task = None

@@ -43,16 +43,18 @@ class GroupHandlers:
     def __init__(self, session: _Session) -> None:
         self._session = session
 
-    def table(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
+    @classmethod
+    def table(cls) -> dict[type, Callable[[GroupHandlers, Any], Awaitable[None]]]:
+        """Frame type → handler, one table for every connection (server/edge/websocket.py)."""
         return {
-            GroupCreate: self._on_create,
-            GroupAdd: self._on_add,
-            GroupRemove: self._on_remove,
-            GroupLeave: self._on_leave,
-            GroupRename: self._on_rename,
-            GroupRespond: self._on_respond,
-            GroupList: self._on_list,
-            GroupSend: self._on_send,
+            GroupCreate: cls._on_create,
+            GroupAdd: cls._on_add,
+            GroupRemove: cls._on_remove,
+            GroupLeave: cls._on_leave,
+            GroupRename: cls._on_rename,
+            GroupRespond: cls._on_respond,
+            GroupList: cls._on_list,
+            GroupSend: cls._on_send,
         }
 
     async def _done(self, rid: str, work: Awaitable[str]) -> None:

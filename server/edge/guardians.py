@@ -32,13 +32,15 @@ class GuardianHandlers:
     def __init__(self, session: _Session) -> None:
         self._session = session
 
-    def table(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
+    @classmethod
+    def table(cls) -> dict[type, Callable[[GuardianHandlers, Any], Awaitable[None]]]:
+        """Frame type → handler, one table for every connection (server/edge/websocket.py)."""
         return {
-            GuardianInvite: self._on_invite,
-            GuardianAccept: self._on_accept,
-            GuardianUnlink: self._on_unlink,
-            GuardianList: self._on_list,
-            GuardianDecide: self._on_decide,
+            GuardianInvite: cls._on_invite,
+            GuardianAccept: cls._on_accept,
+            GuardianUnlink: cls._on_unlink,
+            GuardianList: cls._on_list,
+            GuardianDecide: cls._on_decide,
         }
 
     async def _answer(self, rid: str, decision: Decision, outcome: str) -> None:

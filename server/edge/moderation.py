@@ -52,9 +52,11 @@ class ModerationHandlers:
         self._session = session
         self._seen: set[str] = set()
 
-    def table(self) -> dict[type, Callable[[Any], Awaitable[None]]]:
+    @classmethod
+    def table(cls) -> dict[type, Callable[[ModerationHandlers, Any], Awaitable[None]]]:
+        """Frame type → handler, one table for every connection (server/edge/websocket.py)."""
         return {
-            t: self._handle
+            t: cls._handle
             for t in (
                 ModQueues,
                 ModQueue,

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
@@ -94,6 +94,10 @@ CLOSE_REPLACED = 4003
 MAX_SENDS_IN_FLIGHT = 256
 
 
+_F = TypeVar("_F")
+#: A send waiting for its answer, and what its commit will resolve to.
+_Answer = tuple[Send | GroupSend, asyncio.Future[Any]]
+
 #: Tasks that outlive the handler that started them (kept so they aren't garbage-collected).
 _background: set[asyncio.Task[None]] = set()
 
@@ -108,38 +112,37 @@ class _Session:
         self.transport = request.transport
         self.nonce = secrets.token_bytes(NONCE_BYTES)
         self.connection: Connection | None = None
-        # Sends are pipelined: the read loop queues them for the group commit and reads on;
-        # this queue answers `accepted` in order as their commits finish. Its bound is the
-        # back-pressure: a client with this many sends in flight is not read further.
-        self._accepts: asyncio.Queue[tuple[Send | GroupSend, asyncio.Future[Any]]] = asyncio.Queue(
-            maxsize=MAX_SENDS_IN_FLIGHT
-        )
+        self._accept_queue: asyncio.Queue[_Answer] | None = None
         self.accept_task: asyncio.Task[None] | None = None
-        # One dispatch table: every client frame type has exactly one handler.
-        self._handlers: dict[type, Callable[[Any], Awaitable[None]]] = {
-            Auth: self._on_auth,
-            Send: self._on_send,
-            Ack: self._on_ack,
-            ContactRequest: self._on_contact_request,
-            ContactRespond: self._on_contact_respond,
-            ContactsList: self._on_contacts_list,
-            Search: self._on_search,
-            Block: self._on_block,
-            Unblock: self._on_unblock,
-            Report: self._on_report,
-            SetBirthdate: self._on_set_birthdate,
-            Redeclare: self._on_redeclare,
-            UploadPrekeys: self._on_upload_prekeys,
-            FetchBundle: self._on_fetch_bundle,
-            **GuardianHandlers(self).table(),
-            **GroupHandlers(self).table(),
-            **ModerationHandlers(self).table(),
-        }
+        # The groups, guardians and moderation handlers of this connection, each made when
+        # its first frame comes (most connections never send one).
+        self._features: dict[type, Any] | None = None
 
     @property
     def handle(self) -> str:
         assert self.connection is not None
         return self.connection.handle
+
+    @property
+    def _accepts(self) -> asyncio.Queue[_Answer]:
+        """Sends are pipelined: the read loop queues them for the group commit and reads on;
+        this queue answers `accepted` in order as their commits finish (``answer_accepts``).
+        Its bound is the back-pressure: a client with this many sends in flight is not read
+        further. Made, with its task, on the connection's first send: an idle one has neither.
+        """
+        if self._accept_queue is None:
+            self._accept_queue = asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
+            self.accept_task = asyncio.create_task(self.answer_accepts())
+        return self._accept_queue
+
+    def feature(self, kind: type[_F]) -> _F:
+        """This connection's handler object of one feature, made on first use."""
+        if self._features is None:
+            self._features = {}
+        handlers = self._features.get(kind)
+        if handlers is None:
+            handlers = self._features[kind] = kind(self)
+        return handlers
 
     async def send(self, frame: Frame) -> None:
         if self.connection is not None:
@@ -169,7 +172,7 @@ class _Session:
         if self.connection is None and not isinstance(frame, Auth):
             await self.refuse("not_authenticated")
             return
-        await self._handlers[type(frame)](frame)
+        await _HANDLERS[type(frame)](self, frame)
 
     async def _on_auth(self, frame: Auth) -> None:
         if self.connection is not None:
@@ -199,7 +202,6 @@ class _Session:
             task = asyncio.create_task(previous.close(CLOSE_REPLACED, "session_replaced", notice))
             _background.add(task)
             task.add_done_callback(_background.discard)
-        self.accept_task = asyncio.create_task(self.answer_accepts())
         self.app[SIGNALS].saw_login(frame.handle, frame.utc_offset_minutes)
         log.info("auth ok peer=%s handle=%s", self.peer, frame.handle)
         # Kept for a CyberTipline report's IP capture events (docs/THREAT_MODEL.md).
@@ -546,6 +548,40 @@ class _Session:
             await owner.send(PrekeysLow(remaining=remaining))
 
 
+def _feature_table(
+    kind: type[GroupHandlers | GuardianHandlers | ModerationHandlers],
+) -> dict[type, Callable[[_Session, Any], Awaitable[None]]]:
+    def on(
+        method: Callable[[Any, Any], Awaitable[None]],
+    ) -> Callable[[_Session, Any], Awaitable[None]]:
+        return lambda session, frame: method(session.feature(kind), frame)
+
+    return {frame_type: on(method) for frame_type, method in kind.table().items()}
+
+
+#: One dispatch table, shared by every connection: each client frame type has exactly one
+#: handler, called with the session and the frame.
+_HANDLERS: dict[type, Callable[[_Session, Any], Awaitable[None]]] = {
+    Auth: _Session._on_auth,
+    Send: _Session._on_send,
+    Ack: _Session._on_ack,
+    ContactRequest: _Session._on_contact_request,
+    ContactRespond: _Session._on_contact_respond,
+    ContactsList: _Session._on_contacts_list,
+    Search: _Session._on_search,
+    Block: _Session._on_block,
+    Unblock: _Session._on_unblock,
+    Report: _Session._on_report,
+    SetBirthdate: _Session._on_set_birthdate,
+    Redeclare: _Session._on_redeclare,
+    UploadPrekeys: _Session._on_upload_prekeys,
+    FetchBundle: _Session._on_fetch_bundle,
+    **_feature_table(GuardianHandlers),
+    **_feature_table(GroupHandlers),
+    **_feature_table(ModerationHandlers),
+}
+
+
 def _shape_problem(frame: Send) -> str | None:
     """Why the payload contradicts the frame's own mode, or None (PROTOCOL.md §6.1):
     e2ee needs an envelope and a commitment; visible, neither."""
@@ -568,11 +604,17 @@ def _declaration(raw: bytes) -> AgeDeclaration:
     return msgspec.json.decode(raw, type=AgeDeclaration)
 
 
-async def _auth_deadline(session: _Session) -> None:
-    await asyncio.sleep(AUTH_TIMEOUT_SECONDS)
+def _auth_deadline(session: _Session) -> None:
+    """A timer's callback (not a task per connection): close a socket still not logged in."""
     if session.connection is None and not session.ws.closed:
-        await session.refuse("auth_timeout")
-        await session.ws.close(code=CLOSE_AUTH_TIMEOUT, message=b"auth_timeout")
+        task = asyncio.create_task(_close_unauthenticated(session))
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+
+async def _close_unauthenticated(session: _Session) -> None:
+    await session.refuse("auth_timeout")
+    await session.ws.close(code=CLOSE_AUTH_TIMEOUT, message=b"auth_timeout")
 
 
 async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
@@ -582,7 +624,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
     )
     await ws.prepare(request)
     session = _Session(request, ws)
-    deadline = asyncio.create_task(_auth_deadline(session))
+    deadline = asyncio.get_running_loop().call_later(AUTH_TIMEOUT_SECONDS, _auth_deadline, session)
     try:
         await session.send(
             Challenge(
