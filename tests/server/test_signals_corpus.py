@@ -131,3 +131,27 @@ def test_a_pattern_that_could_match_differently_keeps_ignorecase():
     assert _case_free(re.compile(r"\bsecret\b", re.I)) is not None
     for source in (r"Secret", r"\x53ecret", r"(s)\1", "ſecret", r"\N{LATIN SMALL LETTER S}"):
         assert _case_free(re.compile(source, re.I)) is None, source
+
+
+def test_content_matches_finds_what_the_plain_rules_find(corpus):
+    """content_matches' shortcuts (case-sensitive ASCII patterns, the check without the
+    leading \\b first, unless-patterns last) give exactly what the rules as written give."""
+    rules = load_rules(load_policy("default").signals.rules)
+
+    def plainly(text: str) -> list[tuple[str, int]]:
+        forms = rules.normalizer.forms(text)
+        found = []
+        for rule in rules.content:
+            if any(u.search(f) for u in rule.unless for f in forms):
+                continue
+            for number, pattern in enumerate(rule.patterns, start=1):
+                if any(pattern.search(f) for f in forms):
+                    found.append((rule.id, number))
+                    break
+        return found
+
+    texts = [t for c in corpus for _who, _when, t in c.spec.messages]
+    texts += ["", "ok", "S3CR3T!!!", "Don't TELL your MUM", "meet me after SCHOOL", "ᴋeep it"]
+    texts += ["xsecret", "secretly", "a photo of you", "aphoto of you", "send me a pic"]
+    for text in texts:
+        assert [(r.id, n) for r, n in rules.content_matches(text)] == plainly(text), text

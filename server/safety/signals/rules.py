@@ -180,6 +180,16 @@ def _case_free(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
     return re.compile(source, pattern.flags & ~re.IGNORECASE)
 
 
+def _without_leading_boundary(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
+    """``pattern`` without the ``\\b`` it starts with, or None if it starts otherwise."""
+    if not pattern.pattern.startswith("\\b"):
+        return None
+    try:
+        return re.compile(pattern.pattern[2:], pattern.flags)
+    except re.error:
+        return None
+
+
 _SQUEEZE = re.compile(r"([^\W\d_])\1{2,}")
 _TOKEN = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
@@ -246,18 +256,35 @@ class ContentRule:
     #: The patterns for ASCII text: each compiled without IGNORECASE where that can't change
     #: what it matches there (forms are case-folded), which is faster; else the pattern.
     ascii_patterns: tuple[re.Pattern[str], ...] = field(init=False, default=())
+    #: For each pattern (and each ASCII one), the same without its leading ``\b``, or None:
+    #: a necessary condition (dropping an assertion only allows more) that `re` checks about
+    #: twice as fast, because a pattern that starts with literals skips ahead by them.
+    quick: tuple[re.Pattern[str] | None, ...] = field(init=False, default=())
+    ascii_quick: tuple[re.Pattern[str] | None, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         fast = tuple(_case_free(p) or p for p in self.patterns)
         object.__setattr__(self, "ascii_patterns", fast)
+        object.__setattr__(
+            self, "quick", tuple(_without_leading_boundary(p) for p in self.patterns)
+        )
+        object.__setattr__(self, "ascii_quick", tuple(_without_leading_boundary(p) for p in fast))
 
     def match(self, forms: Sequence[str]) -> int | None:
         """The number (from 1) of the first pattern that matches any form, or None; None as
         well when an ``unless`` pattern matches."""
         # Plain loops: this runs for every rule on every adult-to-minor visible message.
-        per_form = [(f, self.ascii_patterns if f.isascii() else self.patterns) for f in forms]
+        per_form = [
+            (f, self.ascii_patterns, self.ascii_quick)
+            if f.isascii()
+            else (f, self.patterns, self.quick)
+            for f in forms
+        ]
         for index in range(len(self.patterns)):
-            for form, patterns in per_form:
+            for form, patterns, quick in per_form:
+                first = quick[index]
+                if first is not None and first.search(form) is None:
+                    continue
                 if patterns[index].search(form) is None:
                     continue
                 # ``unless`` only now: most text matches no pattern, and then it is moot.
