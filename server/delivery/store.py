@@ -325,6 +325,7 @@ _ACK_SQL = (
     + "RETURNING sender, CASE WHEN attachment IS NOT NULL "
     "THEN json_extract(attachment, '$.id') END"
 )
+_ACK_PLAIN_SQL = "UPDATE messages SET body = NULL, commitment = NULL, acked_at = ? " + _ACK_WHERE
 _PRESERVING_SQL = "SELECT 1 FROM preservations WHERE until > ? LIMIT 1"
 
 
@@ -440,6 +441,9 @@ class SqliteStore:
         # under the write lock, so the two writers never contend.
         self._batch_db: sqlite3.Connection | None = None
         self._batch_thread: ThreadPoolExecutor | None = None
+        #: (sender, id) of each unacknowledged message that names an attachment (read at
+        #: open, kept by write_batch): the acks of all others go in one plain statement.
+        self._attached: set[tuple[str, str]] = set()
 
     @property
     def db(self) -> aiosqlite.Connection:
@@ -475,6 +479,10 @@ class SqliteStore:
         self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-batch")
         loop = asyncio.get_running_loop()
         self._batch_db = await loop.run_in_executor(self._batch_thread, self._connect_batch)
+        async with self.db.execute(
+            "SELECT sender, msg_id FROM messages WHERE attachment IS NOT NULL AND acked_at IS NULL"
+        ) as cur:
+            self._attached = {(str(a), str(b)) for a, b in await cur.fetchall()}
         async with self.db.execute("SELECT COALESCE(MAX(seq), 0) FROM messages") as cur:
             row = await cur.fetchone()
         self._max_seq = int(row[0]) if row else 0
@@ -705,7 +713,12 @@ class SqliteStore:
             # case), every acknowledged body goes: the plain statement, not the one that
             # looks for a preservation once per ack.
             keeps = keep_visible or db.execute(_PRESERVING_SQL, (now,)).fetchone() is not None
+            attached = self._attached
+            plain = []
             for a in acks:
+                if not keeps and (a.sender, a.msg_id) not in attached:
+                    plain.append((now, a.recipient, a.sender, a.msg_id))
+                    continue
                 # RETURNING names the blob of a message whose body went with the ack (the
                 # blob goes too: server/attachments/), found by the (sender, id) key here
                 # instead of by a scan of the table afterwards.
@@ -716,6 +729,8 @@ class SqliteStore:
                 for sender, blob_id in db.execute(sql, (*params, a.recipient, a.sender, a.msg_id)):
                     if blob_id is not None:
                         released.append((str(sender), str(blob_id)))
+            if plain:  # no attachment among them: one call for all
+                db.executemany(_ACK_PLAIN_SQL, plain)
             stored: list[StoredMessage] = []
             if messages:
                 # Only the new rows' keys are read back: the rest is what was just written.
@@ -738,6 +753,9 @@ class SqliteStore:
                 db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
+        # Only once committed: which waiting messages name an attachment.
+        attached.update((m.sender, m.msg_id) for m in messages if m.attachment is not None)
+        attached.difference_update((a.sender, a.msg_id) for a in acks)
         return BatchResult(stored, released)
 
     async def find_message(self, sender: str, msg_id: str) -> StoredMessage | None:

@@ -150,3 +150,33 @@ async def test_a_v7_store_migrates_to_groups(tmp_path):
         assert await groups.load() == {group.id: group}
     finally:
         await store.close()
+
+
+async def test_an_ack_frees_the_attachment_it_names_even_after_a_restart(tmp_path):
+    """write_batch knows which waiting messages name a blob (read again at open): the ack
+    of one of them reports its blob as released, and the others' acks nothing."""
+    from protocol.attachments import AttachmentRef
+
+    path = tmp_path / "relay.sqlite3"
+    ref = AttachmentRef(id="blob-0001", size=6, name="x.txt", type="text/plain")
+    with_file = NewMessage("ana", "m-1", "ben", "dm:ana:ben", "visible", "", SENT, attachment=ref)
+    plain = NewMessage("ana", "m-2", "ben", "dm:ana:ben", "visible", "hi", SENT)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.write_batch([with_file, plain], [], SENT)
+    finally:
+        await store.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        acks = [AckRecord("ben", "ana", "m-2"), AckRecord("ben", "ana", "m-1")]
+        result = await store.write_batch([], acks, SENT)
+        assert result.released == [("ana", "blob-0001")]
+        for msg_id in ("m-1", "m-2"):
+            gone = await store.find_message("ana", msg_id)
+            assert gone is not None and gone.body is None
+        again = await store.write_batch([], acks, SENT)  # acknowledged twice: nothing more
+        assert again.released == []
+    finally:
+        await store.close()
