@@ -34,10 +34,13 @@ ADULT, ADULT2 = years_ago(40), years_ago(35)
 
 
 def low_limits(tmp_path, **rows: int) -> str:
-    text = (PRESETS_DIR / "default.toml").read_text(encoding="utf-8")
-    extra = "".join(f"{k} = {v}\n" for k, v in rows.items())
+    """`default` with the given `[limits]` rows changed (each is in the preset)."""
+    lines = (PRESETS_DIR / "default.toml").read_text(encoding="utf-8").splitlines()
+    for key, value in rows.items():
+        (at,) = [n for n, line in enumerate(lines) if line.startswith(f"{key} = ")]
+        lines[at] = f"{key} = {value}"
     path = tmp_path / "low.toml"
-    path.write_text(text.replace("lookups_per_day = 100\n", "lookups_per_day = 100\n" + extra))
+    path.write_text("\n".join(lines) + "\n")
     return str(path)
 
 
