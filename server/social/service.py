@@ -89,6 +89,9 @@ class SocialService:
         self._contacts = {(r.low, r.high): r for r in await self.social.contacts()}
         self._blocks = set(await self.social.blocks())
         self._announced = await self.social.announced_bands()
+        # Built here, not at the first search: at 100,000 accounts that stalls the loop
+        # ~0.3 s, better spent before the relay listens (bench/relay_search.py).
+        self._index.rebuild({h: a.display_name for h, a in self.accounts.items()})
         await self.guardians.load()
         self.restricted = set()
         for handle in self.accounts:
