@@ -178,7 +178,7 @@ async def decide(
                 await social.restrict_by_moderator(subject, note)
     log.info("decision case=%d action=%s held=%d", case.id, action, held)
     if action == "warn":
-        await social.emit(
+        social.emit(
             subject,
             "notice",
             "moderator_warning",
@@ -192,7 +192,7 @@ async def decide(
             notice = Error(code="account_suspended", message="This account is suspended.")
             await connection.close(CLOSE_SUSPENDED, "account_suspended", notice)
     elif action == "reinstate":
-        await social.emit(
+        social.emit(
             subject,
             "system",
             "reinstated",

@@ -249,7 +249,7 @@ class SignalsService:
             notice = result.notice
             # In the chat where it happened: a group's notice goes in the group.
             where = message.conversation if message and group_of(message.conversation) else None
-            social.emit_now(notice.to, "notice", notice.code, notice.text, notice.about, where)
+            social.emit(notice.to, "notice", notice.code, notice.text, notice.about, where)
             log.info("signals notice code=%s", notice.code)
         if result.finding is not None:
             draft = result.finding

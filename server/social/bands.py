@@ -109,14 +109,14 @@ async def announce_band_change(
         words = "end-to-end encrypted" if mode == "e2ee" else "visible to safety checks"
         what = f"This conversation is {words}."
         still_in_contact = True
-    await social.emit(
+    social.emit(
         handle,
         "system",
         "band_changed",
         f"Your age group changed from {previous} to {current}. {what}",
         other,
     )
-    await social.emit(
+    social.emit(
         other,
         "system",
         "band_changed",

@@ -174,13 +174,13 @@ class GuardianService:
                 f"{social.name(inviter)} asks to be your guardian. {said} Only accept if they "
                 "really are your parent or carer; if you're not sure, ask an adult you trust."
             )
-            await social.emit(invitee, "notice", "guardian_invite", text, inviter)
+            social.emit(invitee, "notice", "guardian_invite", text, inviter)
         else:
             said = " ".join(guardian_disclosure(self.rules))
             text = (
                 f"{social.name(inviter)} asks you to be their guardian. As their guardian: {said}"
             )
-            await social.emit(invitee, "system", "guardian_invite", text, inviter)
+            social.emit(invitee, "system", "guardian_invite", text, inviter)
 
     async def accept(self, actor: str, inviter: str) -> Decision:
         social = self._social
@@ -205,7 +205,7 @@ class GuardianService:
     async def _tell_linked(self, guardian: str, ward: str) -> None:
         social = self._social
         talk = self._can_talk(guardian, ward)
-        await social.emit(
+        social.emit(
             ward,
             "system",
             "guardian_linked",
@@ -213,7 +213,7 @@ class GuardianService:
             + " ".join(ward_disclosure(self.rules)),
             guardian,
         )
-        await social.emit(
+        social.emit(
             guardian,
             "system",
             "guardian_linked",
@@ -258,7 +258,7 @@ class GuardianService:
         talk = ""
         if self.rules.lifts_pair_rules and self._can_talk(guardian, ward).startswith("This"):
             talk = " You can't message each other any more under this relay's policy."
-        await social.emit(
+        social.emit(
             ward,
             "system",
             "guardian_unlinked",
@@ -266,7 +266,7 @@ class GuardianService:
             f"see anything about your account any more.{talk}",
             guardian,
         )
-        await social.emit(
+        social.emit(
             guardian,
             "system",
             "guardian_unlinked",
@@ -319,7 +319,7 @@ class GuardianService:
             "It waits for your approval."
         )
         for guardian in guardians:
-            await social.emit(
+            social.emit(
                 guardian,
                 "system",
                 "guardian_approval_request",
@@ -327,7 +327,7 @@ class GuardianService:
                 f"`agechat guardian approve {ward} {adult}` / `guardian decline {ward} {adult}`.",
                 ward,
             )
-        await social.emit(
+        social.emit(
             ward,
             "system",
             "guardian_approval_pending",
@@ -336,7 +336,7 @@ class GuardianService:
             adult,
         )
         if actor == ward:
-            await social.emit(
+            social.emit(
                 adult,
                 "system",
                 "guardian_approval_pending",
@@ -383,7 +383,7 @@ class GuardianService:
                 await social.drop_contact(ward, contact)
         log.info("guardian %s %s contact=%s for ward=%s", guardian, outcome, contact, ward)
         if approve:
-            await social.emit(
+            social.emit(
                 ward,
                 "system",
                 "guardian_approved",
@@ -392,7 +392,7 @@ class GuardianService:
             )
             await social.announce_connected(ward, contact)
         else:
-            await social.emit(
+            social.emit(
                 ward,
                 "system",
                 "guardian_declined",
@@ -409,7 +409,7 @@ class GuardianService:
         row = self._social.contact_row(ward, contact)
         if row is not None and row.state == "awaiting_guardian":
             await self._social.drop_contact(ward, contact)
-            await self._social.emit(
+            self._social.emit(
                 ward,
                 "system",
                 "guardian_approval_cancelled",
@@ -446,8 +446,8 @@ class GuardianService:
         now = social.now()
         for guardian in guardians:
             await self.store.log(guardian, ward, event, other, now)
-            await social.emit(guardian, "system", code, told, ward)
-            await social.emit(
+            social.emit(guardian, "system", code, told, ward)
+            social.emit(
                 ward,
                 "system",
                 "guardian_told",

@@ -203,7 +203,7 @@ class SocialService:
 
     # --- events to people ------------------------------------------------------------------
 
-    async def emit(
+    def emit(
         self,
         recipient: str,
         kind: Kind,
@@ -215,21 +215,9 @@ class SocialService:
         """A durable `system` or `notice` event, delivered in order with the messages: in
         the conversation with ``about``, or in ``conversation`` (a group's).
 
-        Queued, not awaited: the group commit keeps the order, and nobody holds the policy
-        lock across a disk flush.
+        Queued, not awaited (it never suspends): the group commit keeps the order, and
+        nobody holds the policy lock across a disk flush.
         """
-        self.emit_now(recipient, kind, code, text, about, conversation)
-
-    def emit_now(
-        self,
-        recipient: str,
-        kind: Kind,
-        code: str,
-        text: str,
-        about: str,
-        conversation: str | None = None,
-    ) -> None:
-        """``emit`` for callers that must not await (it never suspends)."""
         future = self._committer.submit_message(
             NewMessage(
                 sender=RELAY_HANDLE,
@@ -250,7 +238,7 @@ class SocialService:
     ) -> None:
         code = rules.minor_notice(self.policy, event, self.band_of(minor), self.band_of(other))
         if code is not None:
-            await self.emit(minor, "notice", code, text, other)
+            self.emit(minor, "notice", code, text, other)
 
     def _adult_contact_words(self, adult: str) -> str:
         return (
@@ -399,7 +387,7 @@ class SocialService:
             )
         else:
             as_notice = minor and self.policy.notices.minor_message_request
-            await self.emit(
+            self.emit(
                 target,
                 "notice" if as_notice else "system",
                 "contact_request",
@@ -453,7 +441,7 @@ class SocialService:
         """Both are told they're connected, and a minor gets the new-adult-contact notice."""
         mode = self.mode(actor, requester)
         for me, them in ((requester, actor), (actor, requester)):
-            await self.emit(
+            self.emit(
                 me,
                 "system",
                 "contact_accepted",
@@ -550,7 +538,7 @@ class SocialService:
         first = handle not in self.moderator_restricted
         self.moderator_restricted[handle] = reason
         if first:
-            await self.emit(
+            self.emit(
                 handle,
                 "system",
                 "moderator_restricted",
