@@ -157,7 +157,9 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     social.on_band_changed = groups.bands_changed
     social.on_restricted = safety.on_restricted
     social.on_refusals_to_minors = safety.on_refusals_to_minors
-    pruner = asyncio.create_task(_prune_forever(store, config, social, blobs, quota))
+    pruner = asyncio.create_task(
+        _prune_forever(store, config, social, blobs, quota, app[SIGNALS])
+    )
     watcher = asyncio.create_task(_watch_forever(store, social, safety))
     scrubber = asyncio.create_task(_scrub_forever(store, committer))
     log.info("relay ready relay_id=%s data_dir=%s", relay_id, config.data_dir)
@@ -178,6 +180,7 @@ async def _prune_forever(
     social: SocialService,
     blobs: BlobStore,
     quota: WaitingQuota,
+    signals: SignalsService,
 ) -> None:
     while True:
         try:
@@ -189,6 +192,7 @@ async def _prune_forever(
             # Rate limits look back a day, restriction its window: older events count no more.
             keep = max(1, social.policy.restriction.window_days)
             await social.social.prune_events(now - timedelta(days=keep))
+            signals.forget_idle(now)  # risk states of quiet conversations (on disk already)
         except Exception:
             log.exception("pruning failed")
         await asyncio.sleep(PRUNE_INTERVAL_SECONDS)

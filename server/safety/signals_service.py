@@ -48,6 +48,9 @@ from server.social.store import (
 log = logging.getLogger("agechat.relay.signals")
 
 
+#: How long a quiet conversation's risk state stays in memory.
+IDLE_STATE_KEPT = timedelta(days=1)
+
 #: An event waiting for its conversation's state, with its message (None for pushback).
 _Waiting = tuple[MessageEvent | ContactEvent, StoredMessage | None]
 
@@ -124,6 +127,12 @@ class SignalsService:
         connection can't cut it short), else once the state is read."""
         if self.engine is None or message.kind != "message" or message.seq == 0:
             return
+        try:
+            self._schedule(message)
+        except Exception:  # a signals failure must never cost a message (or its sender)
+            log.exception("grooming-risk signals failed for a message")
+
+    def _schedule(self, message: StoredMessage) -> None:
         found = self._parties(message.sender, message.recipient)
         if found is None:
             return
@@ -148,6 +157,12 @@ class SignalsService:
     def schedule_pushback(self, kind: PushbackKind, actor: str, target: str) -> None:
         """``actor`` declined, blocked or reported ``target``: an event in their
         conversation (it counts when a minor does it to an adult)."""
+        try:
+            self._schedule_pushback(kind, actor, target)
+        except Exception:  # never costs the decline, block or report it follows
+            log.exception("grooming-risk signals failed for a contact event")
+
+    def _schedule_pushback(self, kind: PushbackKind, actor: str, target: str) -> None:
         found = self._parties(actor, target)
         if self.engine is None or found is None:
             return
@@ -190,8 +205,24 @@ class SignalsService:
             self._loading.pop(key, None)
             raise
         waiting = self._loading.pop(key)
+        self._states[key] = state
         for event, message in waiting:  # no await from here: nothing else interleaves
-            state = self._apply(key, state, event, message)
+            try:
+                state = self._apply(key, state, event, message)
+            except Exception:  # the others still count
+                log.exception("grooming-risk signals failed for an event")
+
+    def forget_idle(self, now: datetime) -> int:
+        """Drop the states of conversations quiet for a day (their last state went to disk
+        with the commit after it, and is read again if they speak): memory stays bounded
+        by the conversations active lately. Returns how many were dropped."""
+        before = now - IDLE_STATE_KEPT
+        idle = [
+            k for k, st in self._states.items() if st.last_at is None or st.last_at < before
+        ]
+        for key in idle:
+            del self._states[key]
+        return len(idle)
 
     def _start(self, work: Callable[[], Awaitable[None]]) -> None:
         task = asyncio.create_task(self._guarded(work))

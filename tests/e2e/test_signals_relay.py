@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
@@ -237,3 +237,45 @@ async def test_in_a_group_each_adult_minor_pair_is_scored_and_the_notice_lands_i
         with sqlite3.connect(relay.config.database_path) as db:
             keys = [k for (k,) in db.execute("SELECT conversation FROM conversation_risk")]
         assert f"grp:{view.id}:{low}:{high}" in keys
+
+
+async def test_a_signals_failure_costs_no_message_and_no_later_answer(relay, tmp_path, caplog):
+    """Scoring runs as the sender gets `accepted`: if it fails, it is logged, and the
+    sender's later sends are still answered and delivered."""
+    teen = await make_profile(tmp_path, relay.url, "eva", TEEN)
+    adult = await make_profile(tmp_path, relay.url, "hal", ADULT)
+    signals = relay.app[SIGNALS]
+    assert signals.engine is not None
+
+    def broken(state, event):
+        raise RuntimeError("a broken rule")
+
+    original, signals.engine.evaluate = signals.engine.evaluate, broken
+    try:
+        async with open_clients(teen, adult) as (t, h):
+            await connect(t, h)
+            for line in ("one", "two", "three"):
+                await send_and_wait(h, "eva", line)
+            got = [e.message.body for e in await drain(t) if e.message.kind == "message"]
+            assert got == ["one", "two", "three"]
+    finally:
+        signals.engine.evaluate = original
+    assert "grooming-risk signals failed" in caplog.text
+
+
+async def test_a_quiet_conversations_state_leaves_memory_and_comes_back_from_disk(
+    relay, tmp_path
+):
+    teen = await make_profile(tmp_path, relay.url, "ora", TEEN)
+    adult = await make_profile(tmp_path, relay.url, "ian", ADULT)
+    signals = relay.app[SIGNALS]
+    async with open_clients(teen, adult) as (t, i):
+        await connect(t, i)
+        await send_and_wait(i, "ora", "let's keep this between us")
+        await signals.drain()
+        before = risk_state(relay, "ian", "ora")
+        assert signals.forget_idle(datetime.now(UTC) + timedelta(days=2)) >= 1
+        await send_and_wait(i, "ora", "don't tell your parents")
+        await signals.drain()
+        after = risk_state(relay, "ian", "ora")
+        assert after["messages"] == before["messages"] + 1  # carried on from the disk's state
