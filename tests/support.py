@@ -179,6 +179,14 @@ async def drain(client: RelayClient, timeout: float = 0.5) -> list[MessageReceiv
     return got
 
 
+async def connect(a: RelayClient, b: RelayClient, quiet: float = 0.5) -> None:
+    """Make ``a`` and ``b`` contacts (a asks, b accepts) and swallow the system lines."""
+    await a.contact_request(b.handle)
+    await b.respond(a.handle, accept=True)
+    await drain(a, quiet)
+    await drain(b, quiet)
+
+
 @asynccontextmanager
 async def open_client(
     profile: Profile, *, reconnect: bool = True, utc_offset: timedelta | None = None

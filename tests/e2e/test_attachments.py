@@ -33,6 +33,7 @@ from tests.server.raw import connect as raw_connect
 from tests.support import (
     Relay,
     RelayProcess,
+    connect,
     drain,
     make_profile,
     open_client,
@@ -56,12 +57,6 @@ def canary_file(folder: Path, size: int, name: str = "notes.bin") -> tuple[Path,
     path = folder / name
     path.write_bytes(data)
     return path, marker
-
-
-async def connect(a, b) -> None:
-    await a.contact_request(b.handle)
-    await b.respond(a.handle, accept=True)
-    await drain(a), await drain(b)
 
 
 def received(events) -> list:

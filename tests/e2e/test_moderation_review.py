@@ -19,6 +19,7 @@ from server.admin.roles import change_role
 from server.app_keys import SAFETY
 from tests.support import (
     Relay,
+    connect,
     drain,
     make_profile,
     open_client,
@@ -56,12 +57,6 @@ async def world(tmp_path_factory):
 async def people(world, *spec: tuple[str, object]):
     relay, base, _ = world
     return [await make_profile(base, relay.url, h, born) for h, born in spec]
-
-
-async def connect(a, b) -> None:
-    await a.contact_request(b.handle)
-    await b.respond(a.handle, accept=True)
-    await drain(a), await drain(b)
 
 
 def rows(relay: Relay, sql: str, params: tuple = ()) -> list[tuple]:
