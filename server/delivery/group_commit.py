@@ -123,7 +123,9 @@ class GroupCommitter:
             for barrier in barriers:
                 if not barrier.done():
                     barrier.set_result(None)
-            if self._closing and not (self._messages or self._acks or self._writes):
+            if self._closing and not (
+                self._messages or self._acks or self._writes or self._barriers
+            ):
                 return
 
     async def _flush(
