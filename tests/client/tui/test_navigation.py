@@ -54,7 +54,10 @@ async def test_shift_tab_from_the_input_goes_to_the_list_and_never_to_decline(re
         await c.contact_request("ana")  # a new request waits while Ana is writing to Ben
         await settle(pilot, lambda: any(x.is_request for x in main._conversations))
         main.query_one("#compose", Input).focus()
+        # The new request re-renders the list: let that and the focus land before the key.
+        await settle(pilot, lambda: isinstance(app.focused, Input))
         await pilot.press("shift+tab")
+        await settle(pilot, lambda: isinstance(app.focused, ConversationList))
         assert isinstance(app.focused, ConversationList)
         # With Cal's request open, Tab and Shift+Tab go round without landing on its
         # buttons: Ctrl+Y and Ctrl+N (shown in the footer) or a click do that.
