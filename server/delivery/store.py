@@ -712,7 +712,9 @@ class SqliteStore:
             # Without retention of visible text or a preservation in force (the usual
             # case), every acknowledged body goes: the plain statement, not the one that
             # looks for a preservation once per ack.
-            keeps = keep_visible or db.execute(_PRESERVING_SQL, (now,)).fetchone() is not None
+            keeps = bool(acks) and (
+                keep_visible or db.execute(_PRESERVING_SQL, (now,)).fetchone() is not None
+            )
             attached = self._attached
             plain = []
             for a in acks:
