@@ -18,11 +18,12 @@ import contextlib
 import logging
 from collections import deque
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from protocol.codec import encode_frame_bytes
 from protocol.frames import Delivered, Frame, Synced
 from server.config import utc_now
+from server.delivery.frame_writer import FrameWriter, _FlowControl
 from server.delivery.records import AckRecord, StoredMessage
 from server.delivery.store import Store
 
@@ -45,11 +46,14 @@ class Connection:
         ws: web.WebSocketResponse,
         store: Store,
         franking_secret: bytes,
-        transport: asyncio.BaseTransport | None = None,
+        transport: asyncio.Transport | None,
+        flow_control: _FlowControl,
     ) -> None:
         self.handle = handle
         self.ws = ws
         self._transport = transport
+        # None when the peer was gone before login finished: there is nobody to write to.
+        self._writer = None if transport is None else FrameWriter(ws, transport, flow_control)
         self._store = store
         self._franking_secret = franking_secret  # tags e2ee deliveries (PROTOCOL.md §6.4)
         # Made when something is pushed, dropped when the delivery loop has sent it all.
@@ -61,17 +65,24 @@ class Connection:
         self._task: asyncio.Task[None] | None = None  # the delivery loop, while it has work
 
     async def send(self, frame: Frame) -> None:
-        """Send one frame; silently skipped when the socket is already closing."""
-        if self.ws.closed:
+        """Send one frame; silently skipped when the socket is already closing.
+
+        The frame goes out with the others of this turn of the loop (`FrameWriter`); the
+        await is only flow control, when much is waiting or the peer reads slowly.
+        """
+        writer = self._writer
+        if writer is None or self.ws.closed:
             return
-        # No lock: aiohttp writes an uncompressed frame to the transport whole, before any
-        # await, so frames from this connection's tasks never interleave; the await is only
-        # its flow control. The peer may have gone away: the handler task cleans up.
-        # Not contextlib.suppress: three frames per message, and it costs a context each.
-        try:  # noqa: SIM105
-            await self.ws.send_frame(encode_frame_bytes(frame), WSMsgType.TEXT)
-        except (ConnectionResetError, RuntimeError):
-            pass
+        writer.write(encode_frame_bytes(frame))
+        if writer.must_flush:
+            # The peer may have gone away meanwhile: the handler task cleans up.
+            with contextlib.suppress(ConnectionResetError, RuntimeError):
+                await writer.drain()
+
+    def flush(self) -> None:
+        """Write what waits now: before the socket is closed, so it goes first."""
+        if self._writer is not None:
+            self._writer.flush()
 
     async def close(self, code: int, reason: str, notice: Frame | None = None) -> None:
         """Say why (if the peer still reads) and close; cut the transport if that stalls.
@@ -83,6 +94,7 @@ class Connection:
             async with asyncio.timeout(CLOSE_TIMEOUT_SECONDS):
                 if notice is not None:
                     await self.send(notice)
+                self.flush()
                 await self.ws.close(code=code, message=reason.encode(), drain=False)
         except TimeoutError:
             if self._transport is not None:
@@ -94,6 +106,12 @@ class Connection:
         Once the in-memory queue overflows, it is dropped and everything from the last
         message delivered in order is re-read from the store, so nothing is skipped.
         """
+        writer = self._writer_in_place()
+        if writer is not None:
+            if message.seq > self._last_seq:
+                writer.write(encode_frame_bytes(message.to_deliver(self._franking_secret)))
+                self._last_seq = message.seq
+            return
         if self._resync:
             pass  # the store will supply it
         elif self._live is None:
@@ -107,11 +125,32 @@ class Connection:
 
     def push_receipt(self, ack: AckRecord) -> None:
         """The recipient of one of this account's messages acknowledged it."""
+        writer = self._writer_in_place()
+        if writer is not None:
+            receipt = Delivered(id=ack.msg_id, to=ack.recipient, delivered_at=utc_now())
+            writer.write(encode_frame_bytes(receipt))
+            return
         if self._receipts is None:
             self._receipts = deque()
         if len(self._receipts) < LIVE_QUEUE_LIMIT * 16:  # receipts are best effort
             self._receipts.append(ack)
             self._wake()
+
+    def _writer_in_place(self) -> FrameWriter | None:
+        """The writer, if a pushed frame can be written now without the delivery loop: only
+        when the loop has nothing queued before it (it isn't running) and the peer keeps up.
+        That is the common case, and it saves a task per message; otherwise the loop keeps
+        the order."""
+        writer = self._writer
+        if (
+            writer is None
+            or self._task is not None
+            or not self._delivering
+            or writer.must_flush
+            or self.ws.closed
+        ):
+            return None
+        return writer
 
     def start_delivery(self) -> None:
         """The backlog from the store, `synced`, then whatever was pushed meanwhile."""
@@ -168,6 +207,7 @@ class Connection:
             raise
         except Exception:
             log.exception("delivery to %s failed; closing its connection", self.handle)
+            self.flush()
             await self.ws.close()
         finally:
             self._task = None

@@ -110,6 +110,7 @@ class _Session:
         self.ws = ws
         self.peer = request.remote or "?"
         self.transport = request.transport
+        self.flow_control = request.protocol
         self.nonce = secrets.token_bytes(NONCE_BYTES)
         self.connection: Connection | None = None
         self._accept_queue: asyncio.Queue[_Answer] | None = None
@@ -192,7 +193,12 @@ class _Session:
             await self.ws.close(code=CLOSE_SUSPENDED, message=b"account_suspended")
             return
         connection = Connection(
-            frame.handle, self.ws, self.app[STORE], self.app[FRANKING_SECRET], self.transport
+            frame.handle,
+            self.ws,
+            self.app[STORE],
+            self.app[FRANKING_SECRET],
+            self.transport,
+            self.flow_control,
         )
         previous = self.app[HUB].attach(connection)
         self.connection = connection
@@ -650,6 +656,7 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
             request.app[HUB].detach(session.connection)
             await session.connection.stop_delivery()
             log.info("closed handle=%s", session.connection.handle)
+            session.connection.flush()
         if not ws.closed:
             await ws.close(code=WSCloseCode.GOING_AWAY)
     return ws
