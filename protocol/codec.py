@@ -74,18 +74,24 @@ class _FrameDecoder(Generic[T]):
             size = len(data)
         if size > self._max_bytes:
             raise FrameError("frame_too_large", f"{size} bytes, limit {self._max_bytes}")
-        too_large = FrameError("frame_too_large", f"{size} bytes, limit {self._default_limit}")
         try:
             frame = self._decoder.decode(data)
         except msgspec.ValidationError as exc:
             raise (
-                too_large if size > self._default_limit else self._classify(data, str(exc))
+                self._too_large(size)
+                if size > self._default_limit
+                else self._classify(data, str(exc))
             ) from None
         except UNPARSABLE:
-            raise too_large if size > self._default_limit else FrameError("invalid_json") from None
+            raise (
+                self._too_large(size) if size > self._default_limit else FrameError("invalid_json")
+            ) from None
         if size > self._frame_limit(frame):
             raise FrameError("frame_too_large", f"{size} bytes, limit {self._frame_limit(frame)}")
         return frame
+
+    def _too_large(self, size: int) -> FrameError:
+        return FrameError("frame_too_large", f"{size} bytes, limit {self._default_limit}")
 
     def _frame_limit(self, frame: object) -> int:
         return self._limits.get(type(frame), self._default_limit)

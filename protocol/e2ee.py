@@ -119,8 +119,16 @@ def is_opaque_blob(body: str) -> bool:
     return False
 
 
+#: The first two base64 characters of every envelope: they encode the version byte and the
+#: top four bits of the kind byte (0 or 1, so always zero). A body that starts otherwise
+#: can't be an envelope, and most visible text is turned away by this alone, cheaply.
+_ENVELOPE_PREFIX: Final = base64.b64encode(bytes((ENVELOPE_VERSION, 0, 0))).decode()[:2]
+
+
 def is_envelope(body: str) -> bool:
     """Does ``body`` have the shape of an e2ee envelope? (The relay's mode check.)"""
+    if not body.startswith(_ENVELOPE_PREFIX):
+        return False
     try:
         decode_body(body)
     except CryptoError:

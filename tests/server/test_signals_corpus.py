@@ -5,10 +5,13 @@ targets on it (bench/signals_eval.py prints the full table)."""
 from __future__ import annotations
 
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server.policy.loader import load_policy
 from server.safety.signals.evaluation import (
@@ -111,18 +114,82 @@ def test_metrics():
     assert median([None, 3, 1, None]) == 2 and median([None]) is None
 
 
-def test_the_ascii_patterns_match_exactly_what_the_rules_patterns_match(corpus):
-    """The faster case-sensitive copies of the patterns (for ASCII text) must find what the
-    IGNORECASE originals find, on every corpus line and on some near misses."""
+def test_the_plain_patterns_match_exactly_what_the_rules_patterns_match(corpus):
+    """The faster case-sensitive copies of the patterns (for `plain` text: ASCII, or
+    without an ASCII look-alike) must find what the IGNORECASE originals find, on every
+    corpus line and on some near misses."""
+    from server.safety.signals.rules import plain
+
     rules = load_rules(load_policy("default").signals.rules)
     texts = [t for c in corpus for _who, _when, t in c.spec.messages]
     texts += ["", "ok", "S3CR3T!!!", "Don't TELL your MUM", "meet me after SCHOOL", "ᴋeep it"]
+    texts += ["¿dónde vives? 🙂 how old are you", "what school do you go to, café 😂"]
     for text in texts:
         for form in rules.normalizer.forms(text):
             for rule in rules.content:
-                for slow, fast in zip(rule.patterns, rule.ascii_patterns, strict=True):
-                    if form.isascii():
+                for slow, fast in zip(rule.patterns, rule.plain_patterns, strict=True):
+                    if plain(form):
                         assert bool(slow.search(form)) == bool(fast.search(form)), (rule.id, form)
+
+
+def test_the_ascii_look_alikes_are_what_re_says_they_are():
+    """`plain` relies on knowing every non-ASCII character IGNORECASE matches to an ASCII
+    letter: worked out again here from `re` itself, over all of Unicode."""
+    from server.safety.signals.rules import _ASCII_LOOKALIKES
+
+    letter = re.compile("[a-z]", re.IGNORECASE)
+    found = {c for c in map(chr, range(0x80, sys.maxunicode + 1)) if letter.fullmatch(c)}
+    assert found == _ASCII_LOOKALIKES
+
+
+def test_needles_are_what_every_match_contains():
+    from server.safety.signals.rules import _needles
+
+    def needles(source: str) -> tuple[tuple[str, ...], ...] | None:
+        return _needles(re.compile(source))
+
+    # Which sets come out depends on how `re` parses (it factors out common prefixes); what
+    # must hold is that each is required, and that the obvious ones are found.
+    assert ("how old ",) in needles(r"\bhow old (are you|you are)\b")
+    assert (" me",) in needles(r"\b(send|show) me")
+    assert needles(r"(x|)yz") == (("yz",),)  # a branch that can be empty requires nothing
+    assert ("go",) in needles(r"(?:go)+ away")
+    assert needles(r"(?:go)* away") == ((" away",),)
+    assert needles(r"[abc]\d+") is None
+    assert needles(r"(?i:secret) chat") == ((" chat",),)  # a scoped flag: not read
+    assert _needles(re.compile("secret", re.IGNORECASE)) is None
+    assert needles("(?i)secret") is None
+
+
+_PIECES = "how old are you me send show pic photo a bc d e x yz y w ab cd ef g meet see park"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(
+        [
+            r"\bhow old (are you|you are)\b",
+            r"(a|bc)+d?e",
+            r"x(?:yz|y)*w",
+            r"(ab|cd)(ef|g)",
+            r"\b(meet|see) (me|you)\b.{0,5}\bpark\b",
+            r"(x|)yz",
+            r"a[bc]d",
+            r"(send|show) me( \w+){0,3} (pic|photo)",
+        ]
+    ),
+    # Pieces of those patterns, so that many texts do match.
+    st.lists(
+        st.sampled_from([*_PIECES.split(" "), " ", " ", "."]),
+        max_size=14,
+    ).map("".join),
+)
+def test_a_text_without_a_needle_never_matches(source: str, text: str) -> None:
+    from server.safety.signals.rules import _has_needles, _needles
+
+    pattern = re.compile(source)
+    if pattern.search(text):
+        assert _has_needles(text, _needles(pattern)), (source, text)
 
 
 def test_a_pattern_that_could_match_differently_keeps_ignorecase():
@@ -153,5 +220,8 @@ def test_content_matches_finds_what_the_plain_rules_find(corpus):
     texts = [t for c in corpus for _who, _when, t in c.spec.messages]
     texts += ["", "ok", "S3CR3T!!!", "Don't TELL your MUM", "meet me after SCHOOL", "ᴋeep it"]
     texts += ["xsecret", "secretly", "a photo of you", "aphoto of you", "send me a pic"]
+    # Not ASCII: plain ones (accents, emoji) and ones with an ASCII look-alike (ſ, K, ı).
+    texts += ["¿dónde vives? 🙂 how old are you", "seſret between us", "\u212aeep it secret"]
+    texts += ["how old are you ı", "what school do you go to, café 😂", "send me a pıc"]
     for text in texts:
         assert [(r.id, n) for r, n in rules.content_matches(text)] == plainly(text), text

@@ -11,6 +11,8 @@ breaks a rule's own examples stops the relay at start instead of silently missin
 from __future__ import annotations
 
 import re
+import re._constants as sre_constants
+import re._parser as sre_parser
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -166,9 +168,21 @@ _LETTER_ESCAPE = re.compile(r"\\[xuUN0-9]")
 _ANY_ESCAPE = re.compile(r"\\.")
 
 
+#: The characters outside ASCII that IGNORECASE matches to an ASCII letter, as `re` does
+#: it (İ ı ſ K; tests/server/test_signals_corpus.py works them out again from `re` itself).
+_ASCII_LOOKALIKES = frozenset("\u0130\u0131\u017f\u212a")
+
+
+def plain(form: str) -> bool:
+    """Is ``form`` (case-folded) matched by ``_case_free`` copies exactly as by the
+    originals? ASCII text is, and so is any text without an ASCII look-alike: accents,
+    other scripts and emoji have no case relation to an ASCII letter."""
+    return form.isascii() or _ASCII_LOOKALIKES.isdisjoint(form)
+
+
 def _case_free(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
-    """``pattern`` without IGNORECASE, if that matches exactly the same in case-folded ASCII
-    text: every letter it names is a lower-case ASCII one (IGNORECASE lets a few non-ASCII
+    """``pattern`` without IGNORECASE, if that matches exactly the same in case-folded
+    `plain` text: every letter it names is a lower-case ASCII one (IGNORECASE lets a few non-ASCII
     letters, such as the Kelvin sign, match ASCII ones, and upper-case letters match lower
     case), and no escape spells a letter."""
     source = pattern.pattern
@@ -190,6 +204,71 @@ def _without_leading_boundary(pattern: re.Pattern[str]) -> re.Pattern[str] | Non
         return None
 
 
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, sre_constants.POSSESSIVE_REPEAT)
+
+
+def _needles(pattern: re.Pattern[str]) -> tuple[tuple[str, ...], ...] | None:
+    """Sets of strings such that every match of ``pattern`` contains one string of each set,
+    or None: read from the pattern's parse tree (the standard library's own parser), for a
+    pattern that is case sensitive. ``needle in text`` is a necessary condition far cheaper
+    than a search, and most text a rule reads lacks one of them."""
+    if pattern.flags & re.IGNORECASE:
+        return None
+    try:
+        tree = sre_parser.parse(pattern.pattern, pattern.flags)
+    except (re.error, RecursionError, ValueError):
+        return None
+    if tree.state.flags & re.IGNORECASE:  # an inline (?i) at the start
+        return None
+    found = _requirements(tree)
+    found.sort(key=_selectivity, reverse=True)  # the likeliest to rule a text out first
+    return tuple(found[:_MAX_NEEDLE_SETS]) or None
+
+
+#: Needle sets kept per pattern: past a few, another `in` costs more than it saves.
+_MAX_NEEDLE_SETS = 3
+
+
+def _selectivity(needles: tuple[str, ...]) -> int:
+    return min(len(n) for n in needles)
+
+
+def _requirements(items: sre_parser.SubPattern | list) -> list[tuple[str, ...]]:
+    """For a sequence of parse-tree nodes (in order), sets of strings any match contains
+    one of each: each run of literal characters, and for a group, a branch or a repeat
+    of at least once, the best set of what it requires (for a branch, the union over its
+    branches of what each requires)."""
+    candidates: list[tuple[str, ...]] = []
+    run: list[str] = []
+    for op, av in items:
+        if op is sre_constants.LITERAL:
+            run.append(chr(av))
+            continue
+        if run:  # anything else ends the run of literals, zero-width nodes (\b) too
+            candidates.append(("".join(run),))
+            run = []
+        found: tuple[str, ...] | None = None
+        if op is sre_constants.SUBPATTERN:
+            _group, add_flags, del_flags, sub = av
+            if not add_flags and not del_flags:  # (?i:…) and the like: not read
+                found = _best(_requirements(sub))
+        elif op is sre_constants.BRANCH:
+            branches = [_best(_requirements(b)) for b in av[1]]
+            if all(branches):
+                found = tuple(n for b in branches for n in b)  # type: ignore[union-attr]
+        elif op in _REPEATS and av[0] >= 1:  # repeated at least once: required once
+            found = _best(_requirements(av[2]))
+        if found:
+            candidates.append(found)
+    if run:
+        candidates.append(("".join(run),))
+    return candidates
+
+
+def _best(candidates: list[tuple[str, ...]]) -> tuple[str, ...] | None:
+    return max(candidates, key=_selectivity, default=None)
+
+
 _SQUEEZE = re.compile(r"([^\W\d_])\1{2,}")
 _TOKEN = re.compile(r"[^\W_]+")
 _SPACE = re.compile(r"\s+")
@@ -202,6 +281,14 @@ class Normalizer:
     leet: dict[str, str]
     words: dict[str, str]
     squeeze: bool
+    #: A look-alike character touching a letter (made once, from ``leet``).
+    _leet: re.Pattern[str] | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        if self.leet:
+            chars = "".join(re.escape(c) for c in self.leet)
+            leet = re.compile(rf"(?<=[^\W\d_])[{chars}]|[{chars}](?=[^\W\d_])")
+            object.__setattr__(self, "_leet", leet)
 
     @classmethod
     def of(cls, spec: NormalizeSpec) -> Normalizer:
@@ -221,9 +308,8 @@ class Normalizer:
         """The basic form with look-alike characters read as letters, long runs of a letter
         shortened and text-speak words spelt out."""
         text = basic
-        if self.leet:
-            chars = "".join(re.escape(c) for c in self.leet)
-            leet = re.compile(rf"(?<=[^\W\d_])[{chars}]|[{chars}](?=[^\W\d_])")
+        leet = self._leet
+        if leet is not None:
             # Twice: "h00k" needs its second 0 read once the first has become a letter.
             for _ in range(2):
                 text = leet.sub(lambda m: self.leet[m.group()], text)
@@ -237,6 +323,19 @@ class Normalizer:
         basic = self.basic(text)
         full = self.full(basic)
         return (basic,) if full == basic else (basic, full)
+
+
+def _has_needles(form: str, wanted: tuple[tuple[str, ...], ...] | None) -> bool:
+    """Does ``form`` contain a string of each set (or are there no sets)?"""
+    if wanted is None:
+        return True
+    for needles in wanted:
+        for needle in needles:
+            if needle in form:
+                break
+        else:
+            return False
+    return True
 
 
 # --- compiled rules -------------------------------------------------------------------------
@@ -253,35 +352,53 @@ class ContentRule:
     notice: str
     patterns: tuple[re.Pattern[str], ...]
     unless: tuple[re.Pattern[str], ...]
-    #: The patterns for ASCII text: each compiled without IGNORECASE where that can't change
-    #: what it matches there (forms are case-folded), which is faster; else the pattern.
-    ascii_patterns: tuple[re.Pattern[str], ...] = field(init=False, default=())
-    #: For each pattern (and each ASCII one), the same without its leading ``\b``, or None:
+    #: The patterns for `plain` text: each compiled without IGNORECASE where that can't
+    #: change what it matches there (forms are case-folded), which is faster; else the pattern.
+    plain_patterns: tuple[re.Pattern[str], ...] = field(init=False, default=())
+    #: For each pattern (and each plain one), the same without its leading ``\b``, or None:
     #: a necessary condition (dropping an assertion only allows more) that `re` checks about
     #: twice as fast, because a pattern that starts with literals skips ahead by them.
     quick: tuple[re.Pattern[str] | None, ...] = field(init=False, default=())
-    ascii_quick: tuple[re.Pattern[str] | None, ...] = field(init=False, default=())
+    plain_quick: tuple[re.Pattern[str] | None, ...] = field(init=False, default=())
+    #: For each plain pattern, sets of strings of which any match contains one of each set
+    #: (``_needles``), or None: looked for with ``in`` before any search.
+    plain_needles: tuple[tuple[tuple[str, ...], ...] | None, ...] = field(init=False, default=())
+    #: The strings of each plain pattern's first needle set: a plain form that contains
+    #: none of them matches no pattern. None if a pattern has no needles.
+    plain_any: tuple[str, ...] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         fast = tuple(_case_free(p) or p for p in self.patterns)
-        object.__setattr__(self, "ascii_patterns", fast)
+        object.__setattr__(self, "plain_patterns", fast)
+        needles = tuple(_needles(p) for p in fast)
+        object.__setattr__(self, "plain_needles", needles)
+        if all(needles):
+            union = tuple(dict.fromkeys(n for sets in needles for n in sets[0]))  # type: ignore[index]
+            object.__setattr__(self, "plain_any", union)
         object.__setattr__(
             self, "quick", tuple(_without_leading_boundary(p) for p in self.patterns)
         )
-        object.__setattr__(self, "ascii_quick", tuple(_without_leading_boundary(p) for p in fast))
+        object.__setattr__(self, "plain_quick", tuple(_without_leading_boundary(p) for p in fast))
 
     def match(self, forms: Sequence[str]) -> int | None:
         """The number (from 1) of the first pattern that matches any form, or None; None as
         well when an ``unless`` pattern matches."""
         # Plain loops: this runs for every rule on every adult-to-minor visible message.
+        union = self.plain_any
+        if union is not None and not any(
+            not plain(f) or any(map(f.__contains__, union)) for f in forms
+        ):
+            return None  # no form contains a string every match of some pattern needs
         per_form = [
-            (f, self.ascii_patterns, self.ascii_quick)
-            if f.isascii()
-            else (f, self.patterns, self.quick)
+            (f, self.plain_patterns, self.plain_quick, self.plain_needles)
+            if plain(f)
+            else (f, self.patterns, self.quick, None)
             for f in forms
         ]
         for index in range(len(self.patterns)):
-            for form, patterns, quick in per_form:
+            for form, patterns, quick, needles in per_form:
+                if needles is not None and not _has_needles(form, needles[index]):
+                    continue  # the pattern can't match this form
                 first = quick[index]
                 if first is not None and first.search(form) is None:
                     continue
