@@ -45,6 +45,12 @@ class FrameError(Exception):
         return f"{base} ({self.detail})" if self.detail else base
 
 
+def utf8_size(text: str) -> int:
+    """Bytes of ``text`` in UTF-8, without encoding it when it is ASCII (most text; CPython
+    knows that of a string without looking at it)."""
+    return len(text) if text.isascii() else len(text.encode())
+
+
 class _FrameDecoder(Generic[T]):
     def __init__(
         self,

@@ -51,6 +51,10 @@ class Screened:
     unscannable: bool = False
 
 
+#: The answer for a message without an attachment (most): nothing to screen, hold or claim.
+NOTHING_ATTACHED = Screened()
+
+
 def _slots_for(app: web.Application) -> asyncio.Semaphore:
     key = id(app)
     if key not in _slots:
@@ -61,7 +65,7 @@ def _slots_for(app: web.Application) -> asyncio.Semaphore:
 async def screen(app: web.Application, sender: str, frame: Send) -> Screened:
     ref = frame.attachment
     if ref is msgspec.UNSET:
-        return Screened()
+        return NOTHING_ATTACHED
     # A resend of a message already stored gets the first answer, whatever became of its
     # blob since (delivered and deleted, or dropped by a block).
     stored = await app[STORE].find_message(sender, frame.id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
+from protocol.codec import utf8_size
 from protocol.policy import Limits
 from server.delivery.records import AckRecord, StoredMessage
 from server.delivery.store import SqliteStore
@@ -21,8 +22,9 @@ class WaitingQuota:
         #: recipient → [messages, bytes]; (sender, recipient) → [messages, bytes]
         self._to: dict[str, list[int]] = defaultdict(lambda: [0, 0])
         self._pair: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
-        #: (sender, msg id) → (recipient, bytes) of each message waiting
-        self._waiting: dict[tuple[str, str], tuple[str, int]] = {}
+        #: (sender, msg id) → (bytes, its recipient's counts, its pair's counts) of each
+        #: message waiting
+        self._waiting: dict[tuple[str, str], tuple[int, list[int], list[int]]] = {}
 
     async def load(self, store: SqliteStore) -> None:
         """Recount from the store (at start, and from time to time)."""
@@ -53,22 +55,27 @@ class WaitingQuota:
     def stored(self, messages: Iterable[StoredMessage]) -> None:
         for m in messages:
             if m.kind == "message":
-                self._add(m.sender, m.msg_id, m.recipient, len((m.body or "").encode()))
+                self._add(m.sender, m.msg_id, m.recipient, utf8_size(m.body or ""))
 
     def acked(self, acks: Iterable[AckRecord]) -> None:
+        waiting = self._waiting
         for ack in acks:
-            found = self._waiting.pop((ack.sender, ack.msg_id), None)
-            if found is None:
-                continue
-            recipient, size = found
-            for counts in (self._to[recipient], self._pair[(ack.sender, recipient)]):
-                counts[0] -= 1
-                counts[1] -= size
+            found = waiting.pop((ack.sender, ack.msg_id), None)
+            if found is not None:
+                size, to, pair = found
+                to[0] -= 1
+                to[1] -= size
+                pair[0] -= 1
+                pair[1] -= size
 
     def _add(self, sender: str, msg_id: str, recipient: str, size: int) -> None:
-        if (sender, msg_id) in self._waiting:
+        key = (sender, msg_id)
+        if key in self._waiting:
             return
-        self._waiting[(sender, msg_id)] = (recipient, size)
-        for counts in (self._to[recipient], self._pair[(sender, recipient)]):
-            counts[0] += 1
-            counts[1] += size
+        to, pair = self._to[recipient], self._pair[(sender, recipient)]
+        # The counts themselves, not their keys: an ack needs no lookup but its own.
+        self._waiting[key] = (size, to, pair)
+        to[0] += 1
+        to[1] += size
+        pair[0] += 1
+        pair[1] += size

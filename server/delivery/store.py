@@ -22,6 +22,7 @@ import aiosqlite
 import msgspec
 
 from protocol.attachments import AttachmentRef
+from protocol.codec import utf8_size
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
 SCHEMA_VERSION = 8
@@ -699,7 +700,7 @@ class SqliteStore:
                             m.code,
                             int(m.request),
                             m.commitment,
-                            len(m.body.encode())
+                            utf8_size(m.body)
                             + (m.attachment.size if m.attachment is not None else 0),
                             None
                             if m.attachment is None

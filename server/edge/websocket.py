@@ -18,7 +18,7 @@ import msgspec
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from protocol import identity
-from protocol.codec import FrameError, decode_client_frame, encode_frame
+from protocol.codec import FrameError, decode_client_frame, encode_frame, utf8_size
 from protocol.codec import encode as encode_json
 from protocol.e2ee import is_envelope, is_opaque_blob
 from protocol.errors import wire_message
@@ -72,7 +72,7 @@ from server.app_keys import (
     SOCIAL,
     STORE,
 )
-from server.attachments.sending import claim, hold, screen
+from server.attachments.sending import NOTHING_ATTACHED, claim, hold, screen
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
 from server.edge.groups import GroupHandlers, answer_group_send
@@ -229,13 +229,16 @@ class _Session:
             return
         # An attachment is screened before the policy decides: known material is held
         # whoever the recipient is and whatever the policy would have said.
-        screened = await screen(self.app, sender, frame)
+        # (Most messages have no attachment: no await for one.)
+        attached = frame.attachment is not msgspec.UNSET
+        screened = await screen(self.app, sender, frame) if attached else NOTHING_ATTACHED
         if screened.refusal is not None:
             await self.refuse(screened.refusal, screened.detail, ref=frame.id)
             return
         decision = await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)
-        await hold(self.app, sender, frame.to, screened)  # after: its answer is unchanged
+        if attached:
+            await hold(self.app, sender, frame.to, screened)  # after: its answer is unchanged
         if decision.outcome == "refuse":
             if decision.reason == "mode_mismatch":
                 detail = f"this conversation is {social.mode(sender, frame.to)}"
@@ -249,12 +252,11 @@ class _Session:
             # (POLICY.md "Block", MODERATION.md "Hash matching").
             await self._answer_as_stored(frame, sender, conversation)
             return
-        if (
-            full := self.app[QUOTA].refusal(sender, frame.to, len(frame.body.encode()))
-        ) is not None:
+        size = utf8_size(frame.body)
+        if (full := self.app[QUOTA].refusal(sender, frame.to, size)) is not None:
             await self.refuse(full, ref=frame.id)  # before anything is claimed or stored
             return
-        if (taken := await claim(self.app, sender, screened)) is not None:
+        if attached and (taken := await claim(self.app, sender, screened)) is not None:
             await self.refuse(taken, ref=frame.id)
             return
         message = NewMessage(
