@@ -53,7 +53,11 @@ class Connection:
         self.ws = ws
         self._transport = transport
         # None when the peer was gone before login finished: there is nobody to write to.
-        self._writer = None if transport is None else FrameWriter(ws, transport, flow_control)
+        self._writer = (
+            None
+            if transport is None
+            else FrameWriter(ws, transport, flow_control, asyncio.get_running_loop())
+        )
         self._store = store
         self._franking_secret = franking_secret  # tags e2ee deliveries (PROTOCOL.md §6.4)
         # Made when something is pushed, dropped when the delivery loop has sent it all.

@@ -60,9 +60,18 @@ class FrameWriter:
     waits is dropped: nothing is sent after a close frame. Whoever closes the socket calls
     `flush` first, so what was written before the close goes out before it."""
 
-    __slots__ = ("_parts", "_protocol", "_size", "_transport", "_ws")
+    __slots__ = ("_loop", "_parts", "_protocol", "_size", "_transport", "_ws")
 
-    def __init__(self, ws: _Socket, transport: asyncio.Transport, protocol: _FlowControl) -> None:
+    def __init__(
+        self,
+        ws: _Socket,
+        transport: asyncio.Transport,
+        protocol: _FlowControl,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        # The loop is given, not asked for per frame: on Python 3.11 each
+        # `asyncio.get_running_loop()` is a getpid() system call.
+        self._loop = loop
         self._ws = ws
         self._transport = transport
         self._protocol = protocol
@@ -75,7 +84,7 @@ class FrameWriter:
         if parts is None:
             self._parts = [frame_header(len(payload)), payload]
             self._size = len(payload)
-            asyncio.get_running_loop().call_soon(self.flush)
+            self._loop.call_soon(self.flush)
         else:
             parts += (frame_header(len(payload)), payload)
             self._size += len(payload)

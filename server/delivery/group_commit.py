@@ -49,6 +49,9 @@ class GroupCommitter:
         self._barriers: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Asked for once: on Python 3.11 each `asyncio.get_running_loop()` costs a getpid()
+        # system call (a fork check), and this was one per message (bench/RESULTS.md).
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._closing = False
         self.batches = 0
         self.written = 0
@@ -56,7 +59,13 @@ class GroupCommitter:
         self.acked = 0
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="group-commit")
+        self._loop = asyncio.get_running_loop()
+        self._task = self._loop.create_task(self._run(), name="group-commit")
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
 
     async def stop(self) -> None:
         """Flush what is queued, then stop."""
@@ -97,7 +106,7 @@ class GroupCommitter:
         failed): for readers of the tables written behind (tests, admin reads)."""
         if self._task is None or self._task.done():
             return  # not running: nothing is queued that will ever be written
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[None] = self._running_loop().create_future()
         self._barriers.append(future)
         self._wake.set()
         await future
@@ -105,7 +114,7 @@ class GroupCommitter:
     def _enqueue(self, queue: list, item: object) -> asyncio.Future[Any]:
         if self._closing:
             raise RuntimeError("the relay is shutting down")
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._running_loop().create_future()
         queue.append((item, future))
         self._wake.set()
         return future

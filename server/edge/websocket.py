@@ -75,6 +75,7 @@ from server.app_keys import (
 from server.attachments.sending import NOTHING_ATTACHED, claim, hold, screen
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, NewMessage, StoredMessage
+from server.edge.answer_queue import AnswerQueue
 from server.edge.groups import GroupHandlers, answer_group_send
 from server.edge.guardians import GuardianHandlers
 from server.edge.moderation import ModerationHandlers
@@ -113,7 +114,7 @@ class _Session:
         self.flow_control = request.protocol
         self.nonce = secrets.token_bytes(NONCE_BYTES)
         self.connection: Connection | None = None
-        self._accept_queue: asyncio.Queue[_Answer] | None = None
+        self._accept_queue: AnswerQueue[_Answer] | None = None
         self.accept_task: asyncio.Task[None] | None = None
         # The groups, guardians and moderation handlers of this connection, each made when
         # its first frame comes (most connections never send one).
@@ -125,15 +126,16 @@ class _Session:
         return self.connection.handle
 
     @property
-    def _accepts(self) -> asyncio.Queue[_Answer]:
+    def _accepts(self) -> AnswerQueue[_Answer]:
         """Sends are pipelined: the read loop queues them for the group commit and reads on;
         this queue answers `accepted` in order as their commits finish (``answer_accepts``).
         Its bound is the back-pressure: a client with this many sends in flight is not read
         further. Made, with its task, on the connection's first send: an idle one has neither.
         """
         if self._accept_queue is None:
-            self._accept_queue = asyncio.Queue(maxsize=MAX_SENDS_IN_FLIGHT)
-            self.accept_task = asyncio.create_task(self.answer_accepts())
+            loop = asyncio.get_running_loop()
+            self._accept_queue = AnswerQueue(loop, MAX_SENDS_IN_FLIGHT)
+            self.accept_task = loop.create_task(self.answer_accepts())
         return self._accept_queue
 
     def feature(self, kind: type[_F]) -> _F:

@@ -41,7 +41,12 @@ async def _server(
         await ws.prepare(request)
         assert request.transport is not None
         counting = _CountingTransport(request.transport)
-        writer = FrameWriter(ws, counting, request.protocol)  # type: ignore[arg-type]
+        writer = FrameWriter(
+            ws,
+            counting,  # type: ignore[arg-type]
+            request.protocol,
+            asyncio.get_running_loop(),
+        )
         await on_socket(ws, writer, counting)
         async for _ in ws:
             pass
