@@ -338,6 +338,14 @@ def _has_needles(form: str, wanted: tuple[tuple[str, ...], ...] | None) -> bool:
     return True
 
 
+def _lacks_all(forms: Sequence[str], union: tuple[str, ...]) -> bool:
+    """Is every form `plain` and without any string of ``union``?"""
+    for form in forms:  # noqa: SIM110 - a loop, not a generator: it runs per rule per text
+        if not plain(form) or any(map(form.__contains__, union)):
+            return False
+    return True
+
+
 # --- compiled rules -------------------------------------------------------------------------
 
 
@@ -385,9 +393,7 @@ class ContentRule:
         well when an ``unless`` pattern matches."""
         # Plain loops: this runs for every rule on every adult-to-minor visible message.
         union = self.plain_any
-        if union is not None and not any(
-            not plain(f) or any(map(f.__contains__, union)) for f in forms
-        ):
+        if union is not None and _lacks_all(forms, union):
             return None  # no form contains a string every match of some pattern needs
         per_form = [
             (f, self.plain_patterns, self.plain_quick, self.plain_needles)
