@@ -4,6 +4,7 @@ targets on it (bench/signals_eval.py prints the full table)."""
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections import Counter
@@ -130,6 +131,41 @@ def test_the_plain_patterns_match_exactly_what_the_rules_patterns_match(corpus):
                 for slow, fast in zip(rule.patterns, rule.plain_patterns, strict=True):
                     if plain(form):
                         assert bool(slow.search(form)) == bool(fast.search(form)), (rule.id, form)
+
+
+def _full_as_written(normalizer, basic: str) -> str:
+    """The normaliser's full form as docs/SIGNALS.md describes it, step by step."""
+    text = basic
+    chars = "".join(re.escape(c) for c in normalizer.leet)
+    leet = re.compile(rf"(?<=[^\W\d_])[{chars}]|[{chars}](?=[^\W\d_])")
+    for _ in range(2):
+        text = leet.sub(lambda m: normalizer.leet[m.group()], text)
+    text = re.sub(r"([^\W\d_])\1{2,}", r"\1\1", text)
+    return re.sub(r"[^\W_]+", lambda m: normalizer.words.get(m.group(), m.group()), text)
+
+
+@functools.cache
+def _default_normalizer():
+    return load_rules(load_policy("default").signals.rules).normalizer
+
+
+_SPEAK = "u ur r n im pls plz bc 2 4 0 1 3 5 @ $ h00k s3cret soooo gr8 you are x_u u_x é ü 😂"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([*_SPEAK.split(" "), " ", " ", ".", "'", "-"]), max_size=16))
+def test_the_full_form_is_what_the_steps_as_written_give(pieces: list[str]) -> None:
+    normalizer = _default_normalizer()
+    basic = normalizer.basic("".join(pieces))
+    assert normalizer.full(basic) == _full_as_written(normalizer, basic)
+
+
+def test_the_full_form_of_every_corpus_line_is_what_the_steps_give(corpus):
+    normalizer = load_rules(load_policy("default").signals.rules).normalizer
+    for c in corpus:
+        for _who, _when, text in c.spec.messages:
+            basic = normalizer.basic(text)
+            assert normalizer.full(basic) == _full_as_written(normalizer, basic), text
 
 
 def test_the_ascii_look_alikes_are_what_re_says_they_are():

@@ -222,6 +222,8 @@ def _provided(
     providers: Sequence[SignalProvider], event: Event, text: str | None, settings: Signals
 ) -> tuple[list[_Hit], bool]:
     """The providers' signals, and whether any of them was given text."""
+    if not providers:
+        return [], False
     allowed = text is not None
     blind = replace(event, text=None) if isinstance(event, MessageEvent) else event
     hits: list[_Hit] = []

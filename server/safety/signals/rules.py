@@ -281,14 +281,26 @@ class Normalizer:
     leet: dict[str, str]
     words: dict[str, str]
     squeeze: bool
-    #: A look-alike character touching a letter (made once, from ``leet``).
+    #: Made once, from ``leet`` and ``words``: a look-alike character touching a letter; any
+    #: look-alike character (most text has none, and then there is nothing to replace); a
+    #: whole token that is a key of ``words`` (what `_TOKEN` would find and look up, but
+    #: without calling back for every other token).
     _leet: re.Pattern[str] | None = field(init=False, default=None)
+    _leet_any: re.Pattern[str] | None = field(init=False, default=None)
+    _words: re.Pattern[str] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         if self.leet:
             chars = "".join(re.escape(c) for c in self.leet)
             leet = re.compile(rf"(?<=[^\W\d_])[{chars}]|[{chars}](?=[^\W\d_])")
             object.__setattr__(self, "_leet", leet)
+            object.__setattr__(self, "_leet_any", re.compile(f"[{chars}]"))
+        # A key that isn't one whole token could never equal a token: left out.
+        keys = sorted((k for k in self.words if _TOKEN.fullmatch(k)), key=len, reverse=True)
+        if keys:
+            alternatives = "|".join(re.escape(k) for k in keys)
+            words = re.compile(rf"(?<![^\W_])(?:{alternatives})(?![^\W_])")
+            object.__setattr__(self, "_words", words)
 
     @classmethod
     def of(cls, spec: NormalizeSpec) -> Normalizer:
@@ -308,15 +320,18 @@ class Normalizer:
         """The basic form with look-alike characters read as letters, long runs of a letter
         shortened and text-speak words spelt out."""
         text = basic
-        leet = self._leet
-        if leet is not None:
-            # Twice: "h00k" needs its second 0 read once the first has become a letter.
+        leet, leet_any = self._leet, self._leet_any
+        if leet is not None and leet_any is not None and leet_any.search(text) is not None:
+            # Twice: "h00k" needs its second 0 read once the first has become a letter (a
+            # pass that replaced nothing would leave the next one nothing to do either).
             for _ in range(2):
-                text = leet.sub(lambda m: self.leet[m.group()], text)
+                text, replaced = leet.subn(lambda m: self.leet[m.group()], text)
+                if not replaced:
+                    break
         if self.squeeze:
             text = _SQUEEZE.sub(r"\1\1", text)
-        if self.words:
-            text = _TOKEN.sub(lambda m: self.words.get(m.group(), m.group()), text)
+        if self._words is not None:
+            text = self._words.sub(lambda m: self.words[m.group()], text)
         return text
 
     def forms(self, text: str) -> tuple[str, ...]:
