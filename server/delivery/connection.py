@@ -17,12 +17,12 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from datetime import datetime
 
 from aiohttp import web
 
 from protocol.codec import encode_frame_bytes
 from protocol.frames import Delivered, Frame, Synced
-from server.config import utc_now
 from server.delivery.frame_writer import FrameWriter, _FlowControl
 from server.delivery.records import AckRecord, StoredMessage
 from server.delivery.store import Store
@@ -62,7 +62,7 @@ class Connection:
         self._franking_secret = franking_secret  # tags e2ee deliveries (PROTOCOL.md §6.4)
         # Made when something is pushed, dropped when the delivery loop has sent it all.
         self._live: deque[StoredMessage] | None = None
-        self._receipts: deque[AckRecord] | None = None
+        self._receipts: deque[tuple[AckRecord, datetime]] | None = None
         self._resync = False
         self._last_seq = 0
         self._delivering = False  # from start_delivery to stop_delivery
@@ -127,17 +127,17 @@ class Connection:
             self._live.append(message)
         self._wake()
 
-    def push_receipt(self, ack: AckRecord) -> None:
+    def push_receipt(self, ack: AckRecord, delivered_at: datetime) -> None:
         """The recipient of one of this account's messages acknowledged it."""
         writer = self._writer_in_place()
         if writer is not None:
-            receipt = Delivered(id=ack.msg_id, to=ack.recipient, delivered_at=utc_now())
+            receipt = Delivered(id=ack.msg_id, to=ack.recipient, delivered_at=delivered_at)
             writer.write(encode_frame_bytes(receipt))
             return
         if self._receipts is None:
             self._receipts = deque()
         if len(self._receipts) < LIVE_QUEUE_LIMIT * 16:  # receipts are best effort
-            self._receipts.append(ack)
+            self._receipts.append((ack, delivered_at))
             self._wake()
 
     def _writer_in_place(self) -> FrameWriter | None:
@@ -197,9 +197,9 @@ class Connection:
                     self._live = self._receipts = None
                     return  # all sent: the next push starts the loop again
                 while self._receipts:
-                    ack = self._receipts.popleft()
+                    ack, delivered_at = self._receipts.popleft()
                     await self.send(
-                        Delivered(id=ack.msg_id, to=ack.recipient, delivered_at=utc_now())
+                        Delivered(id=ack.msg_id, to=ack.recipient, delivered_at=delivered_at)
                     )
                 while self._live and not self._resync:
                     message = self._live.popleft()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from server.config import utc_now
 from server.delivery.connection import Connection
 from server.delivery.records import AckRecord, StoredMessage
 
@@ -29,10 +30,11 @@ class Hub:
 
     def delivered(self, acks: list[AckRecord]) -> None:
         """Delivery receipts to senders who are connected now (best effort)."""
+        now = utc_now()  # one moment for the batch: its acks were committed together
         for ack in acks:
             connection = self._connections.get(ack.sender)
             if connection is not None:
-                connection.push_receipt(ack)
+                connection.push_receipt(ack, now)
 
     def deliver(self, stored: list[StoredMessage]) -> None:
         for message in stored:

@@ -250,7 +250,8 @@ class SignalsService:
         social = self._social
         if a not in social.accounts or b not in social.accounts:
             return None
-        band_a, band_b = social.band_of(a), social.band_of(b)
+        today = social.today()
+        band_a, band_b = social.band_of(a, today), social.band_of(b, today)
         a_minor = rules.is_minor(band_a)
         if a_minor == rules.is_minor(band_b):
             return None

@@ -153,9 +153,12 @@ class SocialService:
     def today(self) -> date:
         return self._clock().date()
 
-    def band_of(self, handle: str) -> Band:
+    def band_of(self, handle: str, today: date | None = None) -> Band:
+        """``today``: the clock's date, when the caller has it (one reading of the clock for
+        both parties of a message)."""
         # Several times per message: each birth date's band is worked out once a day.
-        today = self._clock().date()
+        if today is None:
+            today = self._clock().date()
         if today != self._bands_day:
             self._bands_day, self._bands = today, {}
         born = self.accounts[handle].birthdate
@@ -175,7 +178,8 @@ class SocialService:
         return "declined" if row.requester == actor else "declined_by_actor"
 
     def quick_facts(self, actor: str, target: str) -> Facts:
-        actor_band, target_band = self.band_of(actor), self.band_of(target)
+        today = self._clock().date()
+        actor_band, target_band = self.band_of(actor, today), self.band_of(target, today)
         return Facts(
             actor=actor_band,
             target=target_band,
