@@ -92,7 +92,7 @@ class _FrameDecoder(Generic[T]):
             raise (
                 self._too_large(size) if size > self._default_limit else FrameError("invalid_json")
             ) from None
-        if size > self._frame_limit(frame):
+        if size > self._smallest and size > self._frame_limit(frame):
             raise FrameError("frame_too_large", f"{size} bytes, limit {self._frame_limit(frame)}")
         return frame
 

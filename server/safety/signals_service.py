@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 from protocol import policy as rules
@@ -133,7 +133,7 @@ class SignalsService:
             log.exception("grooming-risk signals failed for a message")
 
     def _schedule(self, message: StoredMessage) -> None:
-        found = self._parties(message.sender, message.recipient)
+        found = self._parties(message.sender, message.recipient, message.sent_at.date())
         if found is None:
             return
         sender, recipient, adult = found
@@ -243,14 +243,18 @@ class SignalsService:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._committer.barrier()
 
-    def _parties(self, a: str, b: str) -> tuple[Party, Party, str] | None:
+    def _parties(
+        self, a: str, b: str, today: date | None = None
+    ) -> tuple[Party, Party, str] | None:
         """Both parties and the adult, for an adult–minor pair; None otherwise (and for an
         account the relay doesn't know, deleted since). Only an adult–minor pair can bring
-        a notice or a finding, so only those are scored (docs/SIGNALS.md)."""
+        a notice or a finding, so only those are scored (docs/SIGNALS.md). Bands as of
+        ``today`` (a message's: the day it was sent), else the clock's date."""
         social = self._social
         if a not in social.accounts or b not in social.accounts:
             return None
-        today = social.today()
+        if today is None:
+            today = social.today()
         band_a, band_b = social.band_of(a, today), social.band_of(b, today)
         a_minor = rules.is_minor(band_a)
         if a_minor == rules.is_minor(band_b):
