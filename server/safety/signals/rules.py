@@ -14,7 +14,7 @@ import re
 import re._constants as sre_constants
 import re._parser as sre_parser
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Literal
 
@@ -353,14 +353,6 @@ def _has_needles(form: str, wanted: tuple[tuple[str, ...], ...] | None) -> bool:
     return True
 
 
-def _lacks_all(forms: Sequence[str], union: tuple[str, ...]) -> bool:
-    """Is every form `plain` and without any string of ``union``?"""
-    for form in forms:  # noqa: SIM110 - a loop, not a generator: it runs per rule per text
-        if not plain(form) or any(map(form.__contains__, union)):
-            return False
-    return True
-
-
 # --- compiled rules -------------------------------------------------------------------------
 
 
@@ -386,9 +378,10 @@ class ContentRule:
     #: For each plain pattern, sets of strings of which any match contains one of each set
     #: (``_needles``), or None: looked for with ``in`` before any search.
     plain_needles: tuple[tuple[tuple[str, ...], ...] | None, ...] = field(init=False, default=())
-    #: The strings of each plain pattern's first needle set: a plain form that contains
-    #: none of them matches no pattern. None if a pattern has no needles.
-    plain_any: tuple[str, ...] | None = field(init=False, default=None)
+    #: Each string of the plain patterns' first needle sets, with the patterns (their
+    #: indexes) whose first set holds it: only a pattern one of whose strings a plain form
+    #: contains can match it. None if a pattern has no needles.
+    plain_by_needle: dict[str, tuple[int, ...]] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         fast = tuple(_case_free(p) or p for p in self.patterns)
@@ -396,8 +389,12 @@ class ContentRule:
         needles = tuple(_needles(p) for p in fast)
         object.__setattr__(self, "plain_needles", needles)
         if all(needles):
-            union = tuple(dict.fromkeys(n for sets in needles for n in sets[0]))  # type: ignore[index]
-            object.__setattr__(self, "plain_any", union)
+            by_needle: dict[str, list[int]] = {}
+            for index, sets in enumerate(needles):
+                for needle in sets[0]:  # type: ignore[index]
+                    by_needle.setdefault(needle, []).append(index)
+            indexes = {needle: tuple(found) for needle, found in by_needle.items()}
+            object.__setattr__(self, "plain_by_needle", indexes)
         object.__setattr__(
             self, "quick", tuple(_without_leading_boundary(p) for p in self.patterns)
         )
@@ -407,16 +404,23 @@ class ContentRule:
         """The number (from 1) of the first pattern that matches any form, or None; None as
         well when an ``unless`` pattern matches."""
         # Plain loops: this runs for every rule on every adult-to-minor visible message.
-        union = self.plain_any
-        if union is not None and _lacks_all(forms, union):
-            return None  # no form contains a string every match of some pattern needs
+        indexes: Iterable[int] = range(len(self.patterns))
+        by_needle = self.plain_by_needle
+        if by_needle is not None and all(plain(f) for f in forms):
+            candidates: set[int] = set()
+            for form in forms:
+                for needle in filter(form.__contains__, by_needle):
+                    candidates.update(by_needle[needle])
+            if not candidates:
+                return None  # no form holds a string any pattern's matches all contain
+            indexes = sorted(candidates)  # still the first pattern that matches, by number
         per_form = [
             (f, self.plain_patterns, self.plain_quick, self.plain_needles)
             if plain(f)
             else (f, self.patterns, self.quick, None)
             for f in forms
         ]
-        for index in range(len(self.patterns)):
+        for index in indexes:
             for form, patterns, quick, needles in per_form:
                 if needles is not None and not _has_needles(form, needles[index]):
                     continue  # the pattern can't match this form
