@@ -74,12 +74,22 @@ class Connection:
         The frame goes out with the others of this turn of the loop (`FrameWriter`); the
         await is only flow control, when much is waiting or the peer reads slowly.
         """
+        if self.write(frame):
+            await self.drain()  # the peer may have gone away: the handler task cleans up
+
+    def write(self, frame: Frame) -> bool:
+        """`send` without a coroutine, for the per-message answers: True when the caller
+        must `await drain()` before writing more (much is waiting, or the peer reads
+        slowly)."""
         writer = self._writer
         if writer is None or self.ws.closed:
-            return
+            return False
         writer.write(encode_frame_bytes(frame))
-        if writer.must_flush:
-            # The peer may have gone away meanwhile: the handler task cleans up.
+        return writer.must_flush
+
+    async def drain(self) -> None:
+        writer = self._writer
+        if writer is not None:
             with contextlib.suppress(ConnectionResetError, RuntimeError):
                 await writer.drain()
 

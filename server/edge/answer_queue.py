@@ -28,6 +28,17 @@ class AnswerQueue(Generic[T]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def put_nowait(self, item: T) -> bool:
+        """Add ``item`` unless the queue is full (then False: `put` waits for room). The
+        common case, without a coroutine."""
+        if len(self._items) >= self._maxsize or self._putters:
+            return False
+        self._items.append(item)
+        getter = self._getter
+        if getter is not None and not getter.done():
+            getter.set_result(None)
+        return True
+
     async def put(self, item: T) -> None:
         """Add ``item``, waiting first while the queue is full."""
         while len(self._items) >= self._maxsize:
@@ -46,6 +57,14 @@ class AnswerQueue(Generic[T]):
         getter = self._getter
         if getter is not None and not getter.done():
             getter.set_result(None)
+
+    def get_nowait(self) -> T | None:
+        """The oldest item, or None if there is none (items are never None here)."""
+        if not self._items:
+            return None
+        item = self._items.popleft()
+        self._wake_putter()
+        return item
 
     async def get(self) -> T:
         """The oldest item, waiting for one if there is none (one reader at a time)."""

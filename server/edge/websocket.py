@@ -226,7 +226,10 @@ class _Session:
         if (problem := _shape_problem(frame)) is not None:
             await self.refuse("mode_mismatch", problem, ref=frame.id)
             return
-        if (problem := await self.target_error(frame.to, counted=True)) is not None:
+        # (Awaited only for an unknown handle or oneself: otherwise there is no problem.)
+        if (frame.to not in social.accounts or frame.to == sender) and (
+            problem := await self.target_error(frame.to, counted=True)
+        ) is not None:
             await self.refuse(problem, ref=frame.id)
             return
         # An attachment is screened before the policy decides: known material is held
@@ -237,7 +240,9 @@ class _Session:
         if screened.refusal is not None:
             await self.refuse(screened.refusal, screened.detail, ref=frame.id)
             return
-        decision = await social.decide_message(sender, frame.to, frame.mode)
+        decision = social.decide_message_now(
+            sender, frame.to, frame.mode
+        ) or await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)
         if attached:
             await hold(self.app, sender, frame.to, screened)  # after: its answer is unchanged
@@ -278,7 +283,9 @@ class _Session:
         except RuntimeError:  # shutting down
             await self.refuse("internal_error", ref=frame.id)
             return
-        await self._accepts.put((frame, future))
+        accepts = self._accepts
+        if not accepts.put_nowait((frame, future)):
+            await accepts.put((frame, future))
 
     async def _answer_as_stored(self, frame: Send, sender: str, conversation: str) -> None:
         """The answer a stored message gets, for one that is not stored at all."""
@@ -301,8 +308,10 @@ class _Session:
 
     async def answer_accepts(self) -> None:
         """Answer each queued `send` once its commit finishes, in the order they came."""
+        accepts = self._accepts
         while True:
-            frame, future = await self._accepts.get()
+            answer = accepts.get_nowait()
+            frame, future = answer if answer is not None else await accepts.get()
             assert self.connection is not None
             if isinstance(frame, GroupSend):
                 await answer_group_send(self, frame, future)
@@ -322,14 +331,14 @@ class _Session:
                 await self.refuse("duplicate_id_conflict", ref=frame.id)
                 continue
             log.debug("message stored from=%s to=%s id=%s", sender, frame.to, frame.id)
-            await self.send(
-                Accepted(
-                    id=frame.id,
-                    conversation=stored.conversation,
-                    sent_at=stored.sent_at,
-                    request=stored.request,
-                )
+            accepted = Accepted(
+                id=frame.id,
+                conversation=stored.conversation,
+                sent_at=stored.sent_at,
+                request=stored.request,
             )
+            if self.connection.write(accepted):
+                await self.connection.drain()
             if fresh:  # scored once, after the sender has its answer
                 self.app[SIGNALS].schedule(stored)
 

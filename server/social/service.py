@@ -255,6 +255,18 @@ class SocialService:
 
     # --- messages --------------------------------------------------------------------------
 
+    def decide_message_now(self, sender: str, recipient: str, mode: str) -> Decision | None:
+        """`decide_message`'s common case, without a coroutine: the decision for a pair
+        that are contacts or have a request pending, when it isn't a refusal (a refusal
+        may be counted). None: ask `decide_message`."""
+        quick = self.quick_facts(sender, recipient)
+        if rules.is_stranger(quick.relationship):
+            return None
+        decision = rules.may_message(self.policy, quick)
+        if decision.outcome == "refuse":
+            return None
+        return self._with_mode(decision, quick, mode)
+
     async def decide_message(self, sender: str, recipient: str, mode: str) -> Decision:
         """May ``sender`` message ``recipient`` now, with a payload in ``mode``?
 
