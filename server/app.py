@@ -153,6 +153,7 @@ async def _storage(app: web.Application) -> AsyncIterator[None]:
     app[GROUPS] = groups
     await safety.load()  # before the social graph: moderator restrictions count from the start
     await social.load()
+    await app[SIGNALS].load()
     await groups.load()
     social.on_band_changed = groups.bands_changed
     social.on_restricted = safety.on_restricted

@@ -73,6 +73,10 @@ class SignalsService:
         self._states: dict[str, ConversationRisk] = {}
         #: Events waiting for their conversation's state to be read, in order.
         self._loading: dict[str, list[_Waiting]] = {}
+        #: The conversations with a state on disk (from `load`, kept as states are written):
+        #: any other has never been scored and starts fresh, with no read to wait for.
+        #: None until `load`: then every state not in memory is read.
+        self._on_disk: set[str] | None = None
         self._social = social
         self._safety = safety
         self._clock = clock
@@ -85,6 +89,11 @@ class SignalsService:
         self.engine = (
             SignalEngine(load_rules(settings.rules), settings) if settings.enabled else None
         )
+
+    async def load(self) -> None:
+        """Learn which conversations have a stored state (at start)."""
+        async with self._store.reader.execute("SELECT conversation FROM conversation_risk") as cur:
+            self._on_disk = {str(row[0]) for row in await cur.fetchall()}
 
     def _facts(self, a: str, b: str, adult: str, now: datetime) -> ContactFacts:
         """From memory: the contact row and the adult's recent outreach and pushback."""
@@ -187,6 +196,8 @@ class SignalsService:
             waiting.append((event, message))
             return
         state = self._states.get(key)
+        if state is None and self._on_disk is not None and key not in self._on_disk:
+            state = ConversationRisk()  # never scored: nothing stored to read
         if state is not None:
             self._apply(key, state, event, message)
             return
@@ -275,6 +286,8 @@ class SignalsService:
         social = self._social
         result = self.engine.evaluate(state, event)
         self._states[conversation] = result.state
+        if self._on_disk is not None:
+            self._on_disk.add(conversation)  # with the write below
         self._committer.submit_write(
             "INSERT INTO conversation_risk (conversation, state, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (conversation) DO UPDATE SET state = excluded.state, "

@@ -279,3 +279,35 @@ async def test_a_quiet_conversations_state_leaves_memory_and_comes_back_from_dis
         await signals.drain()
         after = risk_state(relay, "ian", "ora")
         assert after["messages"] == before["messages"] + 1  # carried on from the disk's state
+
+
+async def test_after_a_restart_a_conversation_carries_on_and_a_new_one_starts_fresh(tmp_path):
+    """States are read from disk only for conversations that have one (the relay learns
+    which at start); a conversation never scored starts fresh without a read."""
+    data = tmp_path / "relay"
+    first = await Relay(data).start()
+    try:
+        teen = await make_profile(tmp_path, first.url, "ora", TEEN)
+        adult = await make_profile(tmp_path, first.url, "ian", ADULT)
+        other = await make_profile(tmp_path, first.url, "noa", years_ago(15))
+        async with open_clients(teen, adult, other) as (t, i, n):
+            await connect(t, i)
+            await connect(n, i)
+            await send_and_wait(i, "ora", "let's keep this between us")
+            await first.app[SIGNALS].drain()
+    finally:
+        await first.stop()
+    before = risk_state(first, "ian", "ora")
+    second = await Relay(data, port=first.port).start()
+    try:
+        signals = second.app[SIGNALS]
+        assert signals._on_disk == {"dm:ian:ora"}
+        async with open_clients(teen, adult, other) as (t, i, n):
+            await send_and_wait(i, "ora", "don't tell your parents")
+            await send_and_wait(i, "noa", "see you at practice")
+            await signals.drain()
+        after = risk_state(second, "ian", "ora")
+        assert after["messages"] == before["messages"] + 1  # carried on from the disk
+        assert risk_state(second, "ian", "noa")["messages"] == 1  # a new one, from nothing
+    finally:
+        await second.stop()
