@@ -308,7 +308,7 @@ class _Session:
 
     async def answer_accepts(self) -> None:
         """Answer each queued `send` once its commit finishes, in the order they came."""
-        accepts = self._accepts
+        accepts, signals = self._accepts, self.app[SIGNALS]
         while True:
             answer = accepts.get_nowait()
             frame, future = answer if answer is not None else await accepts.get()
@@ -340,7 +340,7 @@ class _Session:
             if self.connection.write(accepted):
                 await self.connection.drain()
             if fresh:  # scored once, after the sender has its answer
-                self.app[SIGNALS].schedule(stored)
+                signals.schedule(stored)
 
     async def _on_ack(self, frame: Ack) -> None:
         assert self.connection is not None
