@@ -168,7 +168,9 @@ async def test_a_relay_claiming_an_adult_is_a_minor_cannot_turn_encryption_off(
         social = relay.app[SOCIAL]
         real_band_of = social.band_of
         monkeypatch.setattr(
-            social, "band_of", lambda h: "teen_16_17" if h == "bob" else real_band_of(h)
+            social,
+            "band_of",
+            lambda h, *today: "teen_16_17" if h == "bob" else real_band_of(h, *today),
         )
         # The relay refuses alice's encrypted message (mode_mismatch); her client asks
         # again, gets "visible", checks bob's own signed declaration (adult) and refuses.
