@@ -20,7 +20,12 @@ change of the presets changes what it expects, not what it silently tolerates.
 The baseline is a bare aiohttp forwarder (uvloop, msgspec; no auth, no storage, no policy):
 it parses only what routing needs (`to`, `id`, and the refs of an `ack`), forwards the
 body as raw JSON, answers `accepted` and turns each `ack` into a `delivered` receipt. It gets
-the same message load (every send is delivered when the recipient exists).
+the same message load (every send is delivered when the recipient exists). It writes each
+frame as it comes (aiohttp's `send_str`): the issue's targets are set against it. The relay
+joins the frames a connection is sent in one turn of the event loop into one write
+(server/delivery/frame_writer.py), so the same forwarder is measured a second time with that
+same writer (`bare-coalescing`): the ratio against it, printed before the target lines, is
+the like-for-like cost of the relay's features.
 
 Every frame the scenario does not expect — an `error`, an event, a receipt for nothing, a
 frame type it doesn't know, a closed connection — stops the run with that frame, and so does
@@ -114,6 +119,12 @@ from protocol.identity import auth_message, declaration_message, dh_key_for  # n
 from protocol.registration import AgeDeclaration, RegisterRequest  # noqa: E402
 
 POLICIES = ("open", "default")  # `default` last: its ratio is the last line
+#: The servers measured: the baseline the issue's targets are set against (each frame
+#: written as it comes, as aiohttp's `send_str` does), the same baseline with the relay's
+#: own write coalescing (like for like with the relay's I/O: reported, not the target's),
+#: and the relay.
+BARE, BARE_COALESCING, AGECHAT = "bare", "bare-coalescing", "agechat"
+KINDS = (BARE, BARE_COALESCING, AGECHAT)
 BAND_SHARES = (("adult", 0.6), ("teen_16_17", 0.2), ("teen_13_15", 0.2))
 AGE_OF = {"adult": 30, "teen_16_17": 17, "teen_13_15": 14}
 PREFIX = {"adult": "a", "teen_16_17": "s", "teen_13_15": "t"}
@@ -452,13 +463,19 @@ class _BareDeliver(msgspec.Struct, tag_field="type", tag="deliver", kw_only=True
     commitment: str | None = None
 
 
-def serve_bare(port: int) -> None:
+def serve_bare(port: int, coalesce: bool = False) -> None:
+    """The baseline. ``coalesce``: the frames of one turn of the loop go out in one write,
+    through the relay's own `FrameWriter` (as the relay's do): the like-for-like baseline
+    for the relay's I/O, reported beside the one the issue's target is set against."""
     import uvloop
     from aiohttp import WSMsgType, web
+
+    from server.delivery.frame_writer import FrameWriter
 
     decoder = msgspec.json.Decoder(_BareAuth | _BareSend | _BareAck)
     encoder = msgspec.json.Encoder()
     sockets: dict[str, web.WebSocketResponse] = {}
+    writers: dict[int, FrameWriter] = {}  # by id(socket), when coalescing
 
     def now() -> str:
         return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -466,6 +483,11 @@ def serve_bare(port: int) -> None:
     async def handler(request: web.Request) -> web.WebSocketResponse:
         ws = web.WebSocketResponse(heartbeat=30.0)
         await ws.prepare(request)
+        if coalesce:
+            assert request.transport is not None
+            writers[id(ws)] = FrameWriter(
+                ws, request.transport, request.protocol, asyncio.get_running_loop()
+            )
         await ws.send_str(
             f'{{"type":"challenge","nonce":"{base64.b64encode(bytes(32)).decode()}",'
             f'"relay_id":"bare","server_time":"{now()}"}}'
@@ -491,19 +513,30 @@ def serve_bare(port: int) -> None:
                         sent_at=sent_at,
                         commitment=frame.commitment,
                     )
-                    await peer.send_str(encoder.encode(deliver).decode())
-                await ws.send_str(
+                    if coalesce:
+                        writers[id(peer)].write(encoder.encode(deliver))
+                    else:
+                        await peer.send_str(encoder.encode(deliver).decode())
+                accepted = (
                     f'{{"type":"accepted","id":"{frame.id}","conversation":"{conv}",'
                     f'"sent_at":"{sent_at}","request":false}}'
                 )
+                if coalesce:
+                    writers[id(ws)].write(accepted.encode())
+                else:
+                    await ws.send_str(accepted)
             elif isinstance(frame, _BareAck) and handle:
                 for ref in frame.refs:
                     sender = sockets.get(ref.sender)
                     if sender is not None:
-                        await sender.send_str(
+                        receipt = (
                             f'{{"type":"delivered","id":"{ref.id}","to":"{handle}",'
                             f'"delivered_at":"{now()}"}}'
                         )
+                        if coalesce:
+                            writers[id(sender)].write(receipt.encode())
+                        else:
+                            await sender.send_str(receipt)
             elif isinstance(frame, _BareAuth):
                 handle = frame.handle
                 sockets[handle] = ws
@@ -511,6 +544,7 @@ def serve_bare(port: int) -> None:
                 await ws.send_str('{"type":"synced"}')
         if handle:
             sockets.pop(handle, None)
+        writers.pop(id(ws), None)
         return ws
 
     app = web.Application()
@@ -1350,8 +1384,10 @@ def measure(
 ) -> Result:
     port = free_port()
     with tempfile.TemporaryDirectory() as data_dir:
-        if server_kind == "bare":
+        if server_kind in (BARE, BARE_COALESCING):
             cmd = [sys.executable, __file__, "--serve-bare", str(port)]
+            if server_kind == BARE_COALESCING:
+                cmd.append("--coalesce")
         else:
             relay = ["server", "--data-dir", data_dir, "--port", str(port)]
             relay += ["--policy", scenario.policy_name]
@@ -1502,10 +1538,11 @@ def run_rounds(args: Any) -> None:
     results: dict[tuple[str, str], list[Result]] = collections.defaultdict(list)
     for round_no in range(1, args.rounds + 1):
         for policy in POLICIES:
-            for kind in ("bare", "agechat"):
-                r = measure(kind, scenarios[(policy, kind)], bodies, args)
+            for kind in KINDS:
+                scenario = scenarios[(policy, AGECHAT if kind == AGECHAT else BARE)]
+                r = measure(kind, scenario, bodies, args)
                 results[(policy, kind)].append(r)
-                print(f"  round {round_no} {policy:7s} {kind:7s} {line(r)}", flush=True)
+                print(f"  round {round_no} {policy:7s} {kind:15s} {line(r)}", flush=True)
     print(f"\nmedians over {args.rounds} rounds:")
     med = statistics.median
     sustained, seen = {}, {}
@@ -1513,7 +1550,7 @@ def run_rounds(args: Any) -> None:
         sustained[(policy, kind)] = med(r.sustained for r in rs)
         seen[(policy, kind)] = med(r.rate for r in rs)
         print(
-            f"  {policy:7s} {kind:7s} {seen[(policy, kind)]:7.0f} msg/s, sustained "
+            f"  {policy:7s} {kind:15s} {seen[(policy, kind)]:7.0f} msg/s, sustained "
             f"{sustained[(policy, kind)]:7.0f}  deliver p50 "
             f"{med(Result.percentile(r.deliver_ms, 0.5) for r in rs):6.1f} ms p99 "
             f"{med(Result.percentile(r.deliver_ms, 0.99) for r in rs):6.1f} ms  server "
@@ -1539,6 +1576,13 @@ def run_rounds(args: Any) -> None:
         label = f"{args.rate:g} msg/s" if args.rate else "half saturation"
         for p in POLICIES:
             print(f"p99 at {label} ({p}) = {p99[p]:.1f} ms")
+    like = {p: sustained[(p, AGECHAT)] / sustained[(p, BARE_COALESCING)] for p in POLICIES}
+    print(
+        "like for like (not the target's baseline): the bare forwarder with the relay's own "
+        "write coalescing"
+    )
+    for p in POLICIES:
+        print(f"ratio agechat/bare-coalescing ({p}) = {like[p]:.2f}")
     ratios = {p: sustained[(p, "agechat")] / sustained[(p, "bare")] for p in POLICIES}
     print(f"ratio agechat/bare (open) = {ratios['open']:.2f}")
     print(f"ratio agechat/bare = {ratios['default']:.2f}")
@@ -1716,9 +1760,10 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="seconds, tiny sizes, no timings")
     parser.add_argument("--profile", type=Path, metavar="DIR", help="profile the relay instead")
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--coalesce", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_bare:
-        serve_bare(args.serve_bare)
+        serve_bare(args.serve_bare, coalesce=args.coalesce)
         return
     if args.smoke:
         args.clients, args.messages, args.rounds, args.window = 12, 240, 1, 2
