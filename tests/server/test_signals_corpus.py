@@ -145,8 +145,12 @@ def _full_as_written(normalizer, basic: str) -> str:
 
 
 @functools.cache
+def _default_rules():
+    return load_rules(load_policy("default").signals.rules)
+
+
 def _default_normalizer():
-    return load_rules(load_policy("default").signals.rules).normalizer
+    return _default_rules().normalizer
 
 
 _SPEAK = "u ur r n im pls plz bc 2 4 0 1 3 5 @ $ h00k s3cret soooo gr8 you are x_u u_x é ü 😂"
@@ -166,6 +170,40 @@ def test_the_full_form_of_every_corpus_line_is_what_the_steps_give(corpus):
         for _who, _when, text in c.spec.messages:
             basic = normalizer.basic(text)
             assert normalizer.full(basic) == _full_as_written(normalizer, basic), text
+
+
+def _all_needles(rules) -> set[str]:
+    return {n for r in rules.content for sets in r.plain_needles if sets for s in sets for n in s}
+
+
+def test_present_finds_every_needle_a_corpus_line_holds(corpus):
+    """The trie-shaped finder gives, for each form, exactly the needles ``in`` would find."""
+    rules = load_rules(load_policy("default").signals.rules)
+    needles = _all_needles(rules)
+    texts = [t for c in corpus for _who, _when, t in c.spec.messages]
+    for text in texts:
+        for form in rules.normalizer.forms(text):
+            assert rules.present(form) == {n for n in needles if n in form}, form
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.sampled_from([*_SPEAK.split(" "), " ", "me", "you", "your", "the", "secret"]),
+        max_size=20,
+    )
+)
+def test_present_is_what_looking_for_each_needle_gives(pieces: list[str]) -> None:
+    rules = _default_rules()
+    form = rules.normalizer.basic(" ".join(pieces))
+    assert rules.present(form) == {n for n in _all_needles(rules) if n in form}
+
+
+def test_the_trie_prefers_the_longest_word_at_a_position():
+    from server.safety.signals.rules import _trie
+
+    finder = re.compile(f"(?=({_trie(['ab', 'abcd', 'abx', 'b'])}))")
+    assert finder.findall("abcd abx abc b") == ["abcd", "b", "abx", "b", "ab", "b", "b"]
 
 
 def test_the_ascii_look_alikes_are_what_re_says_they_are():

@@ -340,8 +340,9 @@ class Normalizer:
         return (basic,) if full == basic else (basic, full)
 
 
-def _has_needles(form: str, wanted: tuple[tuple[str, ...], ...] | None) -> bool:
-    """Does ``form`` contain a string of each set (or are there no sets)?"""
+def _has_needles(form: str | frozenset[str], wanted: tuple[tuple[str, ...], ...] | None) -> bool:
+    """Does ``form`` (a form, or the set of needles it contains) contain a string of each
+    set (or are there no sets)?"""
     if wanted is None:
         return True
     for needles in wanted:
@@ -351,6 +352,27 @@ def _has_needles(form: str, wanted: tuple[tuple[str, ...], ...] | None) -> bool:
         else:
             return False
     return True
+
+
+def _trie(words: Sequence[str]) -> str:
+    """A regular expression matching any of ``words`` (none empty), shaped as their trie:
+    from each character only the branch the text takes is tried, and a longer word is tried
+    before a shorter one it extends, so at a position it matches the longest word there."""
+    root: dict[str, dict] = {}
+    for word in words:
+        node = root
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}  # a word ends here
+
+    def pattern(node: dict[str, dict]) -> str:
+        branches = [re.escape(char) + pattern(child) for char, child in node.items() if char]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return pattern(root)
 
 
 # --- compiled rules -------------------------------------------------------------------------
@@ -400,29 +422,49 @@ class ContentRule:
         )
         object.__setattr__(self, "plain_quick", tuple(_without_leading_boundary(p) for p in fast))
 
-    def match(self, forms: Sequence[str]) -> int | None:
+    def match(
+        self,
+        forms: Sequence[str],
+        present: Sequence[frozenset[str]] | None = None,
+        candidates: Sequence[int] | None = None,
+    ) -> int | None:
         """The number (from 1) of the first pattern that matches any form, or None; None as
-        well when an ``unless`` pattern matches."""
+        well when an ``unless`` pattern matches. ``present``: for each (plain) form, the
+        needles it contains (`RuleSet.present`), found once for all rules; without it each
+        needle is looked for in the form. ``candidates``: the only patterns (indexes, in
+        order) that can match, when the caller already knows them from ``present``."""
         # Plain loops: this runs for every rule on every adult-to-minor visible message.
-        indexes: Iterable[int] = range(len(self.patterns))
+        indexes: Iterable[int] = range(len(self.patterns)) if candidates is None else candidates
         by_needle = self.plain_by_needle
-        if by_needle is not None and all(plain(f) for f in forms):
+        if candidates is None and by_needle is not None and all(plain(f) for f in forms):
             candidates: set[int] = set()
-            for form in forms:
-                for needle in filter(form.__contains__, by_needle):
-                    candidates.update(by_needle[needle])
+            for number, form in enumerate(forms):
+                if present is not None:
+                    for needle in present[number]:
+                        candidates.update(by_needle.get(needle, ()))
+                else:
+                    for needle in filter(form.__contains__, by_needle):
+                        candidates.update(by_needle[needle])
             if not candidates:
                 return None  # no form holds a string any pattern's matches all contain
             indexes = sorted(candidates)  # still the first pattern that matches, by number
+        # Where a needle is looked for: the set of those a form holds, or the form itself
+        # (``in`` answers the same question of either).
         per_form = [
-            (f, self.plain_patterns, self.plain_quick, self.plain_needles)
+            (
+                f,
+                self.plain_patterns,
+                self.plain_quick,
+                self.plain_needles,
+                f if present is None else present[number],
+            )
             if plain(f)
-            else (f, self.patterns, self.quick, None)
-            for f in forms
+            else (f, self.patterns, self.quick, None, f)
+            for number, f in enumerate(forms)
         ]
         for index in indexes:
-            for form, patterns, quick, needles in per_form:
-                if needles is not None and not _has_needles(form, needles[index]):
+            for form, patterns, quick, needles, holder in per_form:
+                if needles is not None and not _has_needles(holder, needles[index]):
                     continue  # the pattern can't match this form
                 first = quick[index]
                 if first is not None and first.search(form) is None:
@@ -445,13 +487,74 @@ class RuleSet:
     behaviour: BehaviourSpec
     behaviour_decay_hours: float
     familiar: Familiar = field(default_factory=Familiar)
+    #: Every needle of every rule in one regular expression, shaped as a trie (at each
+    #: position, the longest needle that starts there), and for each needle the needles
+    #: that are its prefixes: which needles a form holds, in one pass instead of one
+    #: ``in`` per needle (`present`). None when no rule has needles.
+    _finder: re.Pattern[str] | None = field(init=False, default=None)
+    _prefixes: dict[str, tuple[str, ...]] = field(init=False, default_factory=dict)
+    #: For each needle of a first needle set: the (rule number, pattern index) pairs whose
+    #: first set holds it (see `ContentRule.plain_by_needle`).
+    _owners: dict[str, tuple[tuple[int, int], ...]] = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        needles = sorted(
+            {
+                needle
+                for rule in self.content
+                for sets in rule.plain_needles
+                if sets
+                for one_of in sets
+                for needle in one_of
+            }
+        )
+        if needles:
+            object.__setattr__(self, "_finder", re.compile(f"(?=({_trie(needles)}))"))
+            prefixes = {n: tuple(m for m in needles if n.startswith(m)) for n in needles}
+            object.__setattr__(self, "_prefixes", prefixes)
+        owners: dict[str, list[tuple[int, int]]] = {}
+        for number, rule in enumerate(self.content):
+            for needle, indexes in (rule.plain_by_needle or {}).items():
+                owners.setdefault(needle, []).extend((number, i) for i in indexes)
+        object.__setattr__(self, "_owners", {n: tuple(o) for n, o in owners.items()})
+
+    def present(self, form: str) -> frozenset[str]:
+        """The needles (of any rule) that ``form`` contains. At each position the finder
+        gives the longest needle starting there; every needle that starts there is one of
+        its prefixes, so all are found."""
+        finder = self._finder
+        if finder is None:
+            return frozenset()
+        prefixes = self._prefixes
+        found: set[str] = set()
+        for longest in set(finder.findall(form)):
+            found.update(prefixes[longest])
+        return frozenset(found)
 
     def content_matches(self, text: str) -> list[tuple[ContentRule, int]]:
         """Each content rule the text fires, with the pattern number that fired it."""
         forms = self.normalizer.forms(text)
         found = []
-        for rule in self.content:
-            number = rule.match(forms)
+        if self._finder is None or not all(plain(f) for f in forms):
+            for rule in self.content:
+                if (number := rule.match(forms)) is not None:
+                    found.append((rule, number))
+            return found
+        # Which needles the text holds, once; from them, which patterns of which rules can
+        # match at all (most text: few or none, and those rules aren't asked).
+        present = [self.present(f) for f in forms]
+        candidates: dict[int, set[int]] = {}
+        for held in present:
+            for needle in held:
+                for rule_number, index in self._owners.get(needle, ()):
+                    candidates.setdefault(rule_number, set()).add(index)
+        for rule_number, rule in enumerate(self.content):
+            if rule.plain_by_needle is None:  # a pattern without needles: asked every time
+                number = rule.match(forms, present)
+            elif rule_number in candidates:
+                number = rule.match(forms, present, sorted(candidates[rule_number]))
+            else:
+                continue
             if number is not None:
                 found.append((rule, number))
         return found
