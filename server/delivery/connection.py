@@ -160,6 +160,9 @@ class Connection:
             writer is None
             or self._task is not None
             or not self._delivering
+            or self._live
+            or self._receipts
+            or self._resync
             or writer.must_flush
             or self.ws.closed
         ):

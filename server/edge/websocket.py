@@ -657,6 +657,10 @@ async def websocket_handler(request: web.Request) -> web.WebSocketResponse:
                 except Exception:
                     log.exception("frame handler failed peer=%s", session.peer)
                     await session.refuse("internal_error")
+                if session.connection is not None:
+                    # Out now: if the peer's close is already read, aiohttp closes the
+                    # socket before this turn ends, and a frame still waiting would be lost.
+                    session.connection.flush()
             elif msg.type == WSMsgType.BINARY:
                 await session.refuse("binary_not_supported")
             elif msg.type == WSMsgType.ERROR:
