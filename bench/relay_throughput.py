@@ -10,7 +10,8 @@ an age group, a third across; a minor asks an adult, as `default` requires). The
 keeps `--window` sends in flight to its contacts — e2ee-shaped envelopes (a kind-1 initial
 envelope first, then kind 0) with a franking commitment where the policy makes the pair
 e2ee, readable text where it makes it visible — acknowledges every `deliver` one by one (as
-the reference client does) and counts the `delivered` receipts. A share of sends are
+the reference client does) and counts the `delivered` receipts. Message ids have the
+reference client's layout (time-ordered: protocol/ids.py). A share of sends are
 attempts the policy decides differently: an adult writing to a minor they aren't connected
 with (`contact_not_allowed` under `default`; delivered directly under `open`, where every
 chat is e2ee), and a few to a handle that doesn't exist (`unknown_recipient`). The scenario
@@ -116,6 +117,7 @@ from protocol.frames import (  # noqa: E402
     Synced,
 )
 from protocol.identity import auth_message, declaration_message, dh_key_for  # noqa: E402
+from protocol.ids import RANDOM_BYTES, time_ordered_id  # noqa: E402
 from protocol.registration import AgeDeclaration, RegisterRequest  # noqa: E402
 
 POLICIES = ("open", "default")  # `default` last: its ratio is the last line
@@ -131,6 +133,8 @@ PREFIX = {"adult": "a", "teen_16_17": "s", "teen_13_15": "t"}
 #: Accounts registered from one address: below any per-address registration limit a preset
 #: is likely to set (people register from many addresses; the bench must not hit one).
 ACCOUNTS_PER_ADDRESS = 5
+#: The random part of the message ids (not secret here, so not `secrets`).
+ID_RANDOM = random.Random(13)
 
 # Things people write. Benign on purpose: none of it fires the grooming-risk content rules
 # (policies/signals/default.toml), so under `default` no notice is expected, and one is an
@@ -816,7 +820,9 @@ class Peer(asyncio.Protocol):
             return
         planned = self.plan[self.next]
         self.next += 1
-        mid = f"{self.handle}-{self.next:07d}"
+        # As the reference client makes them (client/relay/outbox.py), with a cheaper
+        # random source: the ids only need to be unique within the run.
+        mid = time_ordered_id(time.time_ns() // 1_000_000, ID_RANDOM.randbytes(RANDOM_BYTES))
         bodies = self.run.bodies
         pick = (self.next * 7 + self.member.index) % len(TEXTS)
         if planned.mode == "e2ee":

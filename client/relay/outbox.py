@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from protocol.codec import encode_frame
 from protocol.frames import Accepted, Delivered, Error, Send, conversation_id
 from protocol.group_frames import GroupSend, GroupView
 from protocol.groups import group_conversation, group_of
+from protocol.ids import RANDOM_BYTES, time_ordered_id
 from protocol.limits import MAX_BODY_CHARS, MAX_FRAME_BYTES, MAX_WEBSOCKET_MESSAGE_BYTES
 
 #: The one refusal after which a resend may succeed (nothing was stored); every other
@@ -47,8 +49,9 @@ MAX_E2EE_TEXT_BYTES = (MAX_BODY_CHARS // 4) * 3 - 256
 
 
 def new_message_id() -> str:
-    """128 random bits, URL-safe: unique without coordination (also used for request ids)."""
-    return secrets.token_urlsafe(16)
+    """Unique without coordination (80 random bits per millisecond), and in the order they
+    were made (protocol/ids.py says why); also used for request ids."""
+    return time_ordered_id(time.time_ns() // 1_000_000, secrets.token_bytes(RANDOM_BYTES))
 
 
 class Outbox:

@@ -145,7 +145,7 @@ class BlobStore:
             return False
         async with self._store.reader.execute(
             "SELECT 1 FROM messages WHERE sender = ? AND recipient = ? "
-            "AND json_extract(attachment, '$.id') = ? "
+            "AND attachment IS NOT NULL AND json_extract(attachment, '$.id') = ? "
             "AND (acked_at IS NULL OR body IS NOT NULL) LIMIT 1",
             (owner, handle, blob_id),
         ) as cur:
@@ -169,7 +169,7 @@ class BlobStore:
             "(b.state = 'uploaded' AND b.created_at < ?) OR (b.state = 'attached' "
             "AND b.created_at < ? AND NOT "
             "EXISTS (SELECT 1 FROM messages m WHERE m.sender = b.owner "
-            "AND json_extract(m.attachment, '$.id') = b.id "
+            "AND m.attachment IS NOT NULL AND json_extract(m.attachment, '$.id') = b.id "
             "AND (m.acked_at IS NULL OR m.body IS NOT NULL)))",
             (unnamed_before, attached_before),
         ) as cur:

@@ -5,6 +5,7 @@ made for every message, and a Struct is made in a tenth of the time."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -13,6 +14,13 @@ import msgspec
 from protocol.attachments import AttachmentRef
 from protocol.crypto.franking import relay_tag, timestamp_micros
 from protocol.frames import Deliver, Kind, Mode
+from protocol.ids import RANDOM_BYTES, time_ordered_id
+
+
+def relay_message_id(at: datetime) -> str:
+    """The id of one of the relay's own events made at ``at``: time-ordered, like the
+    clients' (protocol/ids.py)."""
+    return time_ordered_id(int(at.timestamp() * 1000), secrets.token_bytes(RANDOM_BYTES))
 
 
 @dataclass(frozen=True, slots=True)

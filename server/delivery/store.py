@@ -25,7 +25,7 @@ from protocol.attachments import AttachmentRef
 from protocol.codec import utf8_size
 from server.delivery.records import AccountRecord, AckRecord, NewMessage, StoredMessage
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 #: How long a connection waits for SQLite's lock (the admin command may hold it briefly).
 BUSY_TIMEOUT_MS = 5000
 #: How long the WAL scrub waits for readers before trying again next time.
@@ -307,6 +307,48 @@ CREATE TABLE group_members (
 CREATE INDEX group_members_by_handle ON group_members (handle);
 """
 
+# v9 (issue #10): a message's (sender, id) is unique by id first. Keyed by sender first,
+# each stored message landed in its sender's part of the index: a batch from a hundred
+# senders wrote a hundred pages of it, about one 4 KiB page per message, which was most of
+# what a commit cost. Keyed by id first, the time-ordered ids clients send (PROTOCOL.md §1)
+# all land at the index's end, a few pages per batch (bench/RESULTS.md). SQLite can't
+# change a table's constraint in place, so the table is rebuilt the way its documentation
+# says ("ALTER TABLE", section "Making other kinds of table schema changes"), keeping each
+# row's seq and the AUTOINCREMENT counter (a seq is never used twice). The queries that
+# look up by sender alone are an attachment's (a partial index of the messages that name
+# one) and a moderator's hold (the pending index).
+_SCHEMA_V9 = """
+CREATE TABLE messages_v9 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    sender TEXT NOT NULL,
+    msg_id TEXT NOT NULL,
+    recipient TEXT NOT NULL,
+    conversation TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    body TEXT,
+    sent_at REAL NOT NULL,
+    acked_at REAL,
+    kind TEXT NOT NULL DEFAULT 'message',
+    code TEXT,
+    request INTEGER NOT NULL DEFAULT 0,
+    commitment BLOB,
+    size INTEGER,
+    attachment TEXT
+);
+INSERT INTO messages_v9 (seq, sender, msg_id, recipient, conversation, mode, body, sent_at,
+    acked_at, kind, code, request, commitment, size, attachment)
+SELECT seq, sender, msg_id, recipient, conversation, mode, body, sent_at,
+    acked_at, kind, code, request, commitment, size, attachment FROM messages ORDER BY seq;
+DELETE FROM sqlite_sequence WHERE name = 'messages_v9';
+INSERT INTO sqlite_sequence (name, seq) SELECT 'messages_v9', seq FROM sqlite_sequence
+    WHERE name = 'messages';
+DROP TABLE messages;
+ALTER TABLE messages_v9 RENAME TO messages;
+CREATE UNIQUE INDEX messages_by_id ON messages (msg_id, sender);
+CREATE INDEX messages_pending ON messages (recipient, seq) WHERE acked_at IS NULL;
+CREATE INDEX messages_attached ON messages (sender, recipient) WHERE attachment IS NOT NULL;
+"""
+
 
 #: A statement and its parameters, written in a batch's transaction (write-behind).
 Write = tuple[str, tuple[object, ...]]
@@ -508,6 +550,7 @@ class SqliteStore:
             (6, _SCHEMA_V6),
             (7, _SCHEMA_V7),
             (8, _SCHEMA_V8),
+            (9, _SCHEMA_V9),
         )
         for target, script in steps:
             if version < target:
@@ -689,8 +732,9 @@ class SqliteStore:
         try:
             for sql, params in writes:
                 db.execute(sql, params)
+            inserted = last = 0
             if messages:
-                db.executemany(
+                inserted = db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
                     "mode, body, sent_at, kind, code, request, commitment, size, attachment) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -715,7 +759,9 @@ class SqliteStore:
                         )
                         for m in messages
                     ],
-                )
+                ).rowcount
+                # Read now: only an insert changes it, and one of `writes` may be one.
+                (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
             released: list[tuple[str, str]] = []
             # Without retention of visible text or a preservation in force (the usual
             # case), every acknowledged body goes: the plain statement, not the one that
@@ -742,7 +788,13 @@ class SqliteStore:
             if plain:  # no attachment among them: one call for all
                 db.executemany(_ACK_PLAIN_SQL, plain)
             stored: list[StoredMessage] = []
-            if messages:
+            if messages and inserted == len(messages):
+                # None was a resend: one statement inserted them in order, each with the
+                # next seq (AUTOINCREMENT, and this is the only writer of messages), so
+                # the last one's seq gives them all.
+                first = last - inserted + 1
+                stored = [_as_stored(first + n, m) for n, m in enumerate(messages)]
+            elif messages:
                 # Only the new rows' keys are read back: the rest is what was just written.
                 sent = {(m.sender, m.msg_id): m for m in messages}
                 rows = db.execute(

@@ -29,7 +29,7 @@ from protocol.groups import (
 )
 from protocol.policy import ConversationMode
 from server.delivery.group_commit import GroupCommitter
-from server.delivery.records import NewMessage, StoredMessage
+from server.delivery.records import NewMessage, StoredMessage, relay_message_id
 from server.delivery.store import SqliteStore
 from server.groups.store import Group, GroupStore, Member
 from server.social.service import SocialService
@@ -151,15 +151,16 @@ class GroupService:
     def _line(self, group: Group, to: str, code: str, text: str) -> None:
         """A `system` line in the group's conversation for one account, in order with its
         messages (queued on the group commit, like a social event)."""
+        now = self.social.now()
         future = self._committer.submit_message(
             NewMessage(
                 sender=RELAY_HANDLE,
-                msg_id=secrets.token_urlsafe(16),
+                msg_id=relay_message_id(now),
                 recipient=to,
                 conversation=group_conversation(group.id),
                 mode="visible",
                 body=text,
-                sent_at=self.social.now(),
+                sent_at=now,
                 kind="system",
                 code=code,
             )

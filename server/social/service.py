@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, timedelta
 
@@ -20,7 +19,7 @@ from protocol import policy as rules
 from protocol.frames import RELAY_HANDLE, ContactEntry, Kind, Person, conversation_id
 from protocol.policy import Band, Decision, Facts, Policy, Relationship
 from server.delivery.group_commit import GroupCommitter
-from server.delivery.records import NewMessage
+from server.delivery.records import NewMessage, relay_message_id
 from server.delivery.store import SqliteStore
 from server.social import bands
 from server.social.guardians import GuardianService
@@ -222,15 +221,16 @@ class SocialService:
         Queued, not awaited (it never suspends): the group commit keeps the order, and
         nobody holds the policy lock across a disk flush.
         """
+        now = self._clock()
         future = self._committer.submit_message(
             NewMessage(
                 sender=RELAY_HANDLE,
-                msg_id=secrets.token_urlsafe(16),
+                msg_id=relay_message_id(now),
                 recipient=recipient,
                 conversation=conversation or conversation_id(recipient, about),
                 mode="visible",
                 body=text,
-                sent_at=self._clock(),
+                sent_at=now,
                 kind=kind,
                 code=code,
             )

@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 import msgspec
 
 from protocol.frames import ContactEntry, Person
+from protocol.ids import RANDOM_BYTES, time_ordered_id
 from protocol.limits import MAX_SEARCH_RESULTS
 from protocol.policy import Decision, Policy
 from server.delivery.records import NewMessage
@@ -693,7 +694,10 @@ async def test_events_have_fresh_ids_and_a_failed_one_is_logged(world, caplog):
     await connect(social, "bob", "ann")
     ids = [m.msg_id for m in events.sent]
     assert len(set(ids)) == len(ids) == 3
-    assert all(len(i) == 22 for i in ids)  # 16 random bytes, URL-safe base64
+    # Time-ordered, like a client's (protocol/ids.py): 48 bits of time, 80 random bits.
+    # The time part is the relay clock's when the event was made.
+    made_at = time_ordered_id(int(NOW.timestamp() * 1000), bytes(RANDOM_BYTES))[:8]
+    assert all(len(i) == 26 and i[:8] == made_at for i in ids)
 
     loop = asyncio.get_running_loop()
     with caplog.at_level("ERROR", logger="agechat.relay.policy"):

@@ -1,6 +1,8 @@
 """The relay store's schema migrations: a v3 file (before franking) opens as v4 with its
 queued messages intact, and commitments round-trip until the recipient acknowledges; a v6
-file (before guardian links) opens as v7 with its contacts and audit chain intact."""
+file (before guardian links) opens as v7 with its contacts and audit chain intact; a v8
+file (messages unique by sender first) opens as v9 with every row, its seq and the seq
+counter kept, and the statements run on every message use the indexes meant for them."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from datetime import UTC, datetime
 
 from server.delivery.records import AckRecord, NewMessage
 from server.delivery.store import (
+    _ACK_PLAIN_SQL,
     _SCHEMA_V1,
     _SCHEMA_V2,
     _SCHEMA_V3,
@@ -16,6 +19,7 @@ from server.delivery.store import (
     _SCHEMA_V5,
     _SCHEMA_V6,
     _SCHEMA_V7,
+    _SCHEMA_V8,
     SCHEMA_VERSION,
     SqliteStore,
 )
@@ -26,10 +30,28 @@ from server.social.guardian_store import GuardianStore, LinkRow
 SENT = datetime(2026, 11, 23, 15, 0, 1, 250000, tzinfo=UTC)
 
 
-def make_v3(path) -> None:
+SCRIPTS = (
+    _SCHEMA_V1,
+    _SCHEMA_V2,
+    _SCHEMA_V3,
+    _SCHEMA_V4,
+    _SCHEMA_V5,
+    _SCHEMA_V6,
+    _SCHEMA_V7,
+    _SCHEMA_V8,
+)
+
+
+def file_at(path, version: int) -> sqlite3.Connection:
+    """A store file as a relay of schema ``version`` left it."""
     db = sqlite3.connect(path, isolation_level=None)
-    for version, script in ((1, _SCHEMA_V1), (2, _SCHEMA_V2), (3, _SCHEMA_V3)):
-        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    for number, script in enumerate(SCRIPTS[:version], start=1):
+        db.executescript(f"BEGIN; {script}; PRAGMA user_version={number}; COMMIT;")
+    return db
+
+
+def make_v3(path) -> None:
+    db = file_at(path, 3)
     db.execute(
         "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, sent_at) "
         "VALUES ('ana', 'old-message-1', 'ben', 'dm:ana:ben', 'visible', 'hi', ?)",
@@ -45,7 +67,7 @@ async def test_a_v3_store_migrates_and_keeps_its_queue(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 8
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 9
         (old,) = await store.pending_for("ben", 0, 10)
         assert (old.msg_id, old.body, old.sent_at, old.commitment) == (
             "old-message-1",
@@ -83,10 +105,7 @@ async def test_a_commitment_is_stored_delivered_and_dropped_on_ack(tmp_path):
 
 
 def make_v6(path) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    scripts = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6)
-    for version, script in enumerate(scripts, start=1):
-        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db = file_at(path, 6)
     db.execute(
         "INSERT INTO contacts (low, high, state, requester, created_at, updated_at) "
         "VALUES ('dana', 'tia', 'connected', 'tia', ?, ?)",
@@ -102,7 +121,7 @@ async def test_a_v6_store_migrates_to_guardian_links(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 8
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 9
         async with store.reader.execute("SELECT low, high, state FROM contacts") as cur:
             assert await cur.fetchall() == [("dana", "tia", "connected")]
         guardians = GuardianStore(store)
@@ -120,10 +139,7 @@ async def test_a_v6_store_migrates_to_guardian_links(tmp_path):
 
 
 def make_v7(path) -> None:
-    db = sqlite3.connect(path, isolation_level=None)
-    scripts = (_SCHEMA_V1, _SCHEMA_V2, _SCHEMA_V3, _SCHEMA_V4, _SCHEMA_V5, _SCHEMA_V6, _SCHEMA_V7)
-    for version, script in enumerate(scripts, start=1):
-        db.executescript(f"BEGIN; {script}; PRAGMA user_version={version}; COMMIT;")
+    db = file_at(path, 7)
     db.execute(
         "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, sent_at) "
         "VALUES ('ana', 'old-message-1', 'ben', 'dm:ana:ben', 'visible', 'hi', ?)",
@@ -139,7 +155,7 @@ async def test_a_v7_store_migrates_to_groups(tmp_path):
     await store.open()
     try:
         async with store.reader.execute("PRAGMA user_version") as cur:
-            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 8
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 9
         kept = await store.find_message("ana", "old-message-1")
         assert kept is not None and kept.body == "hi"
         groups = GroupStore(store)
@@ -178,5 +194,104 @@ async def test_an_ack_frees_the_attachment_it_names_even_after_a_restart(tmp_pat
             assert gone is not None and gone.body is None
         again = await store.write_batch([], acks, SENT)  # acknowledged twice: nothing more
         assert again.released == []
+    finally:
+        await store.close()
+
+
+BLOB_REF = '{"id":"blob-0001","size":6,"name":"x.txt","type":"text/plain"}'
+
+
+def make_v8(path) -> None:
+    db = file_at(path, 8)
+    for n in range(1, 5):
+        db.execute(
+            "INSERT INTO messages (sender, msg_id, recipient, conversation, mode, body, sent_at, "
+            "acked_at, commitment, size, attachment) VALUES ('ana', ?, 'ben', 'dm:ana:ben', "
+            "'e2ee', 'AQA=', ?, ?, ?, 4, ?)",
+            (
+                f"old-message-{n}",
+                SENT.timestamp(),
+                SENT.timestamp() if n == 1 else None,
+                b"\x07" * 32,
+                BLOB_REF if n == 2 else None,
+            ),
+        )
+    # The newest row went (pruned): its seq must never be given out again.
+    db.execute("DELETE FROM messages WHERE msg_id = 'old-message-4'")
+    db.close()
+
+
+async def test_a_v8_store_migrates_to_ids_first_keeping_rows_and_seqs(tmp_path):
+    path = tmp_path / "relay.sqlite3"
+    make_v8(path)
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        async with store.reader.execute("PRAGMA user_version") as cur:
+            assert (await cur.fetchone())[0] == SCHEMA_VERSION == 9
+        async with store.reader.execute(
+            "SELECT seq, msg_id, acked_at IS NOT NULL, commitment, attachment IS NOT NULL "
+            "FROM messages ORDER BY seq"
+        ) as cur:
+            assert await cur.fetchall() == [
+                (1, "old-message-1", 1, b"\x07" * 32, 0),
+                (2, "old-message-2", 0, b"\x07" * 32, 1),
+                (3, "old-message-3", 0, b"\x07" * 32, 0),
+            ]
+        assert [m.msg_id for m in await store.pending_for("ben", 0, 10)] == [
+            "old-message-2",
+            "old-message-3",
+        ]
+        resend = NewMessage("ana", "old-message-3", "ben", "dm:ana:ben", "e2ee", "AQA=", SENT)
+        fresh = NewMessage("ana", "new-message-1", "ben", "dm:ana:ben", "e2ee", "AQA=", SENT)
+        # The new row comes after the pruned seq 4, and the resend is still recognised.
+        stored = (await store.write_batch([fresh], [], SENT)).stored
+        assert [(m.seq, m.msg_id) for m in stored] == [(5, "new-message-1")]
+        assert (await store.write_batch([resend], [], SENT)).stored == []
+        # The blob named by a waiting message is still found at open.
+        acked = await store.write_batch([], [AckRecord("ben", "ana", "old-message-2")], SENT)
+        assert acked.released == [("ana", "blob-0001")]
+    finally:
+        await store.close()
+
+
+async def test_the_per_message_statements_use_their_indexes(tmp_path):
+    """A scan here would cost a read of the whole table per message or per ack."""
+    store = SqliteStore(tmp_path / "relay.sqlite3")
+    await store.open()
+    plans = {
+        _ACK_PLAIN_SQL: "USING INDEX messages_by_id",
+        "SELECT * FROM messages WHERE sender = ? AND msg_id = ?": "USING INDEX messages_by_id",
+        "SELECT * FROM messages WHERE recipient = ? AND acked_at IS NULL AND seq > ? "
+        "ORDER BY seq LIMIT 5": "USING INDEX messages_pending",
+    }
+    try:
+        for sql, index in plans.items():
+            params = (1,) * sql.count("?")
+            async with store.reader.execute(f"EXPLAIN QUERY PLAN {sql}", params) as c:
+                plan = " ".join(row[3] for row in await c.fetchall())
+            assert index in plan and "SCAN" not in plan, (sql, plan)
+    finally:
+        await store.close()
+
+
+async def test_the_seqs_a_batch_reports_are_the_stored_ones_with_or_without_resends(tmp_path):
+    """A batch without resends works its seqs out from the last one; one with a resend
+    reads them back: both must give exactly what the table holds."""
+    store = SqliteStore(tmp_path / "relay.sqlite3")
+    await store.open()
+
+    def message(msg_id: str) -> NewMessage:
+        return NewMessage("ana", msg_id, "ben", "dm:ana:ben", "visible", msg_id, SENT)
+
+    try:
+        batches = [["m-1", "m-2"], ["m-2", "m-3", "m-4"], ["m-5"], ["m-1", "m-5"]]
+        reported = []
+        for ids in batches:
+            result = await store.write_batch([message(i) for i in ids], [], SENT)
+            reported += [(m.seq, m.msg_id, m.body) for m in result.stored]
+        async with store.reader.execute("SELECT seq, msg_id, body FROM messages") as cur:
+            assert reported == sorted(await cur.fetchall())
+        assert [r[1] for r in reported] == ["m-1", "m-2", "m-3", "m-4", "m-5"]
     finally:
         await store.close()
