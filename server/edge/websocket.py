@@ -330,7 +330,6 @@ class _Session:
             if stored is None or stored.recipient != frame.to:
                 await self.refuse("duplicate_id_conflict", ref=frame.id)
                 continue
-            log.debug("message stored from=%s to=%s id=%s", sender, frame.to, frame.id)
             accepted = Accepted(
                 id=frame.id,
                 conversation=stored.conversation,

@@ -44,6 +44,10 @@ SEARCH_WALK_LIMIT = 500
 
 #: Refusals that count towards restricting an adult when the target is a minor.
 _COUNTED_REFUSALS = frozenset({"contact_not_allowed", "sender_restricted", "rate_limited"})
+#: Distinct (facts, mode) decisions remembered (``decide_message_now``). There are a few
+#: dozen in practice (bands × relationships × flags); the bound only guards the memory.
+DECISIONS_REMEMBERED = 4096
+_UNDECIDED = object()
 
 
 class SocialService:
@@ -75,6 +79,9 @@ class SocialService:
         #: Bands by birth date, for ``_bands_day`` (band_of).
         self._bands_day: date | None = None
         self._bands: dict[date, Band] = {}
+        #: ``decide_message_now``'s answers by (facts, mode), for ``_decided_under``.
+        self._decided: dict[tuple[Facts, str], Decision | None] = {}
+        self._decided_under: Policy | None = None
         # Read-modify-write of the social graph happens one at a time.
         self._lock = asyncio.Lock()
         #: Guardian links, approvals and what guardians are told (server/social/guardians.py).
@@ -262,10 +269,17 @@ class SocialService:
         quick = self.quick_facts(sender, recipient)
         if rules.is_stranger(quick.relationship):
             return None
-        decision = rules.may_message(self.policy, quick)
-        if decision.outcome == "refuse":
-            return None
-        return self._with_mode(decision, quick, mode)
+        # The decision is a function of the policy, the facts and the mode alone, and
+        # nearly every message repeats one already made: remembered, it costs a lookup.
+        if self._decided_under is not self.policy or len(self._decided) >= DECISIONS_REMEMBERED:
+            self._decided, self._decided_under = {}, self.policy
+        key = (quick, mode)
+        found = self._decided.get(key, _UNDECIDED)
+        if found is _UNDECIDED:
+            decision = rules.may_message(self.policy, quick)
+            found = None if decision.outcome == "refuse" else self._with_mode(decision, quick, mode)
+            self._decided[key] = found
+        return found  # type: ignore[return-value]
 
     async def decide_message(self, sender: str, recipient: str, mode: str) -> Decision:
         """May ``sender`` message ``recipient`` now, with a payload in ``mode``?

@@ -733,3 +733,36 @@ async def test_a_birthdate_changed_outside_is_picked_up_on_reload(world):
         ("ann", "band_changed"),
         ("bob", "band_changed"),
     ]
+
+
+async def test_a_remembered_decision_follows_the_facts_and_the_policy(world):
+    """`decide_message_now` remembers decisions by (facts, mode, policy): a block, a
+    moderator's restriction or another policy must still change the answer at once."""
+    social, _, _ = await service(world, ann=ADULT, bob=ADULT2, tia=TEEN14, tom=TEEN16)
+    await social.contact_request("tia", "tom")
+    await social.respond("tom", "tia", True)
+    await social.contact_request("ann", "bob")
+    await social.respond("bob", "ann", True)
+    allowed = Decision("allow", "connected")
+    for _ in range(2):  # the second time from memory
+        assert social.decide_message_now("tia", "tom", "visible") == allowed
+        assert social.decide_message_now("ann", "bob", "e2ee") == allowed
+        assert social.decide_message_now("ann", "bob", "visible") == Decision(
+            "refuse", "mode_mismatch"
+        )
+    await social.block("tom", "tia")
+    assert social.decide_message_now("tia", "tom", "visible") == Decision(
+        "drop", "blocked_by_target"
+    )
+    await social.contact_request("tom", "ann")
+    await social.respond("ann", "tom", True)
+    assert social.decide_message_now("ann", "tom", "visible") == allowed
+    await social.restrict_by_moderator("ann", "test")
+    assert social.decide_message_now("ann", "tom", "visible") is None  # refused: ask again
+    assert (await social.decide_message("ann", "tom", "visible")).outcome == "refuse"
+    base = social.policy
+    social.policy = msgspec.structs.replace(
+        base, encryption=msgspec.structs.replace(base.encryption, e2ee="never")
+    )
+    assert social.decide_message_now("bob", "ann", "e2ee") == Decision("refuse", "mode_mismatch")
+    assert social.decide_message_now("bob", "ann", "visible") == allowed
