@@ -163,10 +163,15 @@ class GroupCommitter:
         self.batches += 1
         self.written += len(stored)
         self.acked += len(acks)
-        by_key = {(s.sender, s.msg_id): s for s in stored}
-        for message, future in messages:
-            if not future.done():
-                future.set_result(by_key.pop((message.sender, message.msg_id), None))
+        if result.in_order:  # the usual case: each message's row is in its place
+            for (_, future), row in zip(messages, stored, strict=True):
+                if not future.done():
+                    future.set_result(row)
+        else:
+            by_key = {(s.sender, s.msg_id): s for s in stored}
+            for message, future in messages:
+                if not future.done():
+                    future.set_result(by_key.pop((message.sender, message.msg_id), None))
         if stored:
             self._on_stored(stored)
         if acks and self._on_acked is not None:

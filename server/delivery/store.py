@@ -380,6 +380,9 @@ class BatchResult:
 
     stored: list[StoredMessage]
     released: list[tuple[str, str]]
+    #: Every message of the batch was stored (none was a resend): ``stored`` is in the
+    #: order the messages were given.
+    in_order: bool = False
 
 
 class HandleTakenError(Exception):
@@ -443,9 +446,9 @@ def _message(row: sqlite3.Row | tuple) -> StoredMessage:
     )
 
 
-def _as_stored(seq: int, m: NewMessage) -> StoredMessage:
-    """The row just written for ``m``, as ``_message`` would read it back (the time goes
-    through the column's float, so a later read gives the very same value)."""
+def _as_stored(seq: int, m: NewMessage, sent_at: float) -> StoredMessage:
+    """The row just written for ``m``, as ``_message`` would read it back: the time is the
+    column's float ``sent_at``, so a later read gives the very same value."""
     return StoredMessage(
         seq,
         m.sender,
@@ -454,7 +457,7 @@ def _as_stored(seq: int, m: NewMessage) -> StoredMessage:
         m.conversation,
         m.mode,
         m.body,
-        _dt(_ts(m.sent_at)),
+        _dt(sent_at),
         m.kind,
         m.code,
         m.request,
@@ -733,32 +736,33 @@ class SqliteStore:
             for sql, params in writes:
                 db.execute(sql, params)
             inserted = last = 0
+            rows = []
             if messages:
+                rows = [
+                    (
+                        m.sender,
+                        m.msg_id,
+                        m.recipient,
+                        m.conversation,
+                        m.mode,
+                        m.body,
+                        _ts(m.sent_at),
+                        m.kind,
+                        m.code,
+                        int(m.request),
+                        m.commitment,
+                        utf8_size(m.body) + (m.attachment.size if m.attachment is not None else 0),
+                        None
+                        if m.attachment is None
+                        else msgspec.json.encode(m.attachment).decode(),
+                    )
+                    for m in messages
+                ]
                 inserted = db.executemany(
                     "INSERT OR IGNORE INTO messages (sender, msg_id, recipient, conversation, "
                     "mode, body, sent_at, kind, code, request, commitment, size, attachment) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (
-                            m.sender,
-                            m.msg_id,
-                            m.recipient,
-                            m.conversation,
-                            m.mode,
-                            m.body,
-                            _ts(m.sent_at),
-                            m.kind,
-                            m.code,
-                            int(m.request),
-                            m.commitment,
-                            utf8_size(m.body)
-                            + (m.attachment.size if m.attachment is not None else 0),
-                            None
-                            if m.attachment is None
-                            else msgspec.json.encode(m.attachment).decode(),
-                        )
-                        for m in messages
-                    ],
+                    rows,
                 ).rowcount
                 # Read now: only an insert changes it, and one of `writes` may be one.
                 (last,) = db.execute("SELECT last_insert_rowid()").fetchone()
@@ -793,32 +797,39 @@ class SqliteStore:
                 # next seq (AUTOINCREMENT, and this is the only writer of messages), so
                 # the last one's seq gives them all.
                 first = last - inserted + 1
-                stored = [_as_stored(first + n, m) for n, m in enumerate(messages)]
+                stored = [
+                    _as_stored(first + n, m, row[6])
+                    for n, (m, row) in enumerate(zip(messages, rows, strict=True))
+                ]
             elif messages:
                 # Only the new rows' keys are read back: the rest is what was just written.
-                sent = {(m.sender, m.msg_id): m for m in messages}
-                rows = db.execute(
+                sent = {
+                    (m.sender, m.msg_id): (m, row) for m, row in zip(messages, rows, strict=True)
+                }
+                new_rows = db.execute(
                     "SELECT seq, sender, msg_id FROM messages WHERE seq > ? ORDER BY seq",
                     (self._max_seq,),
-                )
-                for seq, sender, msg_id in rows.fetchall():
-                    m = sent.get((sender, msg_id))
-                    if m is None:  # not from this batch (no other writer does this today)
-                        row = db.execute(
+                ).fetchall()
+                for seq, sender, msg_id in new_rows:
+                    found = sent.get((sender, msg_id))
+                    if found is None:  # not from this batch (no other writer does this today)
+                        other = db.execute(
                             f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE seq = ?", (seq,)
                         ).fetchone()
-                        stored.append(_message(row))
+                        stored.append(_message(other))
                     else:
-                        stored.append(_as_stored(seq, m))
+                        stored.append(_as_stored(seq, found[0], found[1][6]))
         except BaseException:
             with contextlib.suppress(sqlite3.OperationalError):
                 db.execute("ROLLBACK")
             raise
         db.execute("COMMIT")
-        # Only once committed: which waiting messages name an attachment.
+        # Only once committed: which waiting messages name an attachment (few do: most
+        # batches have nothing to add or take away).
         attached.update((m.sender, m.msg_id) for m in messages if m.attachment is not None)
-        attached.difference_update((a.sender, a.msg_id) for a in acks)
-        return BatchResult(stored, released)
+        if attached:
+            attached.difference_update((a.sender, a.msg_id) for a in acks)
+        return BatchResult(stored, released, inserted == len(messages))
 
     async def find_message(self, sender: str, msg_id: str) -> StoredMessage | None:
         async with self.reader.execute(

@@ -240,8 +240,9 @@ class _Session:
         if screened.refusal is not None:
             await self.refuse(screened.refusal, screened.detail, ref=frame.id)
             return
+        now = self.app[CONFIG].clock()  # one reading: the decision's day, the message's time
         decision = social.decide_message_now(
-            sender, frame.to, frame.mode
+            sender, frame.to, frame.mode, now.date()
         ) or await social.decide_message(sender, frame.to, frame.mode)
         conversation = conversation_id(sender, frame.to)
         if attached:
@@ -273,7 +274,7 @@ class _Session:
             conversation=conversation,
             mode=frame.mode,
             body=frame.body,
-            sent_at=self.app[CONFIG].clock(),
+            sent_at=now,
             request=decision.outcome == "request",
             commitment=frame.commitment,
             attachment=screened.ref,

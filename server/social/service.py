@@ -183,8 +183,10 @@ class SocialService:
             return "outgoing_request" if row.requester == actor else "incoming_request"
         return "declined" if row.requester == actor else "declined_by_actor"
 
-    def quick_facts(self, actor: str, target: str) -> Facts:
-        today = self._clock().date()
+    def quick_facts(self, actor: str, target: str, today: date | None = None) -> Facts:
+        """``today``: the clock's date, when the caller has read the clock already."""
+        if today is None:
+            today = self._clock().date()
         actor_band, target_band = self.band_of(actor, today), self.band_of(target, today)
         return Facts(
             actor=actor_band,
@@ -262,11 +264,13 @@ class SocialService:
 
     # --- messages --------------------------------------------------------------------------
 
-    def decide_message_now(self, sender: str, recipient: str, mode: str) -> Decision | None:
+    def decide_message_now(
+        self, sender: str, recipient: str, mode: str, today: date | None = None
+    ) -> Decision | None:
         """`decide_message`'s common case, without a coroutine: the decision for a pair
         that are contacts or have a request pending, when it isn't a refusal (a refusal
         may be counted). None: ask `decide_message`."""
-        quick = self.quick_facts(sender, recipient)
+        quick = self.quick_facts(sender, recipient, today)
         if rules.is_stranger(quick.relationship):
             return None
         # The decision is a function of the policy, the facts and the mode alone, and
