@@ -278,26 +278,36 @@ async def _messages(db: aiosqlite.Connection, request: Request) -> dict[str, Any
     return {"account": request.handle, "messages": messages}
 
 
+# A report records a reporter's own encrypted message (sent, so without franking evidence)
+# as an unverified visible one: while the relay still holds that message's row (same sender,
+# recipient and time), it is treated as what it was, an unverified encrypted one. The
+# account's encrypted messages in the period are read once (`held`): no index of messages
+# starts with the sender (delivery/store.py, schema v9), and a lookup per evidence item
+# would read the whole table each time. Parameters: (handle, handle, start, end) twice.
+_ENCRYPTED = (
+    "(e.mode = 'e2ee' OR EXISTS (SELECT 1 FROM held m WHERE m.sender = e.sender "
+    "AND m.recipient = e.recipient "
+    "AND m.sent_at BETWEEN e.sent_at - 0.001 AND e.sent_at + 0.001))"
+)
+EVIDENCE_SQL = (
+    "WITH held AS MATERIALIZED (SELECT sender, recipient, sent_at FROM messages "
+    "WHERE kind = 'message' AND mode = 'e2ee' AND (sender = ? OR recipient = ?) "
+    "AND sent_at >= ? - 0.001 AND sent_at < ? + 0.001) "
+    f"SELECT e.id, e.case_id, c.subject, e.sender, e.recipient, {_ENCRYPTED}, e.sent_at, "
+    f"e.franking, e.chars, CASE WHEN e.franking = 'verified' OR NOT {_ENCRYPTED} "
+    "THEN e.sealed END FROM evidence e JOIN cases c ON c.id = e.case_id "
+    "WHERE (e.sender = ? OR e.recipient = ?) AND e.sent_at >= ? AND e.sent_at < ? "
+    "ORDER BY e.sent_at, e.id"
+)
+
+
 async def _evidence(
     db: aiosqlite.Connection, request: Request, open_sealed: Callable[[bytes], str]
 ) -> dict[str, Any]:
-    # The sealed text is selected (and opened) only for items the package may carry. A
-    # report records a reporter's own encrypted message (sent, so without franking evidence)
-    # as an unverified visible one: while the relay still holds that message's row (same
-    # sender, recipient and time), it is treated as what it was, an unverified encrypted one.
-    encrypted = (
-        "(e.mode = 'e2ee' OR EXISTS (SELECT 1 FROM messages m WHERE m.kind = 'message' "
-        "AND m.mode = 'e2ee' AND m.sender = e.sender AND m.recipient = e.recipient "
-        "AND m.sent_at BETWEEN e.sent_at - 0.001 AND e.sent_at + 0.001))"
-    )
+    # The sealed text is selected (and opened) only for items the package may carry
+    # (EVIDENCE_SQL).
     rows = await _rows(
-        db,
-        f"SELECT e.id, e.case_id, c.subject, e.sender, e.recipient, {encrypted}, e.sent_at, "
-        f"e.franking, e.chars, CASE WHEN e.franking = 'verified' OR NOT {encrypted} "
-        "THEN e.sealed END FROM evidence e JOIN cases c ON c.id = e.case_id "
-        "WHERE (e.sender = ? OR e.recipient = ?) AND e.sent_at >= ? AND e.sent_at < ? "
-        "ORDER BY e.sent_at, e.id",
-        (request.handle, request.handle, request.start, request.end),
+        db, EVIDENCE_SQL, (request.handle, request.handle, request.start, request.end) * 2
     )
     items = []
     for eid, case_id, subject, sender, recipient, e2ee, sent_at, franking, chars, sealed in rows:

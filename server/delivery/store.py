@@ -316,7 +316,9 @@ CREATE INDEX group_members_by_handle ON group_members (handle);
 # says ("ALTER TABLE", section "Making other kinds of table schema changes"), keeping each
 # row's seq and the AUTOINCREMENT counter (a seq is never used twice). The queries that
 # look up by sender alone are an attachment's (a partial index of the messages that name
-# one) and a moderator's hold (the pending index).
+# one), a moderator's hold (the pending index) and the legal export's (one read per export).
+# Nothing references messages; a later rebuild of a referenced table would also need
+# foreign_keys off, which SQLite ignores inside the transaction each step runs in.
 _SCHEMA_V9 = """
 CREATE TABLE messages_v9 (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -794,8 +796,9 @@ class SqliteStore:
             stored: list[StoredMessage] = []
             if messages and inserted == len(messages):
                 # None was a resend: one statement inserted them in order, each with the
-                # next seq (AUTOINCREMENT, and this is the only writer of messages), so
-                # the last one's seq gives them all.
+                # next seq (AUTOINCREMENT; BEGIN IMMEDIATE keeps every other connection
+                # out, and last_insert_rowid is this connection's), so the last one's seq
+                # gives them all.
                 first = last - inserted + 1
                 stored = [
                     _as_stored(first + n, m, row[6])

@@ -79,8 +79,9 @@ class SocialService:
         #: Bands by birth date, for ``_bands_day`` (band_of).
         self._bands_day: date | None = None
         self._bands: dict[date, Band] = {}
-        #: ``decide_message_now``'s answers by (facts, mode), for ``_decided_under``.
-        self._decided: dict[tuple[Facts, str], Decision | None] = {}
+        #: ``decide_message_now``'s answers by (facts, mode, e2ee available), for
+        #: ``_decided_under``.
+        self._decided: dict[tuple[Facts, str, bool], Decision | None] = {}
         self._decided_under: Policy | None = None
         # Read-modify-write of the social graph happens one at a time.
         self._lock = asyncio.Lock()
@@ -277,7 +278,8 @@ class SocialService:
         # nearly every message repeats one already made: remembered, it costs a lookup.
         if self._decided_under is not self.policy or len(self._decided) >= DECISIONS_REMEMBERED:
             self._decided, self._decided_under = {}, self.policy
-        key = (quick, mode)
+        # (Whether this build can do e2ee at all is part of the mode's answer.)
+        key = (quick, mode, rules.E2EE_AVAILABLE)
         found = self._decided.get(key, _UNDECIDED)
         if found is _UNDECIDED:
             decision = rules.may_message(self.policy, quick)

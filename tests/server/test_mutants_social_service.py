@@ -13,6 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import msgspec
 
+from protocol import policy as policy_rules
 from protocol.frames import ContactEntry, Person
 from protocol.ids import RANDOM_BYTES, time_ordered_id
 from protocol.limits import MAX_SEARCH_RESULTS
@@ -735,9 +736,10 @@ async def test_a_birthdate_changed_outside_is_picked_up_on_reload(world):
     ]
 
 
-async def test_a_remembered_decision_follows_the_facts_and_the_policy(world):
+async def test_a_remembered_decision_follows_the_facts_and_the_policy(world, monkeypatch):
     """`decide_message_now` remembers decisions by (facts, mode, policy): a block, a
-    moderator's restriction or another policy must still change the answer at once."""
+    moderator's restriction, another policy or a build without e2ee must still change the
+    answer at once."""
     social, _, _ = await service(world, ann=ADULT, bob=ADULT2, tia=TEEN14, tom=TEEN16)
     await social.contact_request("tia", "tom")
     await social.respond("tom", "tia", True)
@@ -766,3 +768,7 @@ async def test_a_remembered_decision_follows_the_facts_and_the_policy(world):
     )
     assert social.decide_message_now("bob", "ann", "e2ee") == Decision("refuse", "mode_mismatch")
     assert social.decide_message_now("bob", "ann", "visible") == allowed
+    social.policy = base
+    assert social.decide_message_now("bob", "ann", "e2ee") == allowed
+    monkeypatch.setattr(policy_rules, "E2EE_AVAILABLE", False)
+    assert social.decide_message_now("bob", "ann", "e2ee") == Decision("refuse", "mode_mismatch")

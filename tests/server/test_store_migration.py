@@ -295,3 +295,22 @@ async def test_the_seqs_a_batch_reports_are_the_stored_ones_with_or_without_rese
         assert [r[1] for r in reported] == ["m-1", "m-2", "m-3", "m-4", "m-5"]
     finally:
         await store.close()
+
+
+async def test_the_legal_exports_evidence_reads_the_messages_table_once(tmp_path):
+    """The export's check of which evidence was an encrypted message reads the account's
+    encrypted messages once, not the whole table again for each evidence item."""
+    from server.admin.legal_export_data import EVIDENCE_SQL
+
+    store = SqliteStore(tmp_path / "relay.sqlite3")
+    await store.open()
+    try:
+        params = ("ana", "ana", 0.0, 1.0) * 2
+        async with store.reader.execute(f"EXPLAIN QUERY PLAN {EVIDENCE_SQL}", params) as cur:
+            plan = [(row[0], row[1], row[3]) for row in await cur.fetchall()]
+        materialized = [node for node, _, detail in plan if detail == "MATERIALIZE held"]
+        assert len(materialized) == 1
+        scans = [(parent, detail) for _, parent, detail in plan if "messages" in detail]
+        assert scans == [(materialized[0], "SCAN messages")]  # inside the one materialization
+    finally:
+        await store.close()
