@@ -104,4 +104,7 @@ class FrameWriter:
         """Write what is waiting, then wait while the peer reads too slowly to keep up."""
         self.flush()
         if self._protocol.writing_paused and not self._transport.is_closing():
-            await self._protocol._drain_helper()
+            # Shielded: aiohttp gives every drain of one connection the same waiter, so a
+            # cancelled one (a close's timeout, the end of the answer task) would otherwise
+            # cancel the others' too (the delivery loop's).
+            await asyncio.shield(self._protocol._drain_helper())

@@ -160,3 +160,44 @@ async def test_past_flush_bytes_the_caller_is_told_to_flush() -> None:
         await ws.receive(timeout=5)
         await ws.receive(timeout=5)
     assert seen == [False, True, True]
+
+
+async def test_a_cancelled_drain_leaves_the_others_on_the_connection_waiting() -> None:
+    """aiohttp shares one waiter among a connection's drains: cancelling one (a close's
+    timeout) must not cancel another (the delivery loop's), which goes on once the peer
+    reads."""
+    ready, outcome = asyncio.Event(), asyncio.get_running_loop().create_future()
+    frames = 0
+
+    async def on_socket(
+        ws: web.WebSocketResponse, writer: FrameWriter, t: _CountingTransport
+    ) -> None:
+        nonlocal frames
+        chunk = b"z" * 60_000
+        for _ in range(400):  # until the kernel's buffers are full and writing pauses
+            writer.write(chunk)
+            frames += 1
+            writer.flush()
+            if writer._protocol.writing_paused:  # type: ignore[attr-defined]
+                break
+        cancelled = asyncio.create_task(writer.drain())
+        other = asyncio.create_task(writer.drain())
+        await asyncio.sleep(0.05)  # both wait on the paused socket
+        cancelled.cancel()
+        await asyncio.sleep(0.05)
+        ready.set()  # the peer reads from now on
+        try:
+            await asyncio.wait_for(other, timeout=10)
+            outcome.set_result("drained")
+        except BaseException as exc:  # what it must not be: CancelledError
+            outcome.set_result(type(exc).__name__)
+
+    async with (
+        _server(on_socket) as url,
+        aiohttp.ClientSession() as http,
+        http.ws_connect(url, max_msg_size=0) as ws,
+    ):
+        await asyncio.wait_for(ready.wait(), timeout=10)
+        for _ in range(frames):
+            await ws.receive(timeout=10)
+        assert await asyncio.wait_for(outcome, timeout=10) == "drained"
