@@ -426,6 +426,8 @@ def _dt(ts: float) -> datetime:
 
 
 _ATTACHMENT = msgspec.json.Decoder(AttachmentRef)
+#: Where a row ``write_batch`` inserts holds its time (the column's float).
+_SENT_AT = 6
 
 
 def _message(row: sqlite3.Row | tuple) -> StoredMessage:
@@ -801,7 +803,7 @@ class SqliteStore:
                 # gives them all.
                 first = last - inserted + 1
                 stored = [
-                    _as_stored(first + n, m, row[6])
+                    _as_stored(first + n, m, row[_SENT_AT])
                     for n, (m, row) in enumerate(zip(messages, rows, strict=True))
                 ]
             elif messages:
@@ -821,7 +823,7 @@ class SqliteStore:
                         ).fetchone()
                         stored.append(_message(other))
                     else:
-                        stored.append(_as_stored(seq, found[0], found[1][6]))
+                        stored.append(_as_stored(seq, found[0], found[1][_SENT_AT]))
         except BaseException:
             with contextlib.suppress(sqlite3.OperationalError):
                 db.execute("ROLLBACK")
